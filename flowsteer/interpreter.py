@@ -1,0 +1,295 @@
+"""The one interpreter that defines what a workflow means (DESIGN.md section 3).
+
+* The task is visible to every node; each step receives the previous step's output.
+* A :class:`~flowsteer.ir.Parallel` gives every branch the same input, runs the branches
+  concurrently and yields the tuple of branch outputs (an ensembler reduces it).
+* A :class:`~flowsteer.ir.Conditional` runs its checker; ``on_fail`` runs when the verdict is not a
+  pass (a failed or undecided check), ``on_pass`` (empty = ``done``) when it passes. The checker's
+  output (the checked solution, passed through) feeds the branch that runs.
+* A :class:`~flowsteer.ir.Loop` runs its body up to ``max_iterations`` times and leaves as soon as
+  the last checker executed in an iteration passed.
+* Checker feedback travels downstream with the value, so a later Revise sees the latest verdict.
+* The workflow's answer is the last step's output (no operator overrides it). A workflow that ends
+  in a parallel block answers with the most common branch output.
+
+The LangGraph compiler in ``flowsteer.integrations`` reuses :func:`final_answer`,
+:func:`cache_key` and the operators themselves, and is tested to give the same node outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flowsteer.errors import OperatorError
+from flowsteer.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
+from flowsteer.operators.base import (
+    Operator,
+    OperatorCall,
+    OperatorContext,
+    OperatorResult,
+    Usage,
+    Value,
+)
+from flowsteer.operators.registry import OperatorRegistry, default_registry
+from flowsteer.tasks import Task
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import RunnableConfig
+
+    from flowsteer.sandbox import Sandbox
+
+__all__ = [
+    "Interpreter",
+    "ExecutionResult",
+    "NodeTrace",
+    "NodeCache",
+    "final_answer",
+    "cache_key",
+]
+
+
+@dataclass(frozen=True)
+class NodeTrace:
+    """One operator execution."""
+
+    node_id: str
+    operator: str
+    input: Value
+    prompt: str
+    result: OperatorResult
+    started: float
+    """``time.perf_counter()`` at start (compare within one run only)."""
+    ended: float
+    iteration: int = 0
+    """Loop iteration (0-based) of the innermost enclosing loop; 0 outside loops."""
+    cached: bool = False
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    """The answer of one workflow run plus its per-node trace."""
+
+    answer: str
+    trace: tuple[NodeTrace, ...] = ()
+    error: str | None = None
+    """Set when the run was aborted (an operator raised); node-level errors live in the trace."""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for t in self.trace:
+            if not t.cached:
+                total = total + t.result.usage
+        return total
+
+    @property
+    def node_errors(self) -> list[NodeTrace]:
+        return [t for t in self.trace if t.result.error]
+
+    def outputs(self) -> dict[tuple[str, int], str]:
+        """``(node_id, iteration) -> output`` for every executed node."""
+        return {(t.node_id, t.iteration): t.result.output for t in self.trace}
+
+
+def final_answer(value: Value) -> str:
+    """The workflow answer for a final step value."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if not value:
+        return ""
+    counts = Counter(v.strip() for v in value)
+    best = max(counts.values())
+    return next(v for v in value if counts[v.strip()] == best)
+
+
+def cache_key(task: Task, node: OperatorNode, value: Value, feedback: str | None) -> str:
+    """Content key of one node execution: same operator, prompt, params, input, feedback and task."""
+    payload = json.dumps(
+        [task.key, task.kind, node.operator, node.prompt, dict(node.params), value, feedback],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass
+class NodeCache:
+    """Per-episode memo of node results (the canvas keeps one so unchanged nodes are not re-run)."""
+
+    entries: dict[str, OperatorResult] = field(default_factory=dict)
+    hits: int = 0
+    misses: int = 0
+
+    def get(self, key: str) -> OperatorResult | None:
+        result = self.entries.get(key)
+        if result is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return result
+
+    def put(self, key: str, result: OperatorResult) -> None:
+        if result.error is None:  # failures are retried next time
+            self.entries[key] = result
+
+
+@dataclass
+class _Flow:
+    value: Value
+    feedback: str | None
+
+
+class Interpreter:
+    """Runs workflows with one executor chat model and one sandbox.
+
+    >>> interp = Interpreter(executor=model)                     # doctest: +SKIP
+    >>> result = interp.run(workflow, Task("What is 2+3?"))      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        executor: BaseChatModel,
+        *,
+        sandbox: Sandbox | None = None,
+        registry: OperatorRegistry | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if sandbox is None:
+            from flowsteer.sandbox import Sandbox
+
+            sandbox = Sandbox()
+        self.registry = registry or default_registry()
+        self.context = OperatorContext(model=executor, sandbox=sandbox, options=dict(options or {}))
+        self._operators: dict[str, Operator] = {}
+
+    def operator(self, name: str) -> Operator:
+        """The executable operator for ``name`` (built once per interpreter)."""
+        op = self._operators.get(name)
+        if op is None:
+            op = self.registry.get(name).factory(self.context)
+            self._operators[name] = op
+        return op
+
+    # -- public API --------------------------------------------------------------------------
+    def run(self, workflow: Workflow, task: Task, *, cache: NodeCache | None = None) -> ExecutionResult:
+        return asyncio.run(self.arun(workflow, task, cache=cache))
+
+    async def arun(
+        self,
+        workflow: Workflow,
+        task: Task,
+        *,
+        cache: NodeCache | None = None,
+        config: RunnableConfig | None = None,
+    ) -> ExecutionResult:
+        trace: list[NodeTrace] = []
+        start = time.perf_counter()
+        try:
+            flow = await self._chain(workflow.steps, _Flow(None, None), task, trace, cache, config, 0)
+        except OperatorError as exc:
+            trace.sort(key=lambda t: t.started)
+            return ExecutionResult("", tuple(trace), str(exc), time.perf_counter() - start)
+        trace.sort(key=lambda t: t.started)
+        return ExecutionResult(final_answer(flow.value), tuple(trace), None, time.perf_counter() - start)
+
+    async def run_node(
+        self,
+        node: OperatorNode,
+        task: Task,
+        value: Value,
+        feedback: str | None,
+        *,
+        cache: NodeCache | None = None,
+        config: RunnableConfig | None = None,
+        iteration: int = 0,
+    ) -> NodeTrace:
+        """Execute one operator node (shared with the LangGraph compiler)."""
+        key = cache_key(task, node, value, feedback) if cache is not None else ""
+        started = time.perf_counter()
+        cached = cache.get(key) if cache is not None else None
+        if cached is not None:
+            return NodeTrace(node.id, node.operator, value, node.prompt, cached, started, started,
+                             iteration, cached=True)
+        call = OperatorCall(task=task, input=value, prompt=node.prompt, feedback=feedback,
+                            params=node.params, node_id=node.id)
+        try:
+            result = await self.operator(node.operator).arun(call, config)
+        except OperatorError:
+            raise
+        except Exception as exc:  # a model/backend failure: abort the run, blame the node
+            raise OperatorError(node.id, node.operator, f"{type(exc).__name__}: {exc}") from exc
+        if cache is not None:
+            cache.put(key, result)
+        return NodeTrace(node.id, node.operator, value, node.prompt, result, started,
+                         time.perf_counter(), iteration)
+
+    # -- the semantics -------------------------------------------------------------------------
+    async def _chain(self, chain: Chain, flow: _Flow, task: Task, trace: list[NodeTrace],
+                     cache: NodeCache | None, config: RunnableConfig | None, iteration: int) -> _Flow:
+        for step in chain:
+            flow = await self._step(step, flow, task, trace, cache, config, iteration)
+        return flow
+
+    async def _step(self, step: Step, flow: _Flow, task: Task, trace: list[NodeTrace],
+                    cache: NodeCache | None, config: RunnableConfig | None, iteration: int) -> _Flow:
+        match step:
+            case OperatorNode():
+                t = await self.run_node(step, task, flow.value, flow.feedback, cache=cache,
+                                        config=config, iteration=iteration)
+                trace.append(t)
+                return _advance(flow, t.result)
+            case Parallel(branches=branches):
+                outs = await asyncio.gather(*(
+                    self._chain(b, flow, task, trace, cache, config, iteration) for b in branches
+                ))
+                return _Flow(tuple(final_answer(o.value) for o in outs), flow.feedback)
+            case Conditional(check=check, on_fail=on_fail, on_pass=on_pass):
+                t = await self.run_node(check, task, flow.value, flow.feedback, cache=cache,
+                                        config=config, iteration=iteration)
+                trace.append(t)
+                after = _advance(flow, t.result)
+                branch = on_pass if t.result.verdict is True else on_fail
+                return await self._chain(branch, after, task, trace, cache, config, iteration)
+            case Loop(body=body, max_iterations=count):
+                for i in range(count):
+                    # A private trace per iteration: concurrent branches share ``trace``.
+                    local: list[NodeTrace] = []
+                    flow = await self._chain(body, flow, task, local, cache, config, i)
+                    trace.extend(local)
+                    if last_checker_passed(local, self.registry):
+                        break
+                return flow
+        raise TypeError(f"not a workflow step: {step!r}")
+
+
+def _advance(flow: _Flow, result: OperatorResult) -> _Flow:
+    feedback = result.feedback if result.verdict is not None else flow.feedback
+    return _Flow(result.output, feedback)
+
+
+def last_checker_passed(iteration_trace: list[NodeTrace], registry: OperatorRegistry) -> bool:
+    """Loop exit test: did the last checker executed in this iteration pass?"""
+    for t in reversed(iteration_trace):
+        spec = registry.lookup_case_insensitive(t.operator)
+        if spec is not None and spec.is_checker:
+            return t.result.verdict is True
+    return False
