@@ -1,0 +1,5 @@
+import sys
+
+from flowsteer.cli import main
+
+sys.exit(main())
