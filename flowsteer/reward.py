@@ -1,0 +1,180 @@
+"""The CWRPO reward: a diversity-constrained structure score with conditional release of the answer.
+
+.. code-block:: text
+
+    R       = -1 + R_div + 1[R_div >= release_threshold] * R_answer
+    R_div   = min(1, w_checker*checker + w_format*format + w_min_ops*min_ops + w_structure*structure)
+
+Each component is 0 or 1 and is read from the workflow IR through the operator registry's roles, so
+a user-registered operator earns credit by its role with no other edit:
+
+* ``checker``: the workflow contains an operator of role CHECKING (Verify, Test, Review, ...);
+* ``format``: it contains an operator of role FORMATTING (Format, ...);
+* ``min_ops``: it has at least ``min_operators`` operator leaves (conditional checkers and duplicates
+  included; a loop body counts once, as written);
+* ``structure``: it has a parallel block, a conditional, **or a loop**. The reference implementation
+  matched loops with a regex the DSL never printed, so loop-only workflows could never release the
+  answer term (spec 13.7); here loops earn the credit.
+
+Range: -1 (nothing satisfied) ... 0 (full structure, wrong answer) ... +1 (full structure, correct).
+
+Operator minimums: the reward asks for 6 operators (as the reference reward did) while the canvas's
+finish rule (``FinishConstraints``) asks for 5 by default, so a 5-operator workflow may finish but
+never releases the answer term (spec 13.8, 13.27). Both numbers are configurable; set
+``RewardConfig(min_operators=5)`` to align the reward with the finish rule.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flowsteer.errors import UserError
+from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
+from flowsteer.operators.base import Role
+from flowsteer.operators.registry import OperatorRegistry, default_registry
+
+__all__ = ["RewardConfig", "RewardBreakdown", "StructureSummary", "compute_reward", "summarize_structure"]
+
+logger = logging.getLogger(__name__)
+
+# Sums of float weights (0.2 + 0.2 + 0.2 + 0.4) land a hair off 1.0; compare with this slack.
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Weights and thresholds of the CWRPO reward (defaults follow the paper and reference code)."""
+
+    checker: float = 0.2
+    """Weight of 'has a checking-role operator'."""
+    format: float = 0.2
+    """Weight of 'has a formatting-role operator'."""
+    min_ops: float = 0.2
+    """Weight of 'has at least ``min_operators`` operators'."""
+    structure: float = 0.4
+    """Weight of 'has a parallel, conditional or loop'."""
+    min_operators: int = 6
+    """Operator count that earns ``min_ops`` (the canvas finish rule defaults to 5, see module doc)."""
+    release_threshold: float = 1.0
+    """R_answer is added only when R_div reaches this value (1.0 = full structure, as in the paper)."""
+    loops_count_as_structure: bool = True
+    """Loops earn the structure credit. False reproduces the reference bug 13.7 (for comparisons only)."""
+
+    def __post_init__(self) -> None:
+        weights = {"checker": self.checker, "format": self.format, "min_ops": self.min_ops,
+                   "structure": self.structure}
+        for name, value in weights.items():
+            if not 0.0 <= value <= 1.0:
+                raise UserError(f"RewardConfig.{name} must be a weight in [0, 1], got {value!r}")
+        if self.min_operators < 1:
+            raise UserError(
+                f"RewardConfig.min_operators must be >= 1, got {self.min_operators}; "
+                "use 6 (the paper's reward) or 5 (to match the canvas finish rule)"
+            )
+        if not 0.0 < self.release_threshold <= 1.0:
+            raise UserError(
+                f"RewardConfig.release_threshold must be in (0, 1], got {self.release_threshold!r}; "
+                "1.0 releases R_answer only for a fully diverse workflow (the paper's setting)"
+            )
+        if sum(weights.values()) + _EPS < self.release_threshold:
+            raise UserError(
+                f"RewardConfig weights sum to {sum(weights.values()):.3f}, below release_threshold "
+                f"{self.release_threshold}: the answer term could never be released; raise the weights "
+                "or lower the threshold"
+            )
+
+
+@dataclass(frozen=True)
+class RewardBreakdown:
+    """Every component of one reward computation."""
+
+    total: float
+    """R = -1 + diversity + released * answer, in [-1, 1]."""
+    diversity: float
+    """R_div in [0, 1]."""
+    answer: float
+    """R_answer as given (the scorer's value in [0, 1]), whether released or not."""
+    checker: bool
+    format: bool
+    min_ops: bool
+    structure: bool
+    released: bool
+    """True when R_div reached the release threshold, so the answer term counted."""
+    operator_count: int = 0
+
+
+@dataclass(frozen=True)
+class StructureSummary:
+    """What the reward reads from a workflow."""
+
+    operator_count: int
+    has_checker: bool
+    has_formatter: bool
+    has_parallel: bool
+    has_conditional: bool
+    has_loop: bool
+
+
+def summarize_structure(workflow: Workflow, registry: OperatorRegistry | None = None) -> StructureSummary:
+    """Count operators and detect roles and control structures from the IR (never from DSL text)."""
+    registry = registry or default_registry()
+    count = 0
+    roles: set[Role] = set()
+    kinds: set[type] = set()
+    for ref in workflow.walk():
+        node = ref.node
+        match node:
+            case OperatorNode(operator=name):
+                count += 1
+                spec = registry.lookup_case_insensitive(name)
+                if spec is None:
+                    logger.debug("operator %r is not registered; it counts but earns no role credit", name)
+                else:
+                    roles.add(spec.role)
+            case Parallel() | Conditional() | Loop():
+                kinds.add(type(node))
+    return StructureSummary(
+        operator_count=count,
+        has_checker=Role.CHECKING in roles,
+        has_formatter=Role.FORMATTING in roles,
+        has_parallel=Parallel in kinds,
+        has_conditional=Conditional in kinds,
+        has_loop=Loop in kinds,
+    )
+
+
+def compute_reward(
+    workflow: Workflow,
+    answer_score: float,
+    *,
+    registry: OperatorRegistry | None = None,
+    config: RewardConfig | None = None,
+) -> RewardBreakdown:
+    """The CWRPO reward of a finished workflow whose answer scored ``answer_score`` (in [0, 1])."""
+    config = config or RewardConfig()
+    if not 0.0 <= answer_score <= 1.0:
+        raise UserError(f"answer_score must be in [0, 1] (a Score.value), got {answer_score!r}")
+    summary = summarize_structure(workflow, registry)
+    checker = summary.has_checker
+    fmt = summary.has_formatter
+    min_ops = summary.operator_count >= config.min_operators
+    structure = summary.has_parallel or summary.has_conditional or (
+        summary.has_loop and config.loops_count_as_structure
+    )
+    raw = (config.checker * checker + config.format * fmt + config.min_ops * min_ops
+           + config.structure * structure)
+    diversity = min(1.0, round(raw, 9))
+    released = diversity + _EPS >= config.release_threshold
+    total = -1.0 + diversity + (answer_score if released else 0.0)
+    return RewardBreakdown(
+        total=round(total, 9),
+        diversity=diversity,
+        answer=answer_score,
+        checker=checker,
+        format=fmt,
+        min_ops=min_ops,
+        structure=structure,
+        released=released,
+        operator_count=summary.operator_count,
+    )
