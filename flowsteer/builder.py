@@ -32,8 +32,20 @@ class WorkflowBuilder:
     """
 
     def __init__(self, workflow: Workflow | None = None, *, registry: OperatorRegistry | None = None) -> None:
-        self.registry = registry or default_registry()
+        self._registry = registry
         self._workflow = workflow or Workflow()
+
+    @property
+    def registry(self) -> OperatorRegistry:
+        """The registry used by :meth:`validate` (the default registry, looked up lazily, if none)."""
+        # Lazy so that editing (and dsl.parse without a registry) never needs the built-ins.
+        if self._registry is None:
+            self._registry = default_registry()
+        return self._registry
+
+    @registry.setter
+    def registry(self, value: OperatorRegistry) -> None:
+        self._registry = value
 
     # -- reading ---------------------------------------------------------------------------
     @property

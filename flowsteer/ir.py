@@ -61,6 +61,11 @@ class OperatorNode:
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", _frozen_mapping(self.params))
 
+    def __hash__(self) -> int:
+        # The generated hash would hash the (unhashable) params mapping; equal nodes have equal
+        # operator/prompt/id, so leaving params out keeps hash consistent with ==.
+        return hash((self.operator, self.prompt, self.id))
+
 
 @dataclass(frozen=True)
 class Parallel:
