@@ -26,17 +26,15 @@ never releases the answer term (spec 13.8, 13.27). Both numbers are configurable
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from flowsteer.errors import UserError
-from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
+from flowsteer.graph import stats
+from flowsteer.ir import Workflow
 from flowsteer.operators.base import Role
-from flowsteer.operators.registry import OperatorRegistry, default_registry
+from flowsteer.operators.registry import OperatorRegistry
 
-__all__ = ["RewardConfig", "RewardBreakdown", "StructureSummary", "compute_reward", "summarize_structure"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["RewardConfig", "RewardBreakdown", "compute_reward"]
 
 # Sums of float weights (0.2 + 0.2 + 0.2 + 0.4) land a hair off 1.0; compare with this slack.
 _EPS = 1e-9
@@ -104,46 +102,6 @@ class RewardBreakdown:
     operator_count: int = 0
 
 
-@dataclass(frozen=True)
-class StructureSummary:
-    """What the reward reads from a workflow."""
-
-    operator_count: int
-    has_checker: bool
-    has_formatter: bool
-    has_parallel: bool
-    has_conditional: bool
-    has_loop: bool
-
-
-def summarize_structure(workflow: Workflow, registry: OperatorRegistry | None = None) -> StructureSummary:
-    """Count operators and detect roles and control structures from the IR (never from DSL text)."""
-    registry = registry or default_registry()
-    count = 0
-    roles: set[Role] = set()
-    kinds: set[type] = set()
-    for ref in workflow.walk():
-        node = ref.node
-        match node:
-            case OperatorNode(operator=name):
-                count += 1
-                spec = registry.lookup_case_insensitive(name)
-                if spec is None:
-                    logger.debug("operator %r is not registered; it counts but earns no role credit", name)
-                else:
-                    roles.add(spec.role)
-            case Parallel() | Conditional() | Loop():
-                kinds.add(type(node))
-    return StructureSummary(
-        operator_count=count,
-        has_checker=Role.CHECKING in roles,
-        has_formatter=Role.FORMATTING in roles,
-        has_parallel=Parallel in kinds,
-        has_conditional=Conditional in kinds,
-        has_loop=Loop in kinds,
-    )
-
-
 def compute_reward(
     workflow: Workflow,
     answer_score: float,
@@ -155,9 +113,9 @@ def compute_reward(
     config = config or RewardConfig()
     if not 0.0 <= answer_score <= 1.0:
         raise UserError(f"answer_score must be in [0, 1] (a Score.value), got {answer_score!r}")
-    summary = summarize_structure(workflow, registry)
-    checker = summary.has_checker
-    fmt = summary.has_formatter
+    summary = stats(workflow, registry)  # read from the IR through the registry's roles
+    checker = summary.role_counts.get(Role.CHECKING.value, 0) > 0
+    fmt = summary.role_counts.get(Role.FORMATTING.value, 0) > 0
     min_ops = summary.operator_count >= config.min_operators
     structure = summary.has_parallel or summary.has_conditional or (
         summary.has_loop and config.loops_count_as_structure

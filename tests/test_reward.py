@@ -9,7 +9,8 @@ from flowsteer.errors import UserError
 from flowsteer.ir import Workflow
 from flowsteer.operators.base import Role
 from flowsteer.operators.registry import OperatorSpec
-from flowsteer.reward import RewardConfig, compute_reward, summarize_structure
+from flowsteer.graph import stats
+from flowsteer.reward import RewardConfig, compute_reward
 
 
 def build(registry, *steps) -> Workflow:
@@ -91,8 +92,9 @@ def test_user_registered_operator_earns_credit_by_role(toy_registry):
     registry.register(OperatorSpec("UnitCheck", Role.CHECKING, "runs unit checks", any_factory))
     registry.register(OperatorSpec("Polish", Role.FORMATTING, "polishes", any_factory))
     wf = build(registry, "Plan", "Programmer", "Custom", ("cond", "UnitCheck", ["Revise"]), "Polish")
-    s = summarize_structure(wf, registry)
-    assert s.has_checker and s.has_formatter and s.has_conditional and s.operator_count == 6
+    r = compute_reward(wf, 0.5, registry=registry)
+    assert r.checker and r.format and r.structure and r.operator_count == 6
+    assert stats(wf, registry).has_conditional
     assert compute_reward(wf, 0.5, registry=registry).total == pytest.approx(0.5)
 
 
