@@ -186,7 +186,13 @@ def _remove(chain: Chain, node_id: str) -> Chain:
     for step in chain:
         if step.id == node_id:
             continue
-        out.append(_descend(step, lambda c: _remove(c, node_id)))
+        pruned = _descend(step, lambda c: _remove(c, node_id))
+        if isinstance(step, Parallel) and isinstance(pruned, Parallel):
+            # a branch whose only node was deleted disappears (an empty branch means nothing);
+            # a block left with one branch is reported by validation
+            kept = tuple(new for old, new in zip(step.branches, pruned.branches, strict=True) if new or not old)
+            pruned = replace(pruned, branches=kept)
+        out.append(pruned)
     return tuple(out)
 
 

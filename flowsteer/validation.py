@@ -45,7 +45,8 @@ def validate(workflow: Workflow | Chain, registry: OperatorRegistry | None = Non
     _check_chain(steps, registry, out, inside_parallel=False, after_parallel=False)
     seen: dict[str, int] = {}
     wf = workflow if isinstance(workflow, Workflow) else Workflow(steps)
-    for node_id in wf.ids():
+    # getattr: a non-step value (already reported as not_a_step) has no id
+    for node_id in (getattr(ref.node, "id", "") for ref in wf.walk()):
         if node_id:
             seen[node_id] = seen.get(node_id, 0) + 1
     for node_id, count in seen.items():
@@ -109,7 +110,11 @@ def _check_chain(
                 if not body:
                     out.append(Violation("empty_loop", "a loop body is empty; give it at least one "
                                          "operator, e.g. '(Review -> Revise) * 3'", step.id))
-                if not MIN_LOOP_ITERATIONS <= count <= MAX_LOOP_ITERATIONS:
+                if (
+                    not isinstance(count, int)
+                    or isinstance(count, bool)
+                    or not MIN_LOOP_ITERATIONS <= count <= MAX_LOOP_ITERATIONS
+                ):
                     out.append(Violation(
                         "loop_count",
                         f"loop count {count} is out of range; use {MIN_LOOP_ITERATIONS}.."
