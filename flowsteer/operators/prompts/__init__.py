@@ -1,0 +1,1 @@
+"""System prompts of the built-in operators (package data read with importlib.resources)."""

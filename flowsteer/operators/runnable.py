@@ -1,0 +1,72 @@
+"""Operators as LangChain runnables: ``OperatorCall -> OperatorResult`` with invoke/ainvoke/batch.
+
+The runnable opens a chain run named after the operator and hands the child config to the
+operator, which passes it to the executor chat model, so callback handlers (LangSmith tracing,
+token counters) see the model call nested under the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from flowsteer.errors import UserError
+from flowsteer.operators.base import Operator, OperatorCall, OperatorResult
+
+__all__ = ["OperatorRunnable", "run_sync"]
+
+T = TypeVar("T")
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from synchronous code, also when an event loop is running
+    in this thread (then it runs in a worker thread with its own loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+class OperatorRunnable(Runnable[OperatorCall, OperatorResult]):
+    """A :class:`~flowsteer.operators.base.Operator` as a LangChain ``Runnable``.
+
+    >>> runnable = interpreter.operator("Plan").as_runnable()              # doctest: +SKIP
+    >>> runnable.invoke(OperatorCall(task=task, input=None))               # doctest: +SKIP
+    """
+
+    def __init__(self, operator: Operator, *, name: str | None = None) -> None:
+        if not isinstance(operator, Operator):
+            raise UserError(f"OperatorRunnable wraps a flowsteer Operator, got {type(operator).__name__}")
+        self.operator = operator
+        self.name = name or operator.name or type(operator).__name__
+
+    @property
+    def InputType(self) -> type[OperatorCall]:  # noqa: N802 (langchain-core's name)
+        return OperatorCall
+
+    @property
+    def OutputType(self) -> type[OperatorResult]:  # noqa: N802
+        return OperatorResult
+
+    async def _run(self, call: OperatorCall, run_manager: AsyncCallbackManagerForChainRun,
+                   config: RunnableConfig) -> OperatorResult:
+        if not isinstance(call, OperatorCall):
+            raise UserError(f"{self.name} expects an OperatorCall, got {type(call).__name__}; build one "
+                            "with OperatorCall(task=..., input=..., prompt=...)")
+        return await self.operator.arun(call, config)
+
+    async def ainvoke(self, input: OperatorCall, config: RunnableConfig | None = None,
+                      **kwargs: Any) -> OperatorResult:
+        """Run the operator once (async); ``config`` callbacks reach the executor model."""
+        return await self._acall_with_config(self._run, input, config, run_type="chain")
+
+    def invoke(self, input: OperatorCall, config: RunnableConfig | None = None, **kwargs: Any) -> OperatorResult:
+        """Run the operator once (sync)."""
+        return run_sync(self.ainvoke(input, config, **kwargs))
