@@ -1,0 +1,83 @@
+"""Batch building from token records: masks, EOS, feedback, rows, and the policy log-probs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from flowsteer.training.batch import build_batch, trajectory_rows  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Rec:
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    logprobs: list[float]
+
+
+EOS = 99
+
+
+def test_multi_turn_trajectory_masks_prompt_and_feedback_trains_completions_and_eos():
+    turn1 = Rec([1, 2, 3], [10, 11, EOS], [-0.1, -0.2, -0.3])
+    # the next context = previous context + completion + canvas feedback [50, 51] + template [4]
+    turn2 = Rec([1, 2, 3, 10, 11, EOS, 50, 51, 4], [12, EOS], [-0.4, -0.5])
+    rows = trajectory_rows([turn1, turn2])
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.input_ids == (1, 2, 3, 10, 11, EOS, 50, 51, 4, 12, EOS)
+    assert row.loss_mask == (0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1)
+    assert row.engine_logprobs == pytest.approx((0, 0, 0, -0.1, -0.2, -0.3, 0, 0, 0, -0.4, -0.5))
+    # the end-of-sequence token the engine sampled is a trained token
+    assert row.loss_mask[row.input_ids.index(EOS)] == 1
+
+
+def test_a_rewritten_history_starts_a_new_row_of_the_same_trajectory():
+    turn1 = Rec([1, 2, 3], [10, EOS], [-0.1, -0.2])
+    turn2 = Rec([1, 7, 8], [12, EOS], [-0.3, -0.4])  # summarised history: not a prefix extension
+    rows = trajectory_rows([turn1, None, turn2])
+    assert [r.input_ids for r in rows] == [(1, 2, 3, 10, EOS), (1, 7, 8, 12, EOS)]
+    capped = trajectory_rows([turn1, Rec([1, 2, 3, 10, EOS, 5], [6], [-1.0])], max_row_tokens=6)
+    assert len(capped) == 2
+    with pytest.raises(ValueError, match="log-prob"):
+        trajectory_rows([Rec([1], [2, 3], [-0.1])])
+
+
+def test_build_batch_pads_and_indexes_trajectories():
+    a = [Rec([1, 2], [3, EOS], [-1.0, -2.0])]
+    b = [Rec([1], [5, EOS], [-0.5, -0.6]), Rec([9, 9], [7], [-0.7])]
+    empty: list = [None]
+    batch = build_batch([a, empty, b], [1.0, 0.0, -1.0], pad_token_id=0)
+    assert batch.episode_index == (0, 2)  # the episode without tokens has no rows
+    assert batch.input_ids.tolist() == [[1, 2, 3, EOS], [1, 5, EOS, 0], [9, 9, 7, 0]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 0]]
+    assert batch.loss_mask.tolist() == [[0, 0, 1, 1], [0, 1, 1, 0], [0, 0, 1, 0]]
+    assert batch.seq_index.tolist() == [0, 1, 1]
+    assert batch.advantages.tolist() == [1.0, -1.0, -1.0]
+    assert batch.num_seqs == 2 and batch.num_tokens == 5
+    sub = batch.select([1])
+    assert sub.input_ids.tolist() == [[1, 5, EOS], [9, 9, 7]]
+    assert sub.seq_index.tolist() == [0, 0] and sub.episode_index == (2,)
+
+
+def test_policy_logprobs_align_with_tokens_and_match_the_sampler():
+    from flowsteer.testing.tiny import build_tiny_model, build_tiny_tokenizer
+    from flowsteer.training.policy import token_logprobs
+
+    tok = build_tiny_tokenizer()
+    model = build_tiny_model(tok, seed=1)
+    ids = torch.tensor([[5, 6, 7, 8], [5, 6, 9, 0]])
+    attn = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    lp = token_logprobs(model, ids, attn, temperature=0.5)
+    assert lp.shape == (2, 4) and lp[:, 0].abs().sum() == 0
+    with torch.no_grad():
+        logits = model(input_ids=ids[:1, :3]).logits[0, -1] / 0.5
+    expected = torch.log_softmax(logits, -1)[8]
+    assert lp[0, 3].item() == pytest.approx(expected.item(), abs=1e-5)
+    # right padding does not change the real tokens' log-probs
+    alone = token_logprobs(model, ids[1:, :3], attn[1:, :3], temperature=0.5)
+    assert torch.allclose(alone, lp[1:, :3], atol=1e-5)
