@@ -280,7 +280,8 @@ def _with_ids(steps: Chain, next_id: int | None) -> Workflow:
     def fill(step: Step) -> Step:
         step = replace(step, id=step.id or fresh())  # the parent first: pre-order, like the builder
         if isinstance(step, Conditional):
-            step = replace(step, check=fill(step.check))
+            check = step.check
+            step = replace(step, check=replace(check, id=check.id or fresh()))
         return _descend(step, lambda chain: tuple(fill(s) for s in chain))
 
     filled = tuple(fill(s) for s in steps)

@@ -120,6 +120,11 @@ def _flatten(groups: list[tuple[Step, ...]]) -> Chain:
     return tuple(step for group in groups for step in group)
 
 
+def _drop_missing(pair: tuple[Parallel, OperatorNode | None]) -> tuple[Step, ...]:
+    block, ensembler = pair
+    return (block,) if ensembler is None else (block, ensembler)
+
+
 class _ChainFactory:
     """Builds (and caches per depth) the mutually recursive strategies."""
 
@@ -159,7 +164,7 @@ class _ChainFactory:
         if self.ensemblers is None:
             return block.map(lambda p: (p,))
         follower = st.one_of(st.none(), self.ensemblers)
-        return st.tuples(block, follower).map(lambda pair: pair[:1] if pair[1] is None else pair)
+        return st.tuples(block, follower).map(_drop_missing)
 
     def _conditional(self, inner: st.SearchStrategy[Chain]) -> st.SearchStrategy[tuple[Step, ...]]:
         assert self.checkers is not None
