@@ -1,0 +1,199 @@
+"""Applying canvas actions to a workflow: the edit either yields a new valid workflow or a reason.
+
+Edits go through :class:`~flowsteer.builder.WorkflowBuilder` (monotonic ids, nested deletes) on a
+copy; a builder error or any validation violation refuses the edit and leaves the workflow as it
+was. A refusal is the model's mistake, so it is a message, never an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from flowsteer.builder import WorkflowBuilder
+from flowsteer.canvas.actions import (
+    Action,
+    AddConditional,
+    AddLoop,
+    AddOperator,
+    AddParallel,
+    Delete,
+    Finish,
+    Modify,
+    SetPrompt,
+)
+from flowsteer.canvas.feedback import PromptRequest
+from flowsteer.errors import ParseFailure, UserError
+from flowsteer.interpreter import ExecutionResult
+from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Step, Workflow, iter_steps
+from flowsteer.operators.registry import OperatorRegistry
+
+__all__ = ["Edit", "EditOutcome", "Editor", "node_context"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """The result of applying one action: ``workflow`` is None when the edit was refused."""
+
+    workflow: Workflow | None
+    message: str
+    requests: tuple[PromptRequest, ...] = ()
+
+
+@dataclass(frozen=True)
+class EditOutcome:
+    """What one turn did, before the canvas turns it into a StepInfo and feedback."""
+
+    accepted: bool
+    message: str
+    action: Action | None = None
+    parse_failure: ParseFailure | None = None
+    execution: ExecutionResult | None = None
+    finished: bool = False
+    prompt: str | None = None
+
+
+def node_context(workflow: Workflow, node_id: str) -> str:
+    """Where a node sits, for prompt requests: ``"parallel branch 2/3 of node_4"`` ("" at top level)."""
+    parent = workflow.parent_of(node_id)
+    match parent:
+        case Parallel(branches=branches):
+            for k, branch in enumerate(branches, 1):
+                if _holds(branch, node_id):
+                    return f"parallel branch {k}/{len(branches)} of {parent.id}"
+        case Conditional(check=check, on_fail=on_fail):
+            if check.id == node_id:
+                return f"condition (checker) of {parent.id}: its verdict picks the branch"
+            side = "fails" if _holds(on_fail, node_id) else "passes"
+            return f"run when the check of {parent.id} {side}"
+        case Loop(body=body):
+            for i, step in enumerate(body, 1):
+                if step.id == node_id:
+                    return f"loop body step {i}/{len(body)} of {parent.id}"
+    return ""
+
+
+def _holds(chain: tuple[Step, ...], node_id: str) -> bool:
+    return any(ref.node.id == node_id for ref in iter_steps(chain))
+
+
+class Editor:
+    """Applies actions (except finish) to workflows for one registry."""
+
+    def __init__(self, registry: OperatorRegistry, max_nodes: int) -> None:
+        self.registry = registry
+        self.max_nodes = max_nodes
+
+    def with_prompt(self, workflow: Workflow, node_id: str, prompt: str) -> Workflow:
+        """``workflow`` with a node's prompt replaced (the node is known to exist)."""
+        builder = WorkflowBuilder(workflow, registry=self.registry)
+        builder.set_prompt(node_id, prompt)
+        return builder.workflow
+
+    def apply(self, workflow: Workflow, action: Action, min_prompt: int, max_prompt: int) -> Edit:
+        match action:
+            case AddOperator():
+                return self._add_operator(workflow, action, min_prompt, max_prompt)
+            case AddParallel(operators=ops):
+                return self._add_structure(workflow, lambda b: b.add_parallel([[o] for o in ops]),
+                                           f"parallel block of {', '.join(ops)}")
+            case AddConditional(condition=cond, on_fail=on_fail, on_pass=on_pass):
+                shown = f"{cond} ? {on_fail} : {on_pass or 'done'}"
+                return self._add_structure(workflow, lambda b: b.add_conditional(cond, on_fail, on_pass),
+                                           f"conditional {shown}")
+            case AddLoop(operators=ops, count=count):
+                return self._add_structure(workflow, lambda b: b.add_loop(list(ops), count),
+                                           f"loop ({' -> '.join(ops)}) * {count}")
+            case Delete(target=target):
+                return self._delete(workflow, target)
+            case Modify(target=target, operator=op):
+                return self._modify(workflow, target, op)
+            case SetPrompt(target=target, prompt=prompt):
+                prompt = prompt.strip()
+                if len(prompt) < min_prompt:
+                    return Edit(None, f"the prompt is too short (at least {min_prompt} characters): "
+                                f"<action>set_prompt</action><target>{target}</target><prompt>TEXT</prompt>")
+                result = self._edit(workflow, lambda b: b.set_prompt(target, prompt[:max_prompt]))
+                if isinstance(result, str):
+                    return Edit(None, result)
+                return Edit(result[0], f"Prompt of {target} updated;")
+            case Finish():
+                raise UserError("finish is handled by the canvas, not the editor")
+        raise UserError(f"{action!r} is not a canvas action")
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _edit(self, workflow: Workflow, change: Callable[[WorkflowBuilder], T]) -> tuple[Workflow, T] | str:
+        builder = WorkflowBuilder(workflow, registry=self.registry)
+        try:
+            value = change(builder)
+        except UserError as exc:
+            return str(exc)
+        violations = builder.validate()
+        if violations:
+            return "; ".join(str(v) for v in violations)
+        new = builder.workflow
+        if len(new.ids()) > self.max_nodes:
+            return (f"the canvas holds at most {self.max_nodes} nodes; delete something or finish "
+                    "instead of adding")
+        return new, value
+
+    def _requests(self, workflow: Workflow, node_ids: list[str]) -> tuple[PromptRequest, ...]:
+        out = []
+        for i, node_id in enumerate(node_ids, 1):
+            node = workflow.find(node_id)
+            operator = node.operator if isinstance(node, OperatorNode) else ""
+            out.append(PromptRequest(node_id, operator, i, len(node_ids), node_context(workflow, node_id)))
+        return tuple(out)
+
+    def _add_operator(self, workflow: Workflow, action: AddOperator, min_prompt: int, max_prompt: int) -> Edit:
+        top = len(workflow.steps)
+        pos = action.position
+        if pos is not None and not 1 <= pos <= top + 1:
+            return Edit(None, f"position {pos} is out of range; use 1..{top + 1} (1 puts the operator "
+                        "first, omit <position> to append)")
+        inline = (action.prompt or "").strip()[:max_prompt]
+        if len(inline) < min_prompt:
+            inline = ""
+        result = self._edit(workflow, lambda b: b.add(
+            action.operator, prompt=inline, position=None if pos is None else pos - 1))
+        if isinstance(result, str):
+            return Edit(None, result)
+        new, node_id = result
+        where = f" at position {pos}" if pos is not None else ""
+        if inline:
+            return Edit(new, f"Added {action.operator} as {node_id}{where} with its prompt;")
+        note = " (the inline prompt was too short)" if action.prompt else ""
+        return Edit(new, f"Added {action.operator} as {node_id}{where}{note}.", self._requests(new, [node_id]))
+
+    def _add_structure(self, workflow: Workflow, change: Callable[[WorkflowBuilder], str], what: str) -> Edit:
+        result = self._edit(workflow, change)
+        if isinstance(result, str):
+            return Edit(None, result)
+        new, structure_id = result
+        step = new.find(structure_id)
+        assert step is not None
+        children = [ref.node.id for ref in iter_steps((step,)) if isinstance(ref.node, OperatorNode)]
+        return Edit(new, f"Added {what} as {structure_id}; each of its {len(children)} operators needs "
+                    "a prompt.", self._requests(new, children))
+
+    def _delete(self, workflow: Workflow, target: str) -> Edit:
+        result = self._edit(workflow, lambda b: b.delete(target))
+        if isinstance(result, str):
+            parent = workflow.parent_of(target) if workflow.find(target) is not None else None
+            if parent is not None and parent.id not in result:
+                result += f". To remove the whole structure, delete {parent.id}"
+            return Edit(None, result)
+        return Edit(result[0], f"Deleted {target};")
+
+    def _modify(self, workflow: Workflow, target: str, operator: str) -> Edit:
+        node = workflow.find(target)
+        old = node.operator if isinstance(node, OperatorNode) else ""
+        result = self._edit(workflow, lambda b: b.modify(target, operator))
+        if isinstance(result, str):
+            return Edit(None, result)
+        new = result[0]
+        return Edit(new, f"Changed {target} from {old} to {operator}.",
+                    self._requests(new, [target]))

@@ -1,0 +1,1 @@
+"""Package data: the canvas's director-facing texts (read with importlib.resources)."""
