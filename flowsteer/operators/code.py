@@ -76,12 +76,12 @@ class Programmer(LLMOperator):
         for attempt in range(1, attempts + 1):
             raw, used = await self.ask(self.messages(call, extra), config)
             usage = usage + used
-            found = extract_code(raw)
-            if found is None:
-                error = "no Python code in the reply; answer with the program inside <code>...</code>"
+            written = self.parse(raw, call)
+            if written.error is not None:
+                error = written.error
                 extra = [(SECTION_PREVIOUS_ATTEMPT, f"{raw.strip()[:1500]}\n\nError: {error}")]
                 continue
-            code = found
+            code = written.output
             result = await self._execute(code, call)
             if result.error is None:
                 data = {**result.data, "code": code, "attempts": attempt, "raw": raw}
@@ -90,6 +90,14 @@ class Programmer(LLMOperator):
             extra = [(SECTION_PREVIOUS_ATTEMPT, f"```python\n{code}\n```\nError: {error}")]
         return OperatorResult(output=code, usage=usage, data={"code": code, "attempts": attempts, "raw": raw},
                               error=f"program failed after {attempts} attempt(s): {error}")
+
+    def parse(self, text: str, call: OperatorCall) -> OperatorResult:
+        """The program in a reply (not yet run)."""
+        code = extract_code(text)
+        if code is None:
+            return OperatorResult(output="", error="no Python code in the reply; answer with the program "
+                                  "inside <code>...</code>")
+        return OperatorResult(output=code, data={"code": code})
 
     async def _execute(self, code: str, call: OperatorCall) -> OperatorResult:
         timeout = call.params.get("timeout")
