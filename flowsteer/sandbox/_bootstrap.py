@@ -1,0 +1,297 @@
+"""The program the sandbox child runs before (and around) the untrusted code.
+
+This file is never imported by the library: its source is handed to ``python -I -c`` in the child,
+so it may use the standard library only. ``sys.argv[1]`` is a JSON configuration written by
+:mod:`flowsteer.sandbox._process`.
+
+Order of events in the child (all before any untrusted byte runs):
+
+1. enter fresh Linux namespaces when the parent's probe said they work (an unprivileged user
+   namespace holding a network namespace, so the program sees no network interface but loopback,
+   and a PID namespace, so the program is PID 1 of its own tree and the kernel kills every process
+   it left behind when it exits);
+2. without a network namespace, replace ``socket.socket`` & co. by a function raising
+   ``PermissionError`` (a best-effort guard against accidents, not isolation: ``ctypes`` or
+   ``_socket`` get around it);
+3. read the sources and unlink them, so hidden tests cannot be read from disk by the candidate;
+4. lower the resource limits (the child cannot raise them again);
+5. fork: the parent stays behind as a small supervisor relaying the exit status, so that
+   ``os.getppid()`` in the program is not the library's process;
+6. run each source in one shared ``__main__`` namespace; report the outcome on the status fd.
+"""
+
+import json
+import os
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+
+
+def _libc():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _blocked_parent(path):
+    """The highest ancestor of ``path`` other users cannot traverse, and the child leading on."""
+    parts = path.strip("/").split("/")
+    current = "/"
+    for part in parts:
+        if os.stat(current).st_mode & 0o001 == 0:
+            return current, part
+        current = os.path.join(current, part)
+    return None
+
+
+def _expose_interpreter(libc):
+    """Make the interpreter reachable for an unprivileged uid in a private mount namespace.
+
+    A root-owned install under a private directory (``/root/.pyenv``, mode 0700 ``/root``) cannot be
+    traversed once privileges are dropped: cover the blocking directory with a tmpfs and bind the one
+    entry we need back into it (which also hides the rest of that directory from the program).
+    """
+    if libc.unshare(CLONE_NEWNS) != 0 or libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        raise OSError("cannot create a private mount namespace")
+    needed = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.executable)}
+    covers = {}
+    for path in sorted(needed):
+        found = _blocked_parent(path)
+        if found:
+            covers.setdefault(found[0], set()).add(found[1])
+    for parent, children in covers.items():
+        handles = {child: os.open(os.path.join(parent, child), os.O_PATH) for child in children}
+        if libc.mount(b"tmpfs", parent.encode(), b"tmpfs", 0, b"mode=0755") != 0:
+            raise OSError(f"cannot mount a tmpfs on {parent}")
+        for child, fd in handles.items():
+            target = os.path.join(parent, child)
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                os.mkdir(target)
+            else:
+                open(target, "w").close()
+            source = f"/proc/self/fd/{fd}".encode()
+            if libc.mount(source, target.encode(), None, MS_BIND | MS_REC, None) != 0:
+                raise OSError(f"cannot bind {target}")
+            os.close(fd)
+
+
+def _drop_privileges(drop):
+    libc = _libc()
+    _expose_interpreter(libc)
+    os.setgroups([])
+    os.setresgid(drop, drop, drop)
+    os.setresuid(drop, drop, drop)
+
+
+def _unshare(flags):
+    if not flags:
+        return 0
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(flags) != 0:
+        return 0
+    return flags
+
+
+def _guard_network():
+    import socket
+
+    def refused(*args, **kwargs):
+        raise PermissionError("network access is disabled in the FlowSteer sandbox")
+
+    for name in ("socket", "create_connection", "create_server", "socketpair", "fromfd", "getaddrinfo"):
+        setattr(socket, name, refused)
+
+
+def _apply_limits(limits):
+    import resource
+
+    for name, (soft, hard) in limits.items():
+        try:
+            resource.setrlimit(getattr(resource, name), (soft, hard))
+        except (ValueError, OSError):
+            pass
+
+
+def _report(fd, record):
+    if fd < 0:
+        return
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    except OSError:
+        pass
+
+
+def _flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def _exit_code(exc):
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        print(code, file=sys.stderr)
+    except Exception:
+        pass
+    return 1
+
+
+def _run_program(programs, status_fd):
+    import traceback
+
+    import types
+
+    module = types.ModuleType("__main__")
+    sys.modules["__main__"] = module
+    namespace = module.__dict__
+    try:
+        for filename, code in programs:
+            exec(code, namespace)
+    except SystemExit as exc:
+        _report(status_fd, {"event": "exit", "code": _exit_code(exc)})
+        _flush()
+        os._exit(_exit_code(exc))
+    except BaseException as exc:  # the program's own failure, reported, never re-raised here
+        _report(status_fd, {"event": "error", "type": type(exc).__name__, "message": _safe_str(exc)})
+        try:
+            traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
+        except BaseException:
+            pass
+        _flush()
+        os._exit(1)
+    _report(status_fd, {"event": "done"})
+    _flush()
+    os._exit(0)
+
+
+def _safe_str(exc):
+    try:
+        return str(exc)[:2000]
+    except BaseException:
+        return "<unprintable exception>"
+
+
+def _compile_all(paths):
+    programs = []
+    for path in paths:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            source = handle.read()
+        os.unlink(path)
+        programs.append((os.path.basename(path), source))
+    compiled = []
+    for filename, source in programs:
+        compiled.append((filename, compile(source, filename, "exec")))
+    return compiled
+
+
+def _supervise(child):
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except ChildProcessError:
+            os._exit(70)
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 70)
+
+
+def _fork(status_fd):
+    try:
+        return os.fork()
+    except OSError as exc:
+        _report(status_fd, {"event": "error", "type": "OSError", "message": f"fork failed: {exc}"})
+        os._exit(71)
+
+
+def _init(child):
+    """PID 1 of the run's namespace: reap orphans until the program ends, then report its status."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(70)
+        except InterruptedError:
+            continue
+        if pid == child:
+            if os.WIFSIGNALED(status):
+                os._exit(128 + os.WTERMSIG(status))  # the shell convention; the parent decodes it
+            os._exit(os.waitstatus_to_exitcode(status))
+
+
+def main():
+    config = json.loads(sys.argv[1])
+    if config.get("drop") is not None:
+        _drop_privileges(config["drop"])
+        if config.get("exec"):
+            os.execv(config["exec"][0], config["exec"])
+    entered = _unshare(config["unshare"])
+    _report(config["status_fd"], {"event": "start", "namespaces": entered})
+    if config["guard_network"] and not entered & CLONE_NEWNET:
+        _guard_network()
+    status_fd = config["status_fd"]
+    try:
+        programs = _compile_all(config["sources"])
+    except SyntaxError as exc:
+        import traceback
+
+        _report(status_fd, {"event": "error", "type": type(exc).__name__, "message": _safe_str(exc)})
+        traceback.print_exception(type(exc), exc, None)
+        _flush()
+        os._exit(1)
+    limits = dict(config["rlimits"])
+    if config["nproc"] and (config["own_uid"] or entered & CLONE_NEWUSER):
+        # RLIMIT_NPROC counts every process of the uid (in this user namespace): only meaningful
+        # when the run has a uid or a user namespace of its own.
+        limits["RLIMIT_NPROC"] = (config["nproc"], config["nproc"])
+    _apply_limits(limits)
+    if config["supervise"] or entered & CLONE_NEWPID:
+        supervisor = os.getpid()
+        child = _fork(status_fd)
+        if child:
+            _supervise(child)
+        import ctypes
+
+        # The program dies with its supervisor (which the parent kills on timeout).
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+        if not entered & CLONE_NEWPID and os.getppid() != supervisor:
+            os._exit(72)  # the supervisor died before the death signal was armed
+        if entered & CLONE_NEWPID:
+            # We are PID 1 of the new namespace. PID 1 ignores signals it has no handler for, so
+            # the program runs as PID 2 with normal signal semantics; when PID 1 exits, the kernel
+            # kills everything left in the namespace.
+            child = _fork(status_fd)
+            if child:
+                _init(child)
+    import ctypes
+
+    ctypes.CDLL(None).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    sys.argv = ["program.py"]
+    _run_program(programs, status_fd)
+
+
+main()

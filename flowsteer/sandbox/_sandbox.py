@@ -1,0 +1,169 @@
+"""The :class:`Sandbox`: run untrusted Python in a separate, limited process and describe the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+from flowsteer.errors import UserError
+from flowsteer.sandbox._probe import probe
+from flowsteer.sandbox._process import Features, RunHandle, build_result, execute
+from flowsteer.sandbox._types import SandboxLimits, SandboxMode, SandboxResult
+
+__all__ = ["Sandbox", "check_program"]
+
+_instances = itertools.count()
+_HUMANEVAL_CHECK = re.compile(r"^def\s+check\s*\(", re.MULTILINE)
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_program(tests: str | Sequence[str], entry_point: str | None) -> str:
+    """The test source run after the candidate code.
+
+    * HumanEval style (``def check(candidate)``): the tests plus ``check(<entry_point>)``.
+    * MBPP style (a list of ``assert`` lines) or plain assert code: the asserts as they are.
+    """
+    text = tests if isinstance(tests, str) else "\n".join(tests)
+    if entry_point is not None and not _IDENTIFIER.match(entry_point):
+        raise UserError(f"entry_point must be a Python identifier (the function name), got {entry_point!r}")
+    if entry_point and _HUMANEVAL_CHECK.search(text):
+        text = f"{text}\n\ncheck({entry_point})\n"
+    return text
+
+
+class Sandbox:
+    """Runs untrusted Python code out of the library's process.
+
+    Each run is a fresh ``python -I`` in a new temporary directory (removed afterwards) with a
+    scrubbed environment, CPU/memory/file-size/process limits, stdin closed unless given, capped
+    output and a wall-clock timeout that kills the whole process tree. ``mode="auto"`` uses
+    bubblewrap when it works here and the process sandbox otherwise; :attr:`mode_in_effect` says
+    which. See :mod:`flowsteer.sandbox._process` for the layers and what each guarantees.
+
+    At most ``max_concurrency`` programs of one instance run at once (sync and async calls share the
+    limit).
+    """
+
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        mode: SandboxMode = "auto",
+        *,
+        max_concurrency: int | None = None,
+    ) -> None:
+        if mode not in ("auto", "bwrap", "process"):
+            raise UserError(f"Sandbox mode must be 'auto', 'bwrap' or 'process', got {mode!r}")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise UserError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self.limits = limits or SandboxLimits()
+        self.mode = mode
+        self.max_concurrency = max_concurrency or max(2, os.cpu_count() or 2)
+        self.marker = f"{os.getpid()}-{next(_instances)}"
+        """Prefix of the ``FLOWSTEER_SANDBOX`` variable every process of this instance carries."""
+        self._runs = itertools.count()
+        self._slots = threading.BoundedSemaphore(self.max_concurrency)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    @property
+    def features(self) -> Features:
+        """The isolation layers in effect (probed on first use, then cached for the process)."""
+        return probe(self.mode)
+
+    @property
+    def mode_in_effect(self) -> Literal["bwrap", "process"]:
+        """``"bwrap"`` when bubblewrap isolates the programs, ``"process"`` otherwise."""
+        return self.features.mode
+
+    def __repr__(self) -> str:
+        return f"Sandbox(mode={self.mode!r}, limits={self.limits!r}, max_concurrency={self.max_concurrency})"
+
+    def run(self, code: str, *, timeout: float | None = None, stdin: str | None = None) -> SandboxResult:
+        """Run ``code`` as a program; ``stdin`` (text) is its standard input, closed when ``None``."""
+        return self._run([("program.py", code)], timeout, stdin, require_completion=False)
+
+    def check(
+        self,
+        code: str,
+        tests: str | Sequence[str],
+        *,
+        entry_point: str | None = None,
+        timeout: float | None = None,
+    ) -> SandboxResult:
+        """Run candidate ``code`` and then ``tests`` in the same namespace; ``ok`` means all passed.
+
+        A candidate that exits (``sys.exit``, ``os._exit``) before the tests finish fails with
+        ``error_type="EarlyExit"``. The test source is removed from disk before the candidate runs.
+        """
+        sources = [("program.py", code), ("tests.py", check_program(tests, entry_point))]
+        return self._run(sources, timeout, None, require_completion=True)
+
+    async def arun(self, code: str, *, timeout: float | None = None, stdin: str | None = None) -> SandboxResult:
+        """Async :meth:`run`; cancelling the awaiting task kills the program."""
+        return await self._arun([("program.py", code)], timeout, stdin, False)
+
+    async def acheck(
+        self,
+        code: str,
+        tests: str | Sequence[str],
+        *,
+        entry_point: str | None = None,
+        timeout: float | None = None,
+    ) -> SandboxResult:
+        """Async :meth:`check`."""
+        sources = [("program.py", code), ("tests.py", check_program(tests, entry_point))]
+        return await self._arun(sources, timeout, None, True)
+
+    def _timeout(self, timeout: float | None) -> float:
+        value = self.limits.timeout_s if timeout is None else timeout
+        if value <= 0:
+            raise UserError(f"timeout must be > 0 seconds, got {value}")
+        return float(value)
+
+    def _run(
+        self,
+        sources: list[tuple[str, str]],
+        timeout: float | None,
+        stdin: str | None,
+        require_completion: bool,
+        handle: RunHandle | None = None,
+    ) -> SandboxResult:
+        timeout_s = self._timeout(timeout)
+        features = self.features
+        with self._slots:
+            outcome, seconds = execute(
+                sources, limits=self.limits, features=features, timeout_s=timeout_s, stdin=stdin,
+                run_id=f"{self.marker}-{next(self._runs)}", handle=handle,
+            )  # fmt: skip
+        return build_result(outcome, seconds, timeout_s, require_completion)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="flowsteer-sandbox")
+            return self._pool
+
+    async def _arun(self, sources, timeout, stdin, require_completion) -> SandboxResult:
+        handle = RunHandle()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(
+            self._executor(), self._run, sources, timeout, stdin, require_completion, handle
+        )
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            handle.cancel()
+            raise
+
+    def close(self) -> None:
+        """Release the worker threads of the async API (the sandbox stays usable)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
