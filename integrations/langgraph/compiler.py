@@ -1,0 +1,443 @@
+"""Compile a :class:`~flowsteer.ir.Workflow` into a LangGraph ``StateGraph``.
+
+The graph has the semantics of :mod:`flowsteer.interpreter` (its docstring is the reference): every
+operator node runs through :meth:`Interpreter.run_node`, with the same operator objects and the same
+cache key, and the control structures map onto LangGraph constructs:
+
+* an operator node becomes a graph node named ``"<id>_<Operator>"`` (e.g. ``node_3_Verify``);
+* a ``Parallel`` becomes ``<id>_fanout`` -> one lane per branch, whose first nodes run in the same
+  superstep (concurrently) -> ``<id>_fanin``, which waits until every branch reached its end and then
+  yields the branch outputs in branch order;
+* a ``Conditional`` becomes conditional edges out of its checker node, routed by the verdict
+  (``fail`` whenever the verdict is not True; an empty ``on_pass`` goes straight on);
+* a ``Loop`` becomes a cycle through ``<id>_loop``, which leaves after ``max_iterations`` or as soon as
+  the last checker executed in the iteration passed.
+
+The last checker of an iteration that ran parallel branches is taken in branch order (the last branch
+that ran a checker), which is deterministic where concurrent execution order is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, get_type_hints
+
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Overwrite, RetryPolicy, TimeoutPolicy
+
+from flowsteer.errors import UserError, WorkflowValidationError
+from flowsteer.interpreter import Interpreter, NodeCache, NodeTrace, final_answer
+from flowsteer.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
+from flowsteer.operators.base import Value
+from flowsteer.operators.registry import OperatorRegistry
+from flowsteer.tasks import Task
+from flowsteer.validation import validate
+
+from .state import (
+    MAIN_LANE,
+    REQUIRED_KEYS,
+    LaneState,
+    WorkflowInput,
+    WorkflowState,
+    as_value,
+    output_key,
+    task_from_state,
+    task_to_state,
+    trace_entry,
+)
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langgraph.graph.state import CompiledStateGraph
+
+    from flowsteer.sandbox import Sandbox
+
+__all__ = [
+    "build_state_graph",
+    "compile_workflow",
+    "build_graph_with_runner",
+    "node_name",
+    "NodeRunner",
+    "PREPARE_NODE",
+    "FINALIZE_NODE",
+]
+
+PREPARE_NODE = "prepare"
+"""First node: turns the input into the task and resets the run's state."""
+FINALIZE_NODE = "finalize"
+"""Last node: writes ``answer``."""
+
+T = TypeVar("T")
+
+
+class NodeRunner(Protocol):
+    """What compiled nodes execute through (an :class:`Interpreter` is one)."""
+
+    registry: OperatorRegistry
+
+    async def run_node(
+        self,
+        node: OperatorNode,
+        task: Task,
+        value: Value,
+        feedback: str | None,
+        *,
+        cache: NodeCache | None = None,
+        config: RunnableConfig | None = None,
+        iteration: int = 0,
+    ) -> NodeTrace: ...
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a step continues: a node name, and whether reaching it ends the current branch."""
+
+    node: str
+    closes_lane: bool = False
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """Static context of a step: its lane and the ids of its enclosing loops (outermost first)."""
+
+    lane: str = MAIN_LANE
+    loops: tuple[str, ...] = ()
+
+
+def read_lane(state: Mapping[str, Any], lane: str) -> LaneState:
+    """The flow of ``lane`` (the main lane lives in top-level keys)."""
+    if lane == MAIN_LANE:
+        return LaneState(
+            value=state.get("value"),
+            feedback=state.get("feedback"),
+            checks=state.get("checks") or {},
+            verdict=state.get("verdict"),
+            route=state.get("route") or "",
+        )
+    return (state.get("lanes") or {}).get(lane, LaneState())
+
+
+def write_lane(lane: str, update: LaneState) -> dict[str, Any]:
+    """The state update that writes ``update`` into ``lane``."""
+    if lane == MAIN_LANE:
+        return {k: v for k, v in update.items() if k != "done"}
+    return {"lanes": {lane: update}}
+
+
+def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from a sync node, also when the calling thread already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+class _GraphCompiler:
+    """Adds the nodes and edges of one workflow to a ``StateGraph``."""
+
+    def __init__(self, graph: StateGraph, runner: NodeRunner, *, cache: NodeCache | None,
+                 node_options: Mapping[str, Any]) -> None:
+        self.graph = graph
+        self.runner = runner
+        self.cache = cache
+        self.node_options = dict(node_options)
+
+    # -- structure -------------------------------------------------------------------------
+    def chain(self, chain: Chain, scope: _Scope, cont: _Target) -> str:
+        """Add ``chain`` (nodes in execution order); return its entry node. ``cont`` is where the
+        chain's end continues."""
+        entries = [node_name(step) for step in chain]
+        for i, step in enumerate(chain):
+            self.step(step, scope, _Target(entries[i + 1]) if i + 1 < len(chain) else cont)
+        return entries[0] if entries else cont.node
+
+    def step(self, step: Step, scope: _Scope, cont: _Target) -> None:
+        match step:
+            case OperatorNode():
+                name = self.operator_node(step, scope, cont, routes=None)
+                self.graph.add_edge(name, cont.node)
+            case Conditional(check=check, on_fail=on_fail, on_pass=on_pass):
+                name = self.operator_node(check, scope, cont, routes=not on_pass)
+                fail_entry = self.chain(on_fail, scope, cont)
+                pass_entry = self.chain(on_pass, scope, cont) if on_pass else cont.node
+                self.graph.add_conditional_edges(
+                    name, _route_of(scope.lane), {"pass": pass_entry, "fail": fail_entry}
+                )
+            case Loop(body=body, max_iterations=count):
+                gate = f"{step.id}_loop"
+                inner = _Scope(scope.lane, (*scope.loops, step.id))
+                body_entry = self.chain(body, inner, _Target(gate))
+                self.graph.add_node(gate, _loop_gate(step.id, count, scope.lane, cont.closes_lane))
+                self.graph.add_conditional_edges(
+                    gate, _route_of(scope.lane), {"again": body_entry, "exit": cont.node}
+                )
+            case Parallel(branches=branches):
+                self.parallel(step, branches, scope, cont)
+            case _:
+                raise UserError(f"{step!r} is not a workflow step (OperatorNode, Parallel, Conditional or Loop)")
+
+    def parallel(self, step: Parallel, branches: tuple[Chain, ...], scope: _Scope, cont: _Target) -> None:
+        fanout, fanin = f"{step.id}_fanout", f"{step.id}_fanin"
+        lanes = [f"{step.id}.{k}" for k in range(len(branches))]
+        self.graph.add_node(fanout, _fan_out(scope.lane, lanes))
+        for lane, branch in zip(lanes, branches, strict=True):
+            entry = self.chain(branch, _Scope(lane, scope.loops), _Target(fanin, closes_lane=True))
+            self.graph.add_edge(fanout, entry)
+        self.graph.add_node(fanin, _fan_in(scope.lane, lanes, cont.closes_lane))
+        self.graph.add_conditional_edges(fanin, _join_route(scope.lane), {"next": cont.node})
+
+    # -- operator nodes --------------------------------------------------------------------
+    def operator_node(self, node: OperatorNode, scope: _Scope, cont: _Target, *, routes: bool | None) -> str:
+        """Add one operator node. ``routes`` is None for a plain node; for a conditional's checker it
+        says whether the pass route goes straight to ``cont`` (an empty ``on_pass``)."""
+        name = node_name(node)
+        spec = self.runner.registry.lookup_case_insensitive(node.operator)
+        is_checker = spec is not None and spec.is_checker
+        runner, cache = self.runner, self.cache
+
+        async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+            flow = read_lane(state, scope.lane)
+            iteration = (state.get("loops") or {}).get(scope.loops[-1], 0) if scope.loops else 0
+            trace = await runner.run_node(
+                node, task_from_state(state["task"]), as_value(flow.get("value")), flow.get("feedback"),
+                cache=cache, config=config, iteration=iteration,
+            )
+            result = trace.result
+            checks = dict(flow.get("checks") or {})
+            if is_checker:
+                checks.update({loop: result.verdict is True for loop in scope.loops})
+            update = LaneState(
+                value=result.output,
+                feedback=result.feedback if result.verdict is not None else flow.get("feedback"),
+                checks=checks,
+                verdict=result.verdict,
+            )
+            if routes is None:
+                update["done"] = cont.closes_lane
+            else:
+                update["route"] = "pass" if result.verdict is True else "fail"
+                update["done"] = cont.closes_lane and routes and result.verdict is True
+            return {
+                **write_lane(scope.lane, update),
+                "outputs": {output_key(node.id, iteration): result.output},
+                "trace": [trace_entry(trace)],
+            }
+
+        def run(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+            return _run_sync(arun(state, config))
+
+        self.graph.add_node(name, RunnableLambda(run, afunc=arun, name=name), **self.node_options)
+        return name
+
+
+def node_name(step: Step) -> str:
+    """The graph node a step starts at (``node_3_Verify``, ``node_2_fanout``, a loop's first node)."""
+    match step:
+        case OperatorNode():
+            return f"{step.id}_{step.operator}"
+        case Conditional(check=check):
+            return node_name(check)
+        case Parallel():
+            return f"{step.id}_fanout"
+        case Loop(body=body) if body:
+            return node_name(body[0])
+    raise UserError(f"{step!r} has no entry node: is it a valid, non-empty workflow step?")
+
+
+def _route_of(lane: str) -> Callable[[Mapping[str, Any]], str]:
+    def route(state: Mapping[str, Any]) -> str:
+        return read_lane(state, lane).get("route", "")
+
+    return route
+
+
+def _join_route(lane: str) -> Callable[[Mapping[str, Any]], str | list[str]]:
+    def route(state: Mapping[str, Any]) -> str | list[str]:
+        # "wait": another branch is still running; its end triggers this fan-in again.
+        return "next" if read_lane(state, lane).get("route") == "next" else []
+
+    return route
+
+
+def _loop_gate(loop_id: str, count: int, lane: str, closes_lane: bool) -> Callable[..., dict[str, Any]]:
+    def gate(state: Mapping[str, Any]) -> dict[str, Any]:
+        flow = read_lane(state, lane)
+        checks = dict(flow.get("checks") or {})
+        passed = checks.pop(loop_id, False) is True
+        iteration = (state.get("loops") or {}).get(loop_id, 0)
+        leave = passed or iteration + 1 >= count
+        update = LaneState(checks=checks, route="exit" if leave else "again", done=leave and closes_lane)
+        # Leaving resets the counter, so the next entry (e.g. in an outer loop) starts at 0.
+        return {**write_lane(lane, update), "loops": {loop_id: 0 if leave else iteration + 1}}
+
+    gate.__name__ = f"{loop_id}_loop"
+    return gate
+
+
+def _fan_out(lane: str, lanes: Sequence[str]) -> Callable[..., dict[str, Any]]:
+    def fan_out(state: Mapping[str, Any]) -> dict[str, Any]:
+        flow = read_lane(state, lane)
+        start = LaneState(value=flow.get("value"), feedback=flow.get("feedback"), checks={},
+                          verdict=None, route="", done=False)
+        return {"lanes": {name: dict(start) for name in lanes}}
+
+    return fan_out
+
+
+def _fan_in(lane: str, lanes: Sequence[str], closes_lane: bool) -> Callable[..., dict[str, Any]]:
+    def fan_in(state: Mapping[str, Any]) -> dict[str, Any]:
+        branches = [read_lane(state, name) for name in lanes]
+        if not all(b.get("done") for b in branches):
+            return write_lane(lane, LaneState(route="wait"))
+        flow = read_lane(state, lane)
+        checks = dict(flow.get("checks") or {})
+        for branch in branches:  # branch order: the last branch that ran a checker wins
+            checks.update(branch.get("checks") or {})
+        update = LaneState(
+            value=[final_answer(as_value(b.get("value"))) for b in branches],
+            feedback=flow.get("feedback"),
+            checks=checks,
+            verdict=None,
+            route="next",
+            done=closes_lane,
+        )
+        return write_lane(lane, update)
+
+    return fan_in
+
+
+def _prepare(state: Mapping[str, Any]) -> dict[str, Any]:
+    raw = state.get("task") or state.get("question")
+    if not raw:
+        raise UserError("the workflow graph needs an input: pass {'question': '...'} or {'task': {...}}")
+    task = task_to_state(raw)
+    return {
+        "task": task, "question": task["question"], "value": None, "feedback": None, "checks": {},
+        "verdict": None, "route": "", "answer": "",
+        "lanes": Overwrite({}), "loops": Overwrite({}), "outputs": Overwrite({}), "trace": Overwrite([]),
+    }
+
+
+def _finalize(state: Mapping[str, Any]) -> dict[str, Any]:
+    # ``task`` is cleared so a later run on the same thread reads its own input in ``prepare``.
+    return {"answer": final_answer(as_value(state.get("value"))), "task": None}
+
+
+def _check_schema(schema: type) -> None:
+    missing = [k for k in REQUIRED_KEYS if k not in get_type_hints(schema, include_extras=True)]
+    if missing:
+        raise UserError(
+            f"state_schema {schema.__name__} lacks the keys {missing}; subclass "
+            "flowsteer.integrations.WorkflowState to add your own keys"
+        )
+
+
+def _check_workflow(workflow: Workflow, registry: OperatorRegistry) -> None:
+    violations = validate(workflow, registry)
+    if violations:
+        raise WorkflowValidationError(violations)
+    blank = [ref.node for ref in workflow.walk() if not ref.node.id]
+    if blank:
+        raise UserError(
+            f"{len(blank)} step(s) have no id (e.g. {blank[0]!r}); build workflows with "
+            "WorkflowBuilder, flowsteer.dsl.parse or flowsteer.serialize.from_json so ids are assigned"
+        )
+
+
+def _make_runner(executor: Any, sandbox: Sandbox | None, registry: OperatorRegistry | None) -> NodeRunner:
+    if isinstance(executor, Interpreter):
+        if sandbox is not None or registry is not None:
+            raise UserError("executor is an Interpreter: give sandbox= and registry= to the Interpreter, "
+                            "not to build_state_graph")
+        return executor
+    if executor is None:
+        raise UserError("executor= is required: pass a LangChain chat model (e.g. "
+                        "flowsteer.testing.SimulatedExecutor()) or an Interpreter")
+    return Interpreter(executor, sandbox=sandbox, registry=registry)
+
+
+def build_graph_with_runner(
+    workflow: Workflow,
+    runner: NodeRunner,
+    *,
+    state_schema: type | None = None,
+    retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
+    node_timeout: float | timedelta | TimeoutPolicy | None = None,
+    cache: NodeCache | None = None,
+) -> StateGraph:
+    """:func:`build_state_graph` over any :class:`NodeRunner` (used for drawing without a model)."""
+    schema = state_schema or WorkflowState
+    _check_schema(schema)
+    _check_workflow(workflow, runner.registry)
+    graph = StateGraph(schema, input_schema=WorkflowInput)
+    options: dict[str, Any] = {}
+    if retry_policy is not None:
+        options["retry_policy"] = retry_policy
+    if node_timeout is not None:
+        options["timeout"] = node_timeout
+    compiler = _GraphCompiler(graph, runner, cache=cache, node_options=options)
+    graph.add_node(PREPARE_NODE, _prepare)
+    graph.add_node(FINALIZE_NODE, _finalize)
+    graph.add_edge(START, PREPARE_NODE)
+    graph.add_edge(PREPARE_NODE, compiler.chain(workflow.steps, _Scope(), _Target(FINALIZE_NODE)))
+    graph.add_edge(FINALIZE_NODE, END)
+    return graph
+
+
+def build_state_graph(
+    workflow: Workflow,
+    *,
+    executor: BaseChatModel | Interpreter,
+    sandbox: Sandbox | None = None,
+    registry: OperatorRegistry | None = None,
+    state_schema: type | None = None,
+    retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
+    node_timeout: float | timedelta | TimeoutPolicy | None = None,
+    cache: NodeCache | None = None,
+) -> StateGraph:
+    """Build (do not compile) the LangGraph ``StateGraph`` of ``workflow``.
+
+    Args:
+        workflow: a valid workflow with ids (from ``WorkflowBuilder``, the DSL or JSON).
+        executor: the chat model operators call, or a ready :class:`Interpreter`.
+        sandbox: code sandbox for Programmer/Test (default: a new ``Sandbox()``).
+        registry: operator registry (default: the process-wide one).
+        state_schema: a subclass of :class:`WorkflowState` with extra keys of your own.
+        retry_policy: LangGraph retry policy applied to every operator node.
+        node_timeout: per-attempt timeout of operator nodes; LangGraph enforces it for async runs
+            only (``ainvoke``/``astream``), and refuses sync ``invoke`` on a graph that has one.
+        cache: a :class:`NodeCache` shared across runs (same key as the core interpreter).
+
+    Invoke the compiled graph with ``{"question": "..."}`` or ``{"task": task_input(task)}``; the
+    result holds ``answer``, ``value``, ``outputs`` (``"node_id#iteration" -> output``) and ``trace``.
+    """
+    runner = _make_runner(executor, sandbox, registry)
+    return build_graph_with_runner(workflow, runner, state_schema=state_schema, retry_policy=retry_policy,
+                                   node_timeout=node_timeout, cache=cache)
+
+
+def compile_workflow(
+    workflow: Workflow,
+    *,
+    executor: BaseChatModel | Interpreter,
+    checkpointer: Any = None,
+    interrupt_before: Sequence[str] | None = None,
+    interrupt_after: Sequence[str] | None = None,
+    name: str | None = None,
+    **options: Any,
+) -> CompiledStateGraph:
+    """Build and compile ``workflow``; ``options`` are those of :func:`build_state_graph`."""
+    graph = build_state_graph(workflow, executor=executor, **options)
+    return graph.compile(
+        checkpointer=checkpointer,
+        interrupt_before=list(interrupt_before) if interrupt_before else None,
+        interrupt_after=list(interrupt_after) if interrupt_after else None,
+        name=name or "flowsteer_workflow",
+    )
