@@ -152,11 +152,11 @@ def answer_in(text: str) -> str:
     if code:
         return code.strip()
     stripped = text.strip()
-    if "\n" not in stripped and len(stripped) <= 80:
-        return stripped.rstrip(".")
     said = re.findall(r"(?:answer|result) is:?\s*([^\n]+?)\.?\s*$", stripped, flags=re.IGNORECASE | re.MULTILINE)
     if said:
         return said[-1].strip()
+    if "\n" not in stripped and len(stripped.split()) <= 4:
+        return stripped.rstrip(".")
     numbers = re.findall(r"-?\d[\d,]*(?:\.\d+)?", stripped)
     return numbers[-1] if numbers else stripped.splitlines()[-1].strip()
 
