@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 
 from flowsteer.operators import (
     BUILTIN_NAMES,
@@ -333,3 +334,168 @@ async def test_test_smoke_tests_without_public_tests(sandbox):
 async def test_test_on_a_math_answer_reports_a_usage_error_value():
     result, _ = await run("Test", [], input="7")
     assert result.error and result.verdict is None and result.output == "7"
+
+
+# -- OperatorRunnable ------------------------------------------------------------------------------------
+class _Recorder(BaseCallbackHandler):
+    """Collects (kind, name, run_id, parent_run_id) for chain and chat-model starts."""
+
+    def __init__(self):
+        self.events = []
+
+    def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None, **kwargs):
+        self.events.append(("chain", kwargs.get("name"), run_id, parent_run_id))
+
+    def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kwargs):
+        self.events.append(("chat_model", None, run_id, parent_run_id))
+
+
+def _runnable(replies):
+    model = ScriptedChatModel(replies, default="<answer>7</answer>")
+    return make("AnswerGenerate", model).as_runnable(), model
+
+
+def test_runnable_invoke_nests_the_model_call_under_the_operator_run():
+    runnable, _ = _runnable(["<answer>7</answer>"])
+    handler = _Recorder()
+    result = runnable.invoke(OperatorCall(task=MATH, input=None), config={"callbacks": [handler]})
+    assert result.output == "7"
+    chains = [e for e in handler.events if e[0] == "chain"]
+    models = [e for e in handler.events if e[0] == "chat_model"]
+    assert chains[0][1] == "AnswerGenerate" and len(models) == 1
+    assert models[0][3] == chains[0][2]  # the chat model's parent is the operator's run
+
+
+async def test_runnable_ainvoke_and_batch():
+    runnable, model = _runnable([])
+    calls = [OperatorCall(task=MATH, input=None, prompt=f"variant {i}") for i in range(3)]
+    assert (await runnable.ainvoke(calls[0])).output == "7"
+    assert [r.output for r in await runnable.abatch(calls)] == ["7"] * 3
+    assert [r.output for r in runnable.batch(calls)] == ["7"] * 3  # sync batch from inside a running loop
+    assert len(model.calls) == 7
+
+
+def test_runnable_rejects_other_inputs_with_a_fix():
+    from flowsteer.errors import UserError
+
+    runnable, _ = _runnable([])
+    with pytest.raises(UserError, match="OperatorCall"):
+        runnable.invoke("What is 3 + 4?")
+
+
+# -- user registration -------------------------------------------------------------------------------------
+def _fresh_registry():
+    return default_registry().copy()
+
+
+def _interpreter(registry, model):
+    from flowsteer.interpreter import Interpreter
+
+    return Interpreter(model, sandbox=NoSandbox(), registry=registry)
+
+
+def test_register_a_class_makes_it_valid_and_runnable():
+    from flowsteer.dsl import parse
+    from flowsteer.operators import Operator, register_operator
+    from flowsteer.validation import validate
+
+    registry = _fresh_registry()
+
+    @register_operator(role=Role.CHECKING, registry=registry)
+    class LengthCheck(Operator):
+        """Fails answers longer than five characters."""
+
+        async def arun(self, call, config=None):
+            ok = len(call.input or "") <= 5
+            return OperatorResult(output=call.input, verdict=ok, feedback="ok" if ok else "too long")
+
+    assert registry.get("LengthCheck").description == "Fails answers longer than five characters."
+    workflow = parse("AnswerGenerate -> LengthCheck ? Revise : done", registry)
+    assert validate(workflow, registry) == []
+    model = ScriptedChatModel(["<answer>seven apples in total</answer>", "<solution>7</solution>"])
+    result = _interpreter(registry, model).run(workflow, MATH)
+    assert result.answer == "7" and [t.operator for t in result.trace] == ["AnswerGenerate", "LengthCheck", "Revise"]
+    assert "too long" in model.calls[1][-1].content
+    assert "LengthCheck" not in default_registry()
+
+
+def test_register_functions_sync_async_and_with_context():
+    from flowsteer.dsl import parse
+    from flowsteer.operators import register_operator
+
+    registry = _fresh_registry()
+
+    @register_operator(registry=registry, description="Doubles the previous number.")
+    def double_it(call):
+        return str(2 * int(call.input))
+
+    @register_operator(name="AskTwice", registry=registry, description="Asks the executor model directly.")
+    async def ask(call, context):
+        reply = await context.model.ainvoke(f"{call.prompt}: {call.input}")
+        return OperatorResult(output=reply.content.upper())
+
+    assert "DoubleIt" in registry and registry.get("DoubleIt").role is Role.SOLVING
+    model = ScriptedChatModel(["<answer>7</answer>", "fourteen"])
+    workflow = parse("AnswerGenerate -> DoubleIt -> AskTwice", registry)
+    result = _interpreter(registry, model).run(workflow, MATH)
+    assert [t.result.output for t in result.trace] == ["7", "14", "FOURTEEN"]
+
+
+def test_register_a_langchain_runnable():
+    from langchain_core.runnables import RunnableLambda
+
+    from flowsteer.dsl import parse
+    from flowsteer.operators import register_operator
+
+    registry = _fresh_registry()
+    chain = RunnableLambda(lambda d: {"output": d["input"], "verdict": d["input"] == "7", "feedback": "checked"})
+    register_operator(chain, name="SevenCheck", role="checking", description="Passes only 7.", registry=registry)
+    spec = registry.get("SevenCheck")
+    assert spec.is_checker and "user" in spec.tags
+    model = ScriptedChatModel(["<answer>8</answer>", "<solution>7</solution>", "<answer>7</answer>"])
+    workflow = parse("AnswerGenerate -> (SevenCheck -> Revise) * 3", registry)
+    result = _interpreter(registry, model).run(workflow, MATH)
+    assert result.answer == "7"
+    checks = [t.result.verdict for t in result.trace if t.operator == "SevenCheck"]
+    assert checks == [False, True]  # the loop left after the second check passed
+
+
+def test_registration_mistakes_raise_user_errors():
+    from langchain_core.runnables import RunnableLambda
+
+    from flowsteer.errors import UserError
+    from flowsteer.operators import register_operator
+
+    registry = _fresh_registry()
+    with pytest.raises(UserError, match="description"):
+        register_operator(lambda call: "x", name="NoDoc", registry=registry)
+    with pytest.raises(UserError, match="role"):
+        register_operator(lambda call: "x", name="BadRole", role="judging", description="d", registry=registry)
+    with pytest.raises(UserError, match="name="):
+        register_operator(RunnableLambda(lambda d: "x"), description="d", registry=registry)
+    with pytest.raises(UserError, match="already registered"):
+        register_operator(lambda call: "x", name="Plan", description="d", registry=registry)
+    register_operator(lambda call: "x", name="Plan", description="mine", registry=registry, replace_existing=True)
+    assert registry.get("Plan").description == "mine"
+
+
+async def test_function_returning_garbage_is_an_error_value():
+    from flowsteer.operators.custom import FunctionOperator
+
+    op = FunctionOperator(OperatorContext(model=ScriptedChatModel([]), sandbox=NoSandbox()), lambda c: 42, "Bad")
+    result = await op.arun(OperatorCall(task=MATH, input="7"))
+    assert result.error and "int" in result.error and result.output == "7"
+
+
+def test_register_into_the_default_registry():
+    from flowsteer.operators import register_operator
+
+    try:
+        @register_operator(name="ZzTempOp", description="temporary")
+        def temp(call):
+            return "x"
+
+        assert "ZzTempOp" in default_registry()
+    finally:
+        if "ZzTempOp" in default_registry():
+            default_registry().unregister("ZzTempOp")
