@@ -1,0 +1,137 @@
+"""Procedurally generated math tasks: offline, seeded, with exact integer answers.
+
+For demos, smoke tests and CPU training runs where no benchmark file is at hand:
+
+* ``arithmetic``: integer expressions with ``+``, ``-`` and ``*`` ("Calculate 48 - 7 * 6 + 13.");
+* ``gsm_synthetic``: short multi-step word problems in the style of GSM8K (change, sales over days,
+  sharing, savings with a percentage, distance over two legs).
+
+The same ``(seed, n)`` always gives the same tasks; the registered loaders derive the seed from the
+split (train 0, validation 1, test 2) and default to 100 tasks.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from flowsteer.datasets._io import PathLike
+from flowsteer.datasets.registry import register_dataset
+from flowsteer.errors import UserError
+from flowsteer.tasks import Task
+
+__all__ = ["generate_arithmetic", "generate_word_problems", "SPLIT_SEEDS"]
+
+SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
+DEFAULT_SIZE = 100
+_NAMES = ("Ava", "Ben", "Chloe", "Diego", "Emma", "Farah", "Jonas", "Keiko", "Liam", "Mina", "Noah", "Priya")
+_ITEMS = ("apple", "notebook", "marble", "sticker", "pencil", "cookie", "ticket", "shell")
+
+
+def _evaluate(numbers: list[int], ops: list[str]) -> int:
+    """Left-to-right with ``*`` binding tighter than ``+``/``-`` (the usual precedence)."""
+    terms, signs = [numbers[0]], []
+    for op, value in zip(ops, numbers[1:], strict=True):
+        if op == "*":
+            terms[-1] *= value
+        else:
+            signs.append(op)
+            terms.append(value)
+    total = terms[0]
+    for sign, term in zip(signs, terms[1:], strict=True):
+        total = total + term if sign == "+" else total - term
+    return total
+
+
+def generate_arithmetic(n: int, *, seed: int = 0, max_operands: int = 4, max_value: int = 50) -> list[Task]:
+    """``n`` integer-expression tasks; the answer is the exact value as a string."""
+    if n < 0 or max_operands < 2 or max_value < 2:
+        raise UserError("generate_arithmetic needs n >= 0, max_operands >= 2 and max_value >= 2")
+    rng = random.Random(seed)
+    tasks = []
+    for i in range(n):
+        count = rng.randint(2, max_operands)
+        numbers = [rng.randint(1, max_value) for _ in range(count)]
+        ops = [rng.choice("+-*") for _ in range(count - 1)]
+        expression = " ".join(f"{a} {op}" for a, op in zip(numbers, ops, strict=False)) + f" {numbers[-1]}"
+        tasks.append(Task(f"Calculate {expression}.", "math", f"arithmetic/{seed}/{i}",
+                          str(_evaluate(numbers, ops)), source="arithmetic", meta={"expression": expression}))
+    return tasks
+
+
+def _change(rng: random.Random, name: str, item: str) -> tuple[str, int]:
+    count, price = rng.randint(2, 9), rng.randint(2, 15)
+    bill = next(b for b in (20, 50, 100, 200) if b > count * price)
+    return (f"{name} buys {count} {item}s at ${price} each and pays with a ${bill} bill. "
+            f"How many dollars of change does {name} get?", bill - count * price)
+
+
+def _sales(rng: random.Random, name: str, item: str) -> tuple[str, int]:
+    laid, eaten, price, days = rng.randint(8, 20), rng.randint(1, 5), rng.randint(2, 6), rng.randint(2, 7)
+    return (f"{name}'s hens lay {laid} eggs a day. {name} eats {eaten} of them every day and sells the rest "
+            f"for ${price} each. How many dollars does {name} make in {days} days?", (laid - eaten) * price * days)
+
+
+def _sharing(rng: random.Random, name: str, item: str) -> tuple[str, int]:
+    friends, each = rng.randint(2, 6), rng.randint(2, 8)
+    total = friends * each + rng.randint(1, 20)
+    return (f"{name} has {total} {item}s and gives {each} to each of {friends} friends. "
+            f"How many {item}s does {name} have left?", total - friends * each)
+
+
+def _savings(rng: random.Random, name: str, item: str) -> tuple[str, int]:
+    pct = rng.choice((10, 20, 25, 50))
+    weekly = rng.choice((4, 8, 12, 20, 40))
+    weeks = rng.randint(3, 12)
+    saved = weekly * weeks
+    while saved * pct % 100:
+        weeks += 1
+        saved = weekly * weeks
+    return (f"{name} saves ${weekly} every week. After {weeks} weeks, {name} spends {pct}% of the savings "
+            f"on a gift. How many dollars are left?", saved - saved * pct // 100)
+
+
+def _distance(rng: random.Random, name: str, item: str) -> tuple[str, int]:
+    v1, h1, v2, h2 = rng.randint(30, 90), rng.randint(1, 4), rng.randint(30, 90), rng.randint(1, 4)
+    return (f"{name} drives at {v1} km per hour for {h1} hours, then at {v2} km per hour for {h2} hours. "
+            f"How many kilometres does {name} drive in total?", v1 * h1 + v2 * h2)
+
+
+_TEMPLATES: tuple[Callable[[random.Random, str, str], tuple[str, int]], ...] = (
+    _change, _sales, _sharing, _savings, _distance,
+)
+
+
+def generate_word_problems(n: int, *, seed: int = 0) -> list[Task]:
+    """``n`` GSM8K-style word problems with integer answers."""
+    if n < 0:
+        raise UserError(f"generate_word_problems needs n >= 0, got {n}")
+    rng = random.Random(seed)
+    tasks = []
+    for i in range(n):
+        template = rng.choice(_TEMPLATES)
+        question, answer = template(rng, rng.choice(_NAMES), rng.choice(_ITEMS))
+        tasks.append(Task(question, "math", f"gsm_synthetic/{seed}/{i}", str(answer), source="gsm_synthetic",
+                          meta={"template": template.__name__.lstrip("_")}))
+    return tasks
+
+
+def _seed(path: PathLike | None, split: str | None, name: str) -> int:
+    if path is not None:
+        raise UserError(f"dataset {name!r} is generated, not read: pass no path (choose a split for another seed)")
+    split = split or "test"
+    if split not in SPLIT_SEEDS:
+        raise UserError(f"unknown split {split!r} for {name!r}; use one of {', '.join(SPLIT_SEEDS)}")
+    return SPLIT_SEEDS[split]
+
+
+@register_dataset("arithmetic", kind="math", default_metric="accuracy")
+def load_arithmetic(path: PathLike | None, *, limit: int | None = None, split: str | None = None) -> list[Task]:
+    """Generated integer arithmetic expressions (offline, seeded by split)."""
+    return generate_arithmetic(DEFAULT_SIZE if limit is None else limit, seed=_seed(path, split, "arithmetic"))
+
+
+@register_dataset("gsm_synthetic", kind="math", default_metric="accuracy")
+def load_gsm_synthetic(path: PathLike | None, *, limit: int | None = None, split: str | None = None) -> list[Task]:
+    """Generated GSM8K-style word problems with integer answers (offline, seeded by split)."""
+    return generate_word_problems(DEFAULT_SIZE if limit is None else limit, seed=_seed(path, split, "gsm_synthetic"))
