@@ -68,82 +68,20 @@ class _Request:
         return (self.params.max_new_tokens, self.params.temperature, self.params.top_p, self.params.stop)
 
 
-class LocalChatModel(BaseChatModel):
-    """A chat model over a transformers ``model`` + ``tokenizer`` with token-level records.
+class _Engine:
+    """One worker thread that owns a model: it groups pending calls into batches and runs them."""
 
-    The reply is an ``AIMessage`` with real ``usage_metadata`` and
-    ``response_metadata["flowsteer_tokens"] = {"prompt_ids", "completion_ids", "logprobs"}``, the
-    log-probs being those of the distribution each token was drawn from (after the logits processor,
-    temperature and top-p; for greedy decoding, the processed model distribution at temperature 1).
-    Per-call overrides: ``max_new_tokens``, ``temperature``, ``top_p``, ``seed``, ``stop`` and
-    ``logits_processor_factory`` (pass them to ``invoke`` or ``bind``).
-    """
+    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int, batch_wait_s: float) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch_size = max_batch_size
+        self.batch_wait_s = batch_wait_s
+        self._pending: list[_Request] = []
+        self._cv = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self.batch_sizes: list[int] = []
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    model: Any = Field(exclude=True)
-    """A transformers causal LM (``AutoModelForCausalLM``), already on its device."""
-    tokenizer: Any = Field(exclude=True)
-    """Its tokenizer; must have a chat template."""
-    model_name: str = "local"
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    """0 = greedy."""
-    top_p: float = 1.0
-    seed: int | None = None
-    """Seed of each call's sampler (None: a fresh seed per call)."""
-    stop: list[str] | None = None
-    logits_processor_factory: LogitsProcessorFactory | None = Field(default=None, exclude=True)
-    max_batch_size: int = 8
-    batch_wait_s: float = 0.01
-    """How long the worker waits for more concurrent calls before running a batch."""
-    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
-
-    _pending: list[_Request] = PrivateAttr(default_factory=list)
-    _cv: threading.Condition = PrivateAttr(default_factory=threading.Condition)
-    _worker: threading.Thread | None = PrivateAttr(default=None)
-    _batch_sizes: list[int] = PrivateAttr(default_factory=list)
-
-    @property
-    def _llm_type(self) -> str:
-        return "flowsteer-local"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, "max_new_tokens": self.max_new_tokens,
-                "temperature": self.temperature, "top_p": self.top_p}
-
-    @property
-    def batch_sizes(self) -> list[int]:
-        """Sizes of the batches run so far (for tests and benchmarks)."""
-        return list(self._batch_sizes)
-
-    # -- prompt and params ---------------------------------------------------------------------
-    def encode_messages(self, messages: Sequence[BaseMessage]) -> list[int]:
-        """The exact prompt token ids: the chat template with the generation prompt, then tokenised."""
-        text = self.tokenizer.apply_chat_template(
-            messages_to_dicts(messages), tokenize=False, add_generation_prompt=True,
-            **self.chat_template_kwargs,
-        )
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> SamplingParams:
-        stops = tuple(stop if stop is not None else kwargs.get("stop") or self.stop or ())
-        seed = kwargs.get("seed", self.seed)
-        return SamplingParams(
-            max_new_tokens=int(kwargs.get("max_new_tokens", kwargs.get("max_tokens", self.max_new_tokens))),
-            temperature=float(kwargs.get("temperature", self.temperature)),
-            top_p=float(kwargs.get("top_p", self.top_p)),
-            stop=stops,
-            seed=seed if seed is not None else None,
-        )
-
-    def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Request:
-        factory = kwargs.get("logits_processor_factory", self.logits_processor_factory)
-        return _Request(self.encode_messages(messages), list(messages), self._params(stop, kwargs), factory)
-
-    # -- the worker ----------------------------------------------------------------------------
-    def _submit(self, request: _Request) -> Future:
+    def submit(self, request: _Request) -> Future:
         with self._cv:
             self._pending.append(request)
             if self._worker is None or not self._worker.is_alive():
@@ -182,7 +120,7 @@ class LocalChatModel(BaseChatModel):
     def _run_batch(self, batch: list[_Request]) -> list[Sampled]:
         import torch
 
-        self._batch_sizes.append(len(batch))
+        self.batch_sizes.append(len(batch))
         processors = [r.factory(list(r.prompt_ids), r.messages) if r.factory else None for r in batch]
         generators = None
         if batch[0].params.temperature > 0:
@@ -206,6 +144,97 @@ class LocalChatModel(BaseChatModel):
             elif isinstance(value, (list, tuple)):
                 ids.update(int(v) for v in value)
         return sorted(ids)
+
+
+class LocalChatModel(BaseChatModel):
+    """A chat model over a transformers ``model`` + ``tokenizer`` with token-level records.
+
+    The reply is an ``AIMessage`` with real ``usage_metadata`` and
+    ``response_metadata["flowsteer_tokens"] = {"prompt_ids", "completion_ids", "logprobs"}``, the
+    log-probs being those of the distribution each token was drawn from (after the logits processor,
+    temperature and top-p; for greedy decoding, the processed model distribution at temperature 1).
+    Per-call overrides: ``max_new_tokens``, ``temperature``, ``top_p``, ``seed``, ``stop`` and
+    ``logits_processor_factory`` (pass them to ``invoke`` or ``bind``).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model: Any = Field(exclude=True)
+    """A transformers causal LM (``AutoModelForCausalLM``), already on its device."""
+    tokenizer: Any = Field(exclude=True)
+    """Its tokenizer; must have a chat template."""
+    model_name: str = "local"
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    """0 = greedy."""
+    top_p: float = 1.0
+    seed: int | None = None
+    """Seed of each call's sampler (None: a fresh seed per call)."""
+    stop: list[str] | None = None
+    logits_processor_factory: LogitsProcessorFactory | None = Field(default=None, exclude=True)
+    max_batch_size: int = 8
+    batch_wait_s: float = 0.01
+    """How long the worker waits for more concurrent calls before running a batch."""
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    _engine: _Engine | None = PrivateAttr(default=None)
+
+    @property
+    def _llm_type(self) -> str:
+        return "flowsteer-local"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "max_new_tokens": self.max_new_tokens,
+                "temperature": self.temperature, "top_p": self.top_p}
+
+    @property
+    def engine(self) -> _Engine:
+        """The worker that owns the weights (shared by copies made with :meth:`share`)."""
+        if self._engine is None:
+            self._engine = _Engine(self.model, self.tokenizer, self.max_batch_size, self.batch_wait_s)
+        return self._engine
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """Sizes of the batches run so far (for tests and benchmarks)."""
+        return list(self.engine.batch_sizes)
+
+    def share(self, **overrides: Any) -> LocalChatModel:
+        """Another chat model over the same weights and worker with different default settings.
+
+        The director and the executor roles use this so one copy of the model is loaded and every
+        call is still serialised through one worker.
+        """
+        clone = LocalChatModel(model=self.model, tokenizer=self.tokenizer,
+                               **{**self.model_dump(exclude={"model", "tokenizer"}),
+                                  "logits_processor_factory": self.logits_processor_factory, **overrides})
+        clone._engine = self.engine
+        return clone
+
+    # -- prompt and params ---------------------------------------------------------------------
+    def encode_messages(self, messages: Sequence[BaseMessage]) -> list[int]:
+        """The exact prompt token ids: the chat template with the generation prompt, then tokenised."""
+        text = self.tokenizer.apply_chat_template(
+            messages_to_dicts(messages), tokenize=False, add_generation_prompt=True,
+            **self.chat_template_kwargs,
+        )
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> SamplingParams:
+        stops = tuple(stop if stop is not None else kwargs.get("stop") or self.stop or ())
+        seed = kwargs.get("seed", self.seed)
+        return SamplingParams(
+            max_new_tokens=int(kwargs.get("max_new_tokens", kwargs.get("max_tokens", self.max_new_tokens))),
+            temperature=float(kwargs.get("temperature", self.temperature)),
+            top_p=float(kwargs.get("top_p", self.top_p)),
+            stop=stops,
+            seed=seed if seed is not None else None,
+        )
+
+    def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Request:
+        factory = kwargs.get("logits_processor_factory", self.logits_processor_factory)
+        return _Request(self.encode_messages(messages), list(messages), self._params(stop, kwargs), factory)
 
     # -- LangChain interface -------------------------------------------------------------------
     def _result(self, request: _Request, sampled: Sampled) -> ChatResult:
@@ -233,7 +262,7 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         request = self._request(messages, stop, kwargs)
-        return self._result(request, self._submit(request).result())
+        return self._result(request, self.engine.submit(request).result())
 
     async def _agenerate(
         self,
@@ -243,7 +272,7 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         request = self._request(messages, stop, kwargs)
-        sampled = await asyncio.wrap_future(self._submit(request))
+        sampled = await asyncio.wrap_future(self.engine.submit(request))
         return self._result(request, sampled)
 
     def batch(

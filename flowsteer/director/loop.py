@@ -1,0 +1,325 @@
+"""The Flow-Director loop: any LangChain chat model edits a canvas until it finishes.
+
+Each turn the context is rebuilt from scratch (system prompt, task, canvas state, one line per
+earlier turn, the last feedback) and fitted to ``context_budget``; see :mod:`.context`. A BUILDING
+turn whose output holds no valid action gets ``repair_attempts`` short re-asks; every call, repaired
+or not, is recorded with the messages it saw and (when the engine reports them) its tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from flowsteer.backends import generation_kwargs
+from flowsteer.canvas import Canvas, CanvasConfig, CanvasState, Observation, parse_action, render_action
+from flowsteer.director._calls import CallResult, call_model
+from flowsteer.director.config import DirectorConfig
+from flowsteer.director.context import BudgetParts, fit_messages, token_counter, truncate_middle
+from flowsteer.director.prompts import first_action, load_template, system_prompt
+from flowsteer.director.trajectory import Trajectory, TurnRecord
+from flowsteer.errors import ParseFailure, UserError
+from flowsteer.interpreter import ExecutionResult, Interpreter
+from flowsteer.ir import OperatorNode, Workflow
+from flowsteer.operators.base import Usage
+from flowsteer.operators.registry import OperatorRegistry, default_registry
+from flowsteer.tasks import Task
+
+__all__ = ["Director", "CanvasTarget"]
+
+logger = logging.getLogger(__name__)
+
+CanvasTarget = Canvas | BaseChatModel | Interpreter
+"""What an episode runs against: a ready canvas, or an executor (a fresh canvas is built for it)."""
+
+_REPAIR_ECHO_CHARS = 300
+
+
+@dataclass
+class _Episode:
+    task: Task
+    canvas: Canvas
+    system: str
+    example: list[dict[str, str]]
+    records: list[TurnRecord] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)
+    calls: int = 0
+
+
+class Director:
+    """The Flow-Director: designs a workflow for a task by editing a :class:`~flowsteer.canvas.Canvas`.
+
+    >>> director = Director(load_chat_model("embedded"))             # doctest: +SKIP
+    >>> trajectory = director.run("What is 12 + 30?", executor_model)  # doctest: +SKIP
+    >>> trajectory.workflow.dsl, trajectory.answer                     # doctest: +SKIP
+    """
+
+    def __init__(self, model: BaseChatModel, *, registry: OperatorRegistry | None = None,
+                 config: DirectorConfig | None = None) -> None:
+        self.model = model
+        self.registry = registry or default_registry()
+        self.config = config or DirectorConfig()
+        self.count_tokens = token_counter(model)
+
+    # -- public API ---------------------------------------------------------------------------
+    def run(self, task: Task | str, target: CanvasTarget) -> Trajectory:
+        """One episode (sync). Inside a running event loop use :meth:`arun`."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.arun(task, target))
+        raise UserError("Director.run() was called inside a running event loop; use `await director.arun(...)`")
+
+    async def arun(self, task: Task | str, target: CanvasTarget) -> Trajectory:
+        """One episode: reset the canvas, take turns until it finishes, return the trajectory."""
+        started = time.perf_counter()
+        task = Task(task) if isinstance(task, str) else task
+        canvas = self.make_canvas(target)
+        obs = await canvas.areset(task)
+        example = self._example_turn(task) if self.config.example_turn else []
+        system = system_prompt(self.registry, task.kind, template=self.config.system_prompt_file,
+                               hints=self.config.task_hints, usage_hints=self.config.usage_hints)
+        ep = _Episode(task, canvas, system, example)
+        while not canvas.done and canvas.turn < self.config.max_turns:
+            obs = await self._turn(ep, obs)
+        return await self._finish(ep, time.perf_counter() - started)
+
+    async def arun_many(self, tasks: Sequence[Task | str], make_canvas: Callable[[], CanvasTarget] | CanvasTarget,
+                        concurrency: int = 8) -> list[Trajectory]:
+        """Run one episode per task concurrently, at most ``concurrency`` at a time (order kept).
+
+        ``make_canvas`` builds a fresh canvas (or executor) per episode; an executor model or
+        interpreter given directly is shared, with one new canvas per episode.
+        """
+        if concurrency < 1:
+            raise UserError("arun_many: concurrency must be >= 1")
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(task: Task | str) -> Trajectory:
+            async with gate:
+                target = make_canvas() if callable(make_canvas) and not _is_target(make_canvas) else make_canvas
+                return await self.arun(task, target)  # type: ignore[arg-type]
+
+        return list(await asyncio.gather(*(one(t) for t in tasks)))
+
+    def make_canvas(self, target: CanvasTarget) -> Canvas:
+        """``target`` itself when it is a canvas, else a new canvas over that executor."""
+        if isinstance(target, Canvas):
+            return target
+        if isinstance(target, (BaseChatModel, Interpreter)):
+            return Canvas(target, registry=self.registry, config=CanvasConfig(max_turns=self.config.max_turns))
+        raise UserError(f"Director needs a Canvas, an executor chat model or an Interpreter, got "
+                        f"{type(target).__name__}")
+
+    # -- turns --------------------------------------------------------------------------------
+    async def _turn(self, ep: _Episode, obs: Observation) -> Observation:
+        turn = ep.canvas.turn + 1
+        if obs.state is CanvasState.AWAITING_PROMPT:
+            records = [await self._prompt_call(ep, obs, turn)]
+            text = records[0].visible
+        else:
+            records, text = await self._action_calls(ep, obs, turn)
+        state = obs.state.value
+        obs, _done, info = await ep.canvas.astep(text)
+        *earlier, last = records
+        ep.records.extend(_record(p, state) for p in earlier)
+        ep.records.append(_record(last, state, feedback=obs.text, accepted=info.accepted,
+                                  action=info.action, failure=info.parse_failure))
+        ep.history.append(f"t{turn}: {ep.records[-1].summary()}")
+        return obs
+
+    def _kwargs(self, ep: _Episode, obs: Observation, max_tokens: int) -> dict[str, Any]:
+        cfg = self.config
+        kwargs = generation_kwargs(self.model, max_tokens=max_tokens, temperature=cfg.temperature,
+                                   top_p=cfg.top_p)
+        kwargs.update(cfg.extra_call_kwargs)
+        if "seed" in kwargs and kwargs["seed"] is not None:
+            kwargs["seed"] = int(kwargs["seed"]) + ep.calls  # reproducible, yet different per call
+        ep.calls += 1
+        if cfg.constraint is not None:
+            kwargs.update(cfg.constraint(obs, self.registry, self.model) or {})
+        return kwargs
+
+    async def _action_calls(self, ep: _Episode, obs: Observation, turn: int) -> tuple[list[_Pending], str]:
+        cfg = self.config
+        reserve = cfg.max_action_tokens
+        if cfg.repair_attempts:
+            reserve = max(reserve, cfg.max_repair_tokens + _REPAIR_ECHO_CHARS + 200)
+        parts = BudgetParts(history=ep.history[-cfg.history_turns:],
+                            omitted=max(0, len(ep.history) - cfg.history_turns),
+                            feedback=truncate_middle(obs.text, cfg.feedback_chars), question=ep.task.question)
+        messages, used = fit_messages(parts, lambda p: self._building_messages(ep, obs, p, turn),
+                                      self.count_tokens, cfg.context_budget - reserve)
+        result = await call_model(self.model, messages, self._kwargs(ep, obs, cfg.max_action_tokens), used)
+        pending = [_Pending(turn, messages, result, "action", used, self._parse(ep, result))]
+        for _ in range(cfg.repair_attempts):
+            if not isinstance(pending[-1].parsed, ParseFailure):
+                break
+            failed = pending[-1]
+            repair_messages = self._repair_messages(messages, failed)
+            used = self.count_tokens(repair_messages)
+            kwargs = self._kwargs(ep, obs, cfg.max_repair_tokens)
+            result = await call_model(self.model, repair_messages, kwargs, used)
+            pending.append(_Pending(turn, repair_messages, result, "repair", used, self._parse(ep, result)))
+        for p in pending[:-1]:
+            p.sent = False
+        return pending, pending[-1].visible
+
+    def _parse(self, ep: _Episode, result: CallResult) -> Any:
+        if result.unterminated_think and not result.visible:
+            return ParseFailure("think-only: the output ended inside <think> without an action", result.raw[:300])
+        lenient = getattr(ep.canvas.config, "lenient", True)
+        return parse_action(result.visible, self.registry, lenient=lenient)
+
+    def _repair_messages(self, messages: list[dict[str, str]], failed: _Pending) -> list[dict[str, str]]:
+        reason = failed.parsed.message if isinstance(failed.parsed, ParseFailure) else "no action"
+        echo = truncate_middle(failed.visible or failed.result.raw, _REPAIR_ECHO_CHARS)
+        text = load_template("repair.txt").format(reason=truncate_middle(reason, 200),
+                                                  example=render_action(first_action(self.registry)))
+        return [*messages, {"role": "assistant", "content": echo}, {"role": "user", "content": text.strip()}]
+
+    async def _prompt_call(self, ep: _Episode, obs: Observation, turn: int) -> _Pending:
+        request = obs.prompt_request
+        if request is None:
+            raise UserError("the canvas awaits a prompt but its observation has no prompt_request")
+        spec = self.registry.get(request.operator)
+        parts = BudgetParts(history=[], feedback="", question=ep.task.question)
+
+        def render(p: BudgetParts) -> list[dict[str, str]]:
+            extra = f" (prompt {request.index} of {request.total})" if request.total > 1 else ""
+            user = load_template("prompt_turn.txt").format(
+                kind=ep.task.kind, question=p.question, dsl=obs.dsl or "(empty)", node_id=request.node_id,
+                operator=request.operator, context=f", {request.context}" if request.context else "",
+                description=spec.description, request=f"Write its prompt now{extra}.",
+            )
+            return [{"role": "system", "content": load_template("prompt_system.txt").strip()},
+                    {"role": "user", "content": user.strip()}]
+
+        messages, used = fit_messages(parts, render, self.count_tokens,
+                                      self.config.context_budget - self.config.max_prompt_tokens)
+        result = await call_model(self.model, messages, self._kwargs(ep, obs, self.config.max_prompt_tokens), used)
+        return _Pending(turn, messages, result, "prompt", used, None)
+
+    def _building_messages(self, ep: _Episode, obs: Observation, parts: BudgetParts,
+                           turn: int) -> list[dict[str, str]]:
+        history = list(parts.history)
+        if parts.omitted:
+            history.insert(0, f"({parts.omitted} earlier turns not shown)")
+        user = load_template("turn.txt").format(
+            kind=ep.task.kind, question=parts.question, turn=turn, max_turns=self._max_turns(ep),
+            dsl=obs.dsl or "(empty)", nodes=_nodes(ep.canvas.workflow),
+            history="\n".join(history) or "(none)", feedback=parts.feedback or "(none)",
+        )
+        return [{"role": "system", "content": ep.system}, *ep.example, {"role": "user", "content": user.strip()}]
+
+    def _example_turn(self, task: Task) -> list[dict[str, str]]:
+        """One worked example turn: the empty canvas for a sample task and a correct first action."""
+        user = load_template("turn.txt").format(
+            kind="math", question=load_template("example_task.txt").strip(), turn=1,
+            max_turns=self.config.max_turns, dsl="(empty)", nodes="(none)", history="(none)",
+            feedback="The canvas is empty.",
+        )
+        return [{"role": "user", "content": user.strip()},
+                {"role": "assistant", "content": render_action(first_action(self.registry))}]
+
+    def _max_turns(self, ep: _Episode) -> int:
+        return min(self.config.max_turns, ep.canvas.config.max_turns)
+
+    # -- end of episode -------------------------------------------------------------------------
+    async def _finish(self, ep: _Episode, seconds: float) -> Trajectory:
+        canvas, task = ep.canvas, ep.task
+        execution = canvas.last_execution
+        if not canvas.done and not canvas.workflow.is_empty:
+            # the director's own turn limit came first: run what is on the canvas (cached nodes are free)
+            execution = await canvas.interpreter.arun(canvas.workflow, task, cache=canvas.cache)
+        executor_usage = sum((i.execution.usage for i in canvas.history if i.execution is not None), Usage())
+        if execution is not None and not canvas.done:
+            executor_usage = executor_usage + execution.usage
+        workflow, fallback = canvas.workflow, None
+        reason = _needs_fallback(canvas.workflow, execution)
+        if reason and self.config.fallback:
+            workflow, execution, fallback = await self._run_fallback(task, canvas, reason)
+            executor_usage = executor_usage + execution.usage
+        usage = sum((r.usage for r in ep.records), Usage())
+        return Trajectory(
+            task=task, turns=ep.records, workflow=workflow,
+            answer=execution.answer if execution is not None else "",
+            stop_reason=canvas.stop_reason or "max_turns", execution=execution, usage=usage,
+            fallback=fallback, executor_usage=executor_usage,
+            max_context_tokens=max((r.context_tokens for r in ep.records), default=0),
+            designed=canvas.workflow, seconds=seconds,
+        )
+
+    async def _run_fallback(self, task: Task, canvas: Canvas, reason: str) -> tuple[Workflow, ExecutionResult, str]:
+        from flowsteer.dsl import parse
+
+        template = self.config.fallback_templates.get(task.kind)
+        if not template:
+            raise UserError(f"no fallback template for task kind {task.kind!r}; add one to "
+                            "DirectorConfig.fallback_templates or turn fallback off")
+        try:
+            workflow = parse(template, self.registry)
+        except UserError as exc:
+            raise UserError(f"fallback template {template!r} does not parse with this registry ({exc}); "
+                            "set DirectorConfig.fallback_templates") from exc
+        logger.info("episode ended without an answer (%s); running the fallback %s", reason, template)
+        execution = await canvas.interpreter.arun(workflow, task)
+        return workflow, execution, f"{template} ({reason})"
+
+
+def _needs_fallback(workflow: Workflow, execution: ExecutionResult | None) -> str | None:
+    if workflow.is_empty:
+        return "the director built no workflow"
+    if execution is None:
+        return "the workflow never ran"
+    if execution.error is not None:
+        return "the workflow failed"
+    if not execution.answer.strip():
+        return "the workflow gave no answer"
+    return None
+
+
+def _is_target(obj: object) -> bool:
+    return isinstance(obj, (Canvas, BaseChatModel, Interpreter))
+
+
+def _nodes(workflow: Workflow) -> str:
+    nodes = [f"{n.id}: {n.operator}" for n in workflow.operator_nodes() if isinstance(n, OperatorNode)]
+    return "; ".join(nodes) or "(none)"
+
+
+@dataclass
+class _Pending:
+    """A call whose canvas outcome is not known yet."""
+
+    turn: int
+    messages: list[dict[str, str]]
+    result: CallResult
+    kind: str
+    context_tokens: int
+    parsed: Any
+    sent: bool = True
+
+    @property
+    def visible(self) -> str:
+        return self.result.visible
+
+
+def _record(p: _Pending, state: str, *, feedback: str = "", accepted: bool = False,
+            action: Any = None, failure: ParseFailure | None = None) -> TurnRecord:
+    """The frozen record of a call; unsent calls keep their own parse result."""
+    if not p.sent:
+        action = None if isinstance(p.parsed, ParseFailure) else p.parsed
+        failure = p.parsed if isinstance(p.parsed, ParseFailure) else None
+    r = p.result
+    return TurnRecord(
+        index=p.turn, messages=p.messages, raw_output=r.raw, thinking=r.thinking, action=action,
+        parse_failure=failure, feedback=feedback, usage=r.usage, state=state, tokens=r.tokens,
+        kind=p.kind, sent=p.sent, accepted=accepted, context_tokens=p.context_tokens, seconds=r.seconds,
+    )
