@@ -183,7 +183,7 @@ class Editor:
         result = self._edit(workflow, lambda b: b.delete(target))
         if isinstance(result, str):
             parent = workflow.parent_of(target) if workflow.find(target) is not None else None
-            if parent is not None and parent.id not in result:
+            if parent is not None and f"delete {parent.id}" not in result:
                 result += f". To remove the whole structure, delete {parent.id}"
             return Edit(None, result)
         return Edit(result[0], f"Deleted {target};")
