@@ -94,7 +94,9 @@ class TraceEntry(TypedDict):
     feedback: str | None
     error: str | None
     cached: bool
-    seconds: float
+    started: float
+    """``time.perf_counter()`` when the node started (compare within one process only)."""
+    ended: float
     usage: dict[str, int]
 
 
@@ -189,7 +191,8 @@ def trace_entry(trace: NodeTrace) -> TraceEntry:
         feedback=result.feedback,
         error=result.error,
         cached=trace.cached,
-        seconds=trace.seconds,
+        started=trace.started,
+        ended=trace.ended,
         usage={
             "input_tokens": result.usage.input_tokens,
             "output_tokens": result.usage.output_tokens,
