@@ -122,9 +122,11 @@ def final_answer(value: Value) -> str:
 
 
 def cache_key(task: Task, node: OperatorNode, value: Value, feedback: str | None) -> str:
-    """Content key of one node execution: same operator, prompt, params, input, feedback and task."""
+    """Content key of one node execution: same node, operator, prompt, params, input, feedback and
+    task. The node id is part of it so identical operators in parallel branches keep their own
+    results (sharing one entry would make every branch repeat the last one cached)."""
     payload = json.dumps(
-        [task.key, task.kind, node.operator, node.prompt, dict(node.params), value, feedback],
+        [task.key, task.kind, node.id, node.operator, node.prompt, dict(node.params), value, feedback],
         sort_keys=True,
         default=str,
     )
@@ -191,7 +193,10 @@ class Interpreter:
 
     # -- public API --------------------------------------------------------------------------
     def run(self, workflow: Workflow, task: Task, *, cache: NodeCache | None = None) -> ExecutionResult:
-        return asyncio.run(self.arun(workflow, task, cache=cache))
+        """Synchronous :meth:`arun` (also callable while an event loop runs in this thread)."""
+        from flowsteer.operators.runnable import run_sync
+
+        return run_sync(self.arun(workflow, task, cache=cache))
 
     async def arun(
         self,
