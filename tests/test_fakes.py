@@ -160,3 +160,22 @@ async def test_simulated_latency_overlaps_in_parallel_branches():
     start = time.perf_counter()
     result = await interp.arun(parse("[AnswerGenerate, Custom, AnswerGenerate] -> ScEnsemble"), INTERP_TASKS[0])
     assert result.ok and time.perf_counter() - start < 0.2 * 4  # 3 branches overlap (+ one ensemble call at most)
+
+
+def test_simulated_code_task_runs_through_programmer_test_and_format():
+    sandbox_module = pytest.importorskip("flowsteer.sandbox")
+    gold = "def add(a, b):\n    return a + b"
+    task = Task("Write add(a, b) returning the sum.", kind="code", entry_point="add",
+                public_tests="assert add(2, 3) == 5\n", hidden_tests="assert add(1, 1) == 2\n")
+    model = SimulatedExecutor({task.question: gold}, skill=1.0)
+    interp = Interpreter(model, sandbox=sandbox_module.Sandbox())
+    result = interp.run(parse("Programmer -> Test ? Revise : done -> Format"), task)
+    assert result.ok and result.answer == gold
+    assert [t.operator for t in result.trace] == ["Programmer", "Test", "Format"]
+    assert result.trace[1].result.verdict is True
+    wrong = SimulatedExecutor({task.question: gold}, skill=0.0, fix=1.0)
+    result = Interpreter(wrong, sandbox=sandbox_module.Sandbox()).run(
+        parse("Programmer -> Test ? Revise : done -> Format"), task)
+    test = result.trace[1]
+    assert test.result.verdict is False and "AssertionError" in test.result.feedback
+    assert result.answer == gold  # Revise fixed the flagged code

@@ -71,7 +71,8 @@ class Programmer(LLMOperator):
 
     async def arun(self, call: OperatorCall, config: RunnableConfig | None = None) -> OperatorResult:
         attempts = max(1, int(call.params.get("attempts", 2)))
-        usage, extra = Usage(), []
+        usage = Usage()
+        extra: list[tuple[str, str]] = []
         code, error, raw = "", "", ""
         for attempt in range(1, attempts + 1):
             raw, used = await self.ask(self.messages(call, extra), config)

@@ -77,7 +77,7 @@ class ScriptedChatModel(BaseChatModel):
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(self, replies: Sequence[Reply] = (), *, default: Reply | None = None, **kwargs: Any) -> None:
-        super().__init__(replies=list(replies), default=default, **kwargs)
+        super().__init__(replies=list(replies), default=default, **kwargs)  # type: ignore[call-arg]
 
     @property
     def _llm_type(self) -> str:
@@ -204,7 +204,7 @@ class SimulatedExecutor(BaseChatModel):
     def __init__(self, answers: Mapping[str, str] | None = None, *, skill: float = 0.6, seed: int = 0,
                  latency: float = 0.0, **kwargs: Any) -> None:
         gold = {q.strip(): str(a) for q, a in (answers or {}).items()}
-        super().__init__(answers=gold, skill=skill, seed=seed, latency=latency, **kwargs)
+        super().__init__(answers=gold, skill=skill, seed=seed, latency=latency, **kwargs)  # type: ignore[call-arg]
         for field in ("skill", "detect", "false_alarm", "fix"):
             if not 0.0 <= getattr(self, field) <= 1.0:
                 raise UserError(f"SimulatedExecutor: {field} must be a probability in [0, 1]")
