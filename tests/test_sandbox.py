@@ -14,7 +14,6 @@ import pytest
 
 from flowsteer.errors import UserError
 from flowsteer.sandbox import Sandbox, SandboxLimits, check_program, parse_error_line
-from flowsteer.sandbox._process import marked_processes
 
 HUMANEVAL = Path("/work/shared/data/humaneval/HumanEval.jsonl.gz")
 
@@ -204,9 +203,9 @@ async def test_cancelling_arun_kills_the_program():
     with pytest.raises(asyncio.CancelledError):
         await task
     deadline = time.monotonic() + 3
-    while marked_processes(box.marker) and time.monotonic() < deadline:
+    while box.running_processes() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert marked_processes(box.marker) == []
+    assert box.running_processes() == []
 
 
 def test_construction_is_cheap_and_probe_reports_mode():

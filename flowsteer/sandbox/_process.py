@@ -278,7 +278,8 @@ def _reap(uid: int | None, run_id: str) -> None:
 
 
 def marked_processes(marker: str) -> list[int]:
-    """Pids of live processes whose environment holds ``FLOWSTEER_SANDBOX=<marker>...``."""
+    """Pids of live processes whose environment holds ``FLOWSTEER_SANDBOX=<marker>`` or
+    ``FLOWSTEER_SANDBOX=<marker>-...`` (zombies excluded)."""
     needle = f"{MARKER_VAR}={marker}".encode()
     found = []
     for name in os.listdir("/proc"):
@@ -291,7 +292,8 @@ def marked_processes(marker: str) -> list[int]:
                 state = fh.read().rsplit(b")", 1)[-1].split()[0]
         except OSError:
             continue
-        if state != b"Z" and any(entry.startswith(needle) for entry in environ.split(b"\0")):
+        entries = environ.split(b"\0")
+        if state != b"Z" and any(e == needle or e.startswith(needle + b"-") for e in entries):
             found.append(int(name))
     return found
 

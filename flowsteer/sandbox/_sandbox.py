@@ -13,7 +13,7 @@ from typing import Literal
 
 from flowsteer.errors import UserError
 from flowsteer.sandbox._probe import probe
-from flowsteer.sandbox._process import Features, RunHandle, build_result, execute
+from flowsteer.sandbox._process import Features, RunHandle, build_result, execute, marked_processes
 from flowsteer.sandbox._types import SandboxLimits, SandboxMode, SandboxResult
 
 __all__ = ["Sandbox", "check_program"]
@@ -160,6 +160,13 @@ class Sandbox:
         except asyncio.CancelledError:
             handle.cancel()
             raise
+
+    def running_processes(self) -> list[int]:
+        """Pids of processes started by this instance that are still alive (normally none).
+
+        Found by the ``FLOWSTEER_SANDBOX`` marker in their environment; for tests and diagnostics.
+        """
+        return marked_processes(self.marker)
 
     def close(self) -> None:
         """Release the worker threads of the async API (the sandbox stays usable)."""
