@@ -376,7 +376,8 @@ def build_graph_with_runner(
     schema = state_schema or WorkflowState
     _check_schema(schema)
     _check_workflow(workflow, runner.registry)
-    graph = StateGraph(schema, input_schema=WorkflowInput)
+    # A user schema is also the input schema, so its own keys can be passed in.
+    graph = StateGraph(schema, input_schema=schema if state_schema else WorkflowInput)
     options: dict[str, Any] = {}
     if retry_policy is not None:
         options["retry_policy"] = retry_policy
