@@ -86,6 +86,8 @@ class PolicyBatch:
     advantages: Tensor  # [R] float, the trajectory's advantage on each of its rows
     seq_index: Tensor  # [R] long, trajectory number in 0..num_seqs-1
     episode_index: tuple[int, ...]  # trajectory number -> index of the episode it came from
+    old_logprobs: Tensor | None = None  # [R, T] behaviour-policy log-probs, filled by the trainer
+    ref_logprobs: Tensor | None = None  # [R, T] reference (adapter off) log-probs, filled by the trainer
 
     @property
     def num_seqs(self) -> int:
@@ -99,14 +101,23 @@ class PolicyBatch:
     def num_rows(self) -> int:
         return int(self.input_ids.shape[0])
 
+    def rows_of(self, seqs: Sequence[int]) -> list[int]:
+        """Row numbers belonging to trajectories ``seqs``."""
+        wanted = set(seqs)
+        return [r for r in range(self.num_rows) if int(self.seq_index[r]) in wanted]
+
     def select(self, seqs: Sequence[int]) -> PolicyBatch:
         """The rows of trajectories ``seqs`` (renumbered 0..len-1), padding trimmed to the longest row."""
         import torch
 
         order = {s: i for i, s in enumerate(seqs)}
-        rows = [r for r in range(self.num_rows) if int(self.seq_index[r]) in order]
+        rows = self.rows_of(seqs)
         index = torch.tensor(rows, dtype=torch.long)
         width = int(self.attention_mask[index].sum(-1).max().item()) if rows else 0
+
+        def pick(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x[index, :width]
+
         return PolicyBatch(
             input_ids=self.input_ids[index, :width],
             attention_mask=self.attention_mask[index, :width],
@@ -115,6 +126,8 @@ class PolicyBatch:
             advantages=self.advantages[index],
             seq_index=torch.tensor([order[int(self.seq_index[r])] for r in rows], dtype=torch.long),
             episode_index=tuple(self.episode_index[s] for s in seqs),
+            old_logprobs=pick(self.old_logprobs),
+            ref_logprobs=pick(self.ref_logprobs),
         )
 
     def to(self, device: object) -> PolicyBatch:
@@ -127,6 +140,8 @@ class PolicyBatch:
             advantages=self.advantages.to(device),
             seq_index=self.seq_index.to(device),
             episode_index=self.episode_index,
+            old_logprobs=None if self.old_logprobs is None else self.old_logprobs.to(device),
+            ref_logprobs=None if self.ref_logprobs is None else self.ref_logprobs.to(device),
         )
 
 

@@ -1,0 +1,162 @@
+"""Atomic checkpoints that resume a run exactly.
+
+A checkpoint folder ``RUN_DIR/checkpoints/step_000010/`` holds:
+
+* ``trainable.safetensors`` -- every trainable parameter by name (the LoRA weights), used to resume;
+* ``adapter/`` -- the same adapter as a peft folder (for export and serving), when the model has one;
+* ``optimizer.pt``, ``scheduler.pt`` -- their state dicts;
+* ``rng.pt`` -- python, numpy and torch (CPU and CUDA) generator states;
+* ``state.json`` -- the step, the data cursor and anything else the trainer keeps.
+
+It is written to a hidden temporary folder first and renamed into place, so a crash mid-write never
+leaves a checkpoint that looks complete; :func:`latest_checkpoint` only sees renamed folders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowsteer.errors import UserError
+
+__all__ = ["TrainerState", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "checkpoint_dir"]
+
+logger = logging.getLogger(__name__)
+_STEP_RE = re.compile(r"^step_(\d+)$")
+
+
+@dataclass(frozen=True)
+class TrainerState:
+    """What the trainer needs besides weights and optimizer to continue."""
+
+    step: int
+    """Completed training steps."""
+    data_state: Mapping[str, Any] = field(default_factory=dict)
+    """The task sampler's cursor."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Free-form trainer bookkeeping (e.g. optimizer updates done)."""
+
+
+def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
+    """Where the checkpoint of ``step`` lives."""
+    return Path(run_dir) / "checkpoints" / f"step_{step:06d}"
+
+
+def _rng_state() -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
+                             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    state: TrainerState,
+    *,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any = None,
+    keep_last: int | None = None,
+) -> Path:
+    """Write a checkpoint atomically and return its folder; keeps the newest ``keep_last``."""
+    import torch
+    from safetensors.torch import save_file
+
+    final = checkpoint_dir(run_dir, state.step)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp_{final.name}_{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        tensors = {n: p.detach().to("cpu").clone().contiguous()
+                   for n, p in model.named_parameters() if p.requires_grad}
+        save_file(tensors, str(tmp / "trainable.safetensors"))
+        if hasattr(model, "peft_config"):
+            model.save_pretrained(str(tmp / "adapter"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if scheduler is not None:
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(_rng_state(), tmp / "rng.pt")
+        payload = {"step": state.step, "data_state": dict(state.data_state), "extra": dict(state.extra)}
+        (tmp / "state.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("checkpoint written: %s", final)
+    if keep_last:
+        for old in _checkpoints(run_dir)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _checkpoints(run_dir: str | Path) -> list[Path]:
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder of a run, or None."""
+    found = [p for p in _checkpoints(run_dir) if (p / "state.json").is_file()]
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: str | Path, *, model: Any, optimizer: Any = None, scheduler: Any = None,
+                    restore_rng: bool = True) -> TrainerState:
+    """Load weights, optimizer, scheduler and RNG states from ``path``; return the trainer state."""
+    import torch
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not (path / "state.json").is_file():
+        raise UserError(f"{path} is not a complete checkpoint (no state.json): pick another step folder")
+    tensors = load_file(str(path / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
+    unknown = [n for n in tensors if n not in params]
+    if missing or unknown:
+        raise UserError(
+            f"checkpoint {path} does not fit this model (missing {missing[:3]}, unexpected {unknown[:3]}): "
+            "resume with the same model and LoRA settings the run started with"
+        )
+    with torch.no_grad():
+        for name, value in tensors.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))
+    if optimizer is not None:
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False))
+    if scheduler is not None and (path / "scheduler.pt").is_file():
+        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+    if restore_rng:
+        _set_rng_state(torch.load(path / "rng.pt", weights_only=False))
+    payload = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    return TrainerState(step=int(payload["step"]), data_state=payload.get("data_state", {}),
+                        extra=payload.get("extra", {}))

@@ -1,0 +1,73 @@
+"""Build a trainer's parts from a :class:`CWRPOConfig`: tasks, policy, engine, executor, director."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flowsteer.errors import UserError
+
+from .config import CWRPOConfig
+from .engines.hf import HFEngine
+from .policy import load_policy
+from .rollout import DirectorRollout, make_executor
+
+__all__ = ["load_tasks", "build_components", "director_config", "canvas_config"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_tasks(config: CWRPOConfig) -> list[Any]:
+    """Every task of every configured dataset (``data.limit`` per dataset)."""
+    from flowsteer.datasets import dataset_names, load_dataset
+
+    tasks: list[Any] = []
+    for name in config.data.datasets:
+        if name not in dataset_names():
+            raise UserError(f"data.datasets names unknown dataset {name!r}: valid names are {dataset_names()}")
+        tasks += load_dataset(name, config.data.paths.get(name), limit=config.data.limit, split=config.data.split)
+    logger.info("loaded %d training tasks from %s", len(tasks), ", ".join(config.data.datasets))
+    return tasks
+
+
+def director_config(config: CWRPOConfig) -> Any:
+    """The director settings implied by the rollout config (sampling as configured, no fallback)."""
+    from flowsteer.director import DirectorConfig
+
+    r = config.rollout
+    return DirectorConfig(max_turns=r.max_turns, context_budget=r.context_budget, temperature=r.temperature,
+                          top_p=r.top_p, max_action_tokens=r.max_new_tokens)
+
+
+def canvas_config(config: CWRPOConfig) -> Any:
+    """The canvas settings implied by the rollout config."""
+    from flowsteer.canvas import CanvasConfig
+
+    return CanvasConfig(max_turns=config.rollout.max_turns)
+
+
+def build_components(config: CWRPOConfig) -> tuple[Any, Any, DirectorRollout, list[Any]]:
+    """``(model, tokenizer, rollout, tasks)`` for :class:`~flowsteer.training.trainer.CWRPOTrainer`."""
+    from flowsteer.operators import default_registry
+
+    tasks = load_tasks(config)
+    model, tokenizer = load_policy(config.model, config.lora)
+    engine = HFEngine(model, tokenizer, config.rollout, seed=config.seed)
+    executor = make_executor(config.rollout.executor, tasks, config.rollout.executor_options)
+    sandbox = None
+    if any(t.kind == "code" for t in tasks):
+        from flowsteer.sandbox import Sandbox
+
+        sandbox = Sandbox()
+    rollout = DirectorRollout(
+        engine.chat_model,
+        executor=executor,
+        registry=default_registry(),
+        director_config=director_config(config),
+        canvas_config=canvas_config(config),
+        reward_config=config.reward_config(),
+        sandbox=sandbox,
+        concurrency=config.rollout.concurrency,
+        before_collect=engine.before_rollout,
+    )
+    return model, tokenizer, rollout, tasks
