@@ -236,8 +236,12 @@ class Interpreter:
                              iteration, cached=True)
         call = OperatorCall(task=task, input=value, prompt=node.prompt, feedback=feedback,
                             params=node.params, node_id=node.id)
+        # Through the operator's runnable: each node is a named run that nests its model calls
+        # (LangSmith-style tracing); the caller's run id/name must not be reused per node.
+        node_config: dict[str, Any] = {k: v for k, v in (config or {}).items() if k not in ("run_id", "run_name")}
+        node_config["run_name"] = f"{node.operator} {node.id}".strip()
         try:
-            result = await self.operator(node.operator).arun(call, config)
+            result = await self.operator(node.operator).as_runnable().ainvoke(call, node_config)
         except OperatorError:
             raise
         except Exception as exc:  # a model/backend failure: abort the run, blame the node
@@ -263,9 +267,17 @@ class Interpreter:
                 trace.append(t)
                 return _advance(flow, t.result)
             case Parallel(branches=branches):
-                outs = await asyncio.gather(*(
-                    self._chain(b, flow, task, trace, cache, config, iteration) for b in branches
-                ))
+                # One trace per branch, joined in branch order: "the last checker of an iteration"
+                # must not depend on which concurrent branch happened to finish last.
+                lanes: list[list[NodeTrace]] = [[] for _ in branches]
+                try:
+                    outs = await asyncio.gather(*(
+                        self._chain(b, flow, task, lane, cache, config, iteration)
+                        for b, lane in zip(branches, lanes, strict=True)
+                    ))
+                finally:
+                    for lane in lanes:
+                        trace.extend(lane)
                 return _Flow(tuple(final_answer(o.value) for o in outs), flow.feedback)
             case Conditional(check=check, on_fail=on_fail, on_pass=on_pass):
                 t = await self.run_node(check, task, flow.value, flow.feedback, cache=cache,

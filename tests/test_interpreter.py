@@ -236,3 +236,47 @@ def test_loop_with_a_passing_user_checker_runs_once():
     model = routed({"AnswerGenerate": "<answer>7</answer>"})
     result = run("AnswerGenerate -> (Always -> AnswerGenerate) * 5", model, registry=registry)
     assert ops(result) == ["AnswerGenerate", "Always", "AnswerGenerate"]
+
+
+async def test_callbacks_see_each_node_as_a_run_with_its_model_call_nested():
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Recorder(BaseCallbackHandler):
+        def __init__(self):
+            self.chains, self.models = {}, []
+
+        def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None, **kwargs):
+            self.chains[run_id] = kwargs.get("name")
+
+        def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kwargs):
+            self.models.append(parent_run_id)
+
+    handler = Recorder()
+    model = routed({"Plan": "<plan>1. add</plan>", "AnswerGenerate": "<answer>7</answer>"})
+    interp = Interpreter(model, sandbox=NoSandbox())
+    result = await interp.arun(parse("Plan -> AnswerGenerate"), TASK, config={"callbacks": [handler]})
+    assert result.ok
+    assert sorted(handler.chains.values()) == ["AnswerGenerate node_2", "Plan node_1"]
+    assert [handler.chains[parent] for parent in handler.models] == ["Plan node_1", "AnswerGenerate node_2"]
+
+
+def test_loop_exit_takes_the_last_checker_in_branch_order_not_completion_order():
+    import asyncio
+
+    from flowsteer.ir import Loop, Parallel
+
+    registry = default_registry().copy()
+
+    @register_operator(name="SlowFail", role=Role.CHECKING, description="Slow failing check.", registry=registry)
+    async def slow_fail(call):
+        await asyncio.sleep(0.05)
+        return OperatorResult(output="x", verdict=False, feedback="no")
+
+    @register_operator(name="FastPass", role=Role.CHECKING, description="Fast passing check.", registry=registry)
+    async def fast_pass(call):
+        return OperatorResult(output="x", verdict=True, feedback="yes")
+
+    builder = WorkflowBuilder(registry=registry)
+    builder.add(Loop((Parallel(((OperatorNode("SlowFail"),), (OperatorNode("FastPass"),))),), 3))
+    result = Interpreter(routed({}), sandbox=NoSandbox(), registry=registry).run(builder.build(), TASK)
+    assert ops(result) == ["SlowFail", "FastPass"]  # FastPass is last in branch order: one iteration
