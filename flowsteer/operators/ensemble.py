@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 
 from flowsteer.operators.base import OperatorCall, OperatorResult, Usage
 from flowsteer.operators.llm import LLMOperator
-from flowsteer.operators.parsing import answer_key, candidates, extract_tag, parse_choice, parse_number
+from flowsteer.operators.parsing import (
+    answer_key,
+    candidates,
+    extract_tag,
+    parse_choice,
+    parse_number,
+    primary,
+)
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -79,6 +86,5 @@ class Aggregate(LLMOperator):
     def parse(self, text: str, call: OperatorCall) -> OperatorResult:
         answer = extract_tag(text, "answer")
         if answer is None:
-            options = candidates(call.input)
-            return OperatorResult(output=options[0], error="no <answer> tag in the reply")
+            return OperatorResult(output=primary(call.input), error="no <answer> tag in the reply")
         return OperatorResult(output=answer, data={"fast_path": False})
