@@ -377,7 +377,7 @@ def build_graph_with_runner(
     _check_schema(schema)
     _check_workflow(workflow, runner.registry)
     # A user schema is also the input schema, so its own keys can be passed in.
-    graph = StateGraph(schema, input_schema=schema if state_schema else WorkflowInput)
+    graph: StateGraph = StateGraph(schema, input_schema=schema if state_schema else WorkflowInput)
     options: dict[str, Any] = {}
     if retry_policy is not None:
         options["retry_policy"] = retry_policy
@@ -385,9 +385,9 @@ def build_graph_with_runner(
         options["timeout"] = node_timeout
     compiler = _GraphCompiler(graph, runner, cache=cache, node_options=options)
     graph.add_node(PREPARE_NODE, _prepare)
-    graph.add_node(FINALIZE_NODE, _finalize)
     graph.add_edge(START, PREPARE_NODE)
     graph.add_edge(PREPARE_NODE, compiler.chain(workflow.steps, _Scope(), _Target(FINALIZE_NODE)))
+    graph.add_node(FINALIZE_NODE, _finalize)  # added last so drawings list nodes in execution order
     graph.add_edge(FINALIZE_NODE, END)
     return graph
 

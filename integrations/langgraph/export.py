@@ -8,12 +8,13 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from flowsteer.errors import UserError
+from flowsteer.errors import UserError, WorkflowValidationError
 from flowsteer.interpreter import NodeCache, NodeTrace
 from flowsteer.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 from flowsteer.operators.base import Value
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.tasks import Task
+from flowsteer.validation import validate
 
 from .compiler import build_graph_with_runner
 
@@ -57,6 +58,9 @@ def export_workflow(
         from flowsteer.dsl import parse
 
         workflow = parse(workflow, registry)
+    violations = validate(workflow, registry or default_registry())
+    if violations:
+        raise WorkflowValidationError(violations)
     match to:
         case "langgraph-py":
             return render_module(workflow)

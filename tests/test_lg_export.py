@@ -1,0 +1,166 @@
+"""Export: the standalone LangGraph module (executed), JSON, Mermaid snapshots, and the CLI."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowsteer.builder import WorkflowBuilder
+from flowsteer.cli import main
+from flowsteer.dsl import parse
+from flowsteer.errors import UserError, WorkflowValidationError
+from flowsteer.integrations import compile_workflow, export_workflow
+from flowsteer.ir import OperatorNode, Workflow
+from flowsteer.serialize import from_json, to_json
+from flowsteer.testing.fakes import SimulatedExecutor
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+UPDATE = os.environ.get("FLOWSTEER_UPDATE_SNAPSHOTS") == "1"
+"""Run with FLOWSTEER_UPDATE_SNAPSHOTS=1 to rewrite the snapshot files after an intended change."""
+
+DESIGNED = ("Plan -> [Custom, AnswerGenerate -> Review ? Revise : done] -> ScEnsemble"
+            " -> (Verify ? Revise : done) * 3 -> Format")
+SHAPES = {
+    "chain": "Plan -> Custom -> Format",
+    "parallel": "[Custom, AnswerGenerate, Programmer] -> ScEnsemble",
+    "conditional": "Custom -> Verify ? (Revise -> Format) : Format",
+    "loop": "Custom -> (Review -> Revise) * 3",
+    "designed": DESIGNED,
+}
+
+
+def check_snapshot(name: str, text: str) -> None:
+    path = SNAPSHOTS / name
+    if UPDATE or not path.exists():
+        if not UPDATE:
+            pytest.fail(f"snapshot {path} is missing; run with FLOWSTEER_UPDATE_SNAPSHOTS=1 to create it")
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), (
+        f"{name} changed; if intended, rerun with FLOWSTEER_UPDATE_SNAPSHOTS=1 and review the diff")
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_mermaid_snapshots(shape):
+    check_snapshot(f"lg_{shape}.mmd", export_workflow(parse(SHAPES[shape]), "mermaid"))
+
+
+def test_exported_module_snapshot():
+    check_snapshot("lg_designed_module.py.txt", export_workflow(parse(DESIGNED), "langgraph-py"))
+
+
+def load_module(tmp_path: Path, workflow, run_name: str = "exported_workflow") -> dict:
+    path = tmp_path / "exported_workflow.py"
+    path.write_text(export_workflow(workflow, "langgraph-py"), encoding="utf-8")
+    return runpy.run_path(str(path), run_name=run_name)
+
+
+@pytest.mark.parametrize("question", ["What is 12 + 30?", "How many legs do 3 spiders have?"])
+def test_exported_module_runs_like_the_in_memory_compile(tmp_path, question):
+    workflow = parse(DESIGNED + " -> [Programmer, Custom] -> Aggregate")
+    module = load_module(tmp_path, workflow)
+    assert module["WORKFLOW"] == workflow
+    assert module["graph"].get_graph().draw_mermaid() == compile_workflow(
+        workflow, executor=SimulatedExecutor()).get_graph().draw_mermaid()
+    exported = module["build_graph"](SimulatedExecutor(seed=5)).invoke({"question": question})
+    in_memory = compile_workflow(workflow, executor=SimulatedExecutor(seed=5)).invoke({"question": question})
+    assert exported["answer"] == in_memory["answer"] != ""
+    assert exported["outputs"] == in_memory["outputs"]
+
+
+def test_exported_module_keeps_ids_after_deletes_and_prompts_with_quotes(tmp_path):
+    builder = WorkflowBuilder()
+    builder.add("Plan", prompt='Say "hi"\nthen \'plan\' \\ carefully')
+    doomed = builder.add("Custom")
+    builder.add_loop(["Review", "Revise"], 2)
+    builder.delete(doomed)
+    builder.add("Format")
+    workflow = builder.build()
+    module = load_module(tmp_path, workflow)
+    assert module["WORKFLOW"] == workflow
+    assert [n.id for n in module["WORKFLOW"].operator_nodes()] == ["node_1", "node_4", "node_5", "node_6"]
+
+
+def test_exported_module_is_clean_python(tmp_path):
+    source = export_workflow(parse(DESIGNED), "langgraph-py")
+    tree = ast.parse(source)
+    assert ast.get_docstring(tree).startswith(DESIGNED)
+    top = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert top == {"build_graph"}
+    assert "sys.path" not in source and "import flowsteer.integrations" not in source
+
+
+def test_exported_module_main_answers_a_question(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["exported_workflow.py", "What is 2 + 2?"])
+    load_module(tmp_path, parse("Custom -> Format"), run_name="__main__")
+    assert capsys.readouterr().out.strip() != ""
+
+
+def test_json_export_round_trips():
+    workflow = parse(DESIGNED)
+    text = export_workflow(workflow, "json")
+    assert from_json(text) == workflow
+    assert text == to_json(workflow) + "\n"
+
+
+def test_export_rejects_bad_input():
+    with pytest.raises(UserError, match="unknown export format"):
+        export_workflow(parse("Custom"), "yaml")  # type: ignore[arg-type]
+    for to in ("mermaid", "langgraph-py", "json"):
+        with pytest.raises(WorkflowValidationError, match="unknown operator 'Nope'"):
+            export_workflow(Workflow((OperatorNode("Nope", id="node_1"),), next_id=2), to)
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+def test_cli_exports_dsl_to_stdout(capsys):
+    assert main(["export", "Custom -> Verify ? Revise : done", "--to", "mermaid"]) == 0
+    out = capsys.readouterr().out
+    assert out == export_workflow(parse("Custom -> Verify ? Revise : done"), "mermaid")
+
+
+def test_cli_reads_a_json_file_and_writes_a_module(tmp_path, capsys):
+    source = tmp_path / "wf.json"
+    source.write_text(to_json(parse(DESIGNED)), encoding="utf-8")
+    target = tmp_path / "graph.py"
+    assert main(["export", str(source), "--to", "langgraph-py", "-o", str(target)]) == 0
+    assert target.read_text(encoding="utf-8") == export_workflow(parse(DESIGNED), "langgraph-py")
+    assert "wrote" in capsys.readouterr().err
+
+
+def test_cli_never_overwrites_without_force(tmp_path, capsys):
+    target = tmp_path / "out.json"
+    target.write_text("keep me", encoding="utf-8")
+    assert main(["export", "Custom", "--to", "json", "-o", str(target)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert target.read_text(encoding="utf-8") == "keep me"
+    assert main(["export", "Custom", "--to", "json", "-o", str(target), "--force"]) == 0
+    assert json.loads(target.read_text(encoding="utf-8"))["dsl"] == "Custom"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["export", "Custom ->", "--to", "json"], "position"),
+    (["export", "Custom -> Nope", "--to", "mermaid"], "unknown operator 'Nope'"),
+    (["export", "missing.json", "--to", "json"], "no such file"),
+])
+def test_cli_bad_workflow_is_a_clear_error(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_bad_json_file_names_the_file(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json", encoding="utf-8")
+    assert main(["export", str(bad), "--to", "mermaid"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json" in err and "not valid JSON" in err
+
+
+def test_cli_rejects_unknown_format(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["export", "Custom", "--to", "yaml"])
+    assert info.value.code == 2
