@@ -1,0 +1,162 @@
+"""The director's hook: per turn, the grammar of valid outputs and the engine-specific way to enforce it.
+
+:func:`action_constraint` returns an :class:`ActionConstraint`, a
+:data:`flowsteer.director.config.ConstraintFactory`: called as ``(observation, registry, model)``
+before a turn, it returns the extra model-call kwargs:
+
+* a model with a ``tokenizer`` (:class:`~flowsteer.integrations.chat_models.local.LocalChatModel`):
+  ``{"logits_processor_factory": GrammarProcessorFactory}``;
+* an OpenAI-compatible client (vLLM server): ``{"extra_body": {"structured_outputs": {"regex": ...}}}``;
+* anything else: ``None`` (unconstrained).
+
+``observation`` is best the :class:`~flowsteer.canvas.Canvas` itself (exact node ids, and with
+``finish="when_allowed"`` the finish verdict). A bare :class:`~flowsteer.canvas.Observation` also
+works: the workflow is re-read from its DSL and the node ids from its ``[Nodes]`` section; when those
+do not line up (a long, truncated section) the grammar offers no node-targeted actions rather than
+wrong ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowsteer.constrain.grammar import ActionGrammar, GrammarOptions, action_grammar, prompt_grammar
+from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Step, Workflow
+from flowsteer.operators.registry import OperatorRegistry, default_registry
+
+__all__ = ["ActionConstraint", "action_constraint", "workflow_of"]
+
+logger = logging.getLogger(__name__)
+
+_NODE_LINE = re.compile(r"(node_\d+): ")
+_NODES_SECTION = re.compile(r"\[Nodes\]:?\s*(.*)")
+
+
+def _rename(step: Step, ids: dict[str, str]) -> Step:
+    new_id = ids.get(step.id, step.id)
+    match step:
+        case OperatorNode():
+            return dataclasses.replace(step, id=new_id)
+        case Parallel(branches=branches):
+            return Parallel(tuple(tuple(_rename(s, ids) for s in b) for b in branches), new_id)
+        case Conditional(check=check, on_fail=on_fail, on_pass=on_pass):
+            checked = _rename(check, ids)
+            assert isinstance(checked, OperatorNode)
+            return Conditional(checked, tuple(_rename(s, ids) for s in on_fail),
+                               tuple(_rename(s, ids) for s in on_pass), new_id)
+        case Loop(body=body, max_iterations=count):
+            return Loop(tuple(_rename(s, ids) for s in body), count, new_id)
+    return step
+
+
+def _from_observation(observation: Any, registry: OperatorRegistry) -> tuple[Workflow, bool]:
+    """``(workflow, ids_known)`` from an Observation's DSL and its ``[Nodes]`` ids."""
+    from flowsteer.dsl import parse
+    from flowsteer.errors import UserError
+
+    dsl = getattr(observation, "dsl", "") or ""
+    if not dsl.strip():
+        return Workflow(), True
+    try:
+        parsed = parse(dsl, registry)
+    except UserError:
+        logger.warning("could not read the observation's DSL %r; offering additions only", dsl[:80])
+        return Workflow(), False
+    section = _NODES_SECTION.search(getattr(observation, "text", "") or "")
+    listed = _NODE_LINE.findall(section.group(1)) if section else []
+    if len(listed) != len(parsed.ids()) or len(set(listed)) != len(listed):
+        return parsed, False
+    mapping = dict(zip(parsed.ids(), listed, strict=True))
+    steps = tuple(_rename(s, mapping) for s in parsed.steps)
+    top = max(int(i.split("_")[1]) for i in listed) + 1
+    return Workflow(steps, next_id=top), True
+
+
+def workflow_of(view: Any, registry: OperatorRegistry | None = None) -> tuple[Workflow, bool]:
+    """The current workflow of a canvas, an object with ``.workflow``, or an Observation;
+    the flag says whether its node ids are the canvas's own."""
+    workflow = getattr(view, "workflow", None)
+    if isinstance(workflow, Workflow):
+        return workflow, True
+    return _from_observation(view, registry or default_registry())
+
+
+def _state_of(view: Any) -> str:
+    state = getattr(view, "state", "building")
+    return str(getattr(state, "value", state))
+
+
+def _finish_verdict(view: Any, workflow: Workflow, registry: OperatorRegistry) -> bool | None:
+    config, task = getattr(view, "config", None), getattr(view, "task", None)
+    finish = getattr(config, "finish", None)
+    if finish is None or task is None:
+        return None
+    return not finish.check(workflow, task, getattr(view, "last_execution", None), registry)
+
+
+@dataclass(frozen=True)
+class ActionConstraint:
+    """Builds each turn's grammar and hands it to the model in the form its engine takes."""
+
+    registry: OperatorRegistry | None = None
+    """Overrides the registry the director passes (None: use the director's)."""
+    options: GrammarOptions = field(default_factory=GrammarOptions)
+    prompt_turns: bool = True
+    """Constrain AWAITING_PROMPT turns to free text without ``<`` (else leave them free)."""
+    max_new_tokens: int | None = None
+    """The call's token limit; when set, outputs are forced to complete within it."""
+    eos_ids: tuple[int, ...] | None = None
+    """End tokens (None: the tokenizer's and the model's generation config's)."""
+
+    def grammar(self, observation: Any, registry: OperatorRegistry | None = None) -> ActionGrammar | None:
+        """The grammar of the next turn's output (None: leave the turn unconstrained)."""
+        registry = self.registry or registry or default_registry()
+        if _state_of(observation) == "awaiting_prompt":
+            if not self.prompt_turns:
+                return None
+            return prompt_grammar(self.options.prompt_tokens, min_tokens=self.options.min_prompt_tokens)
+        workflow, ids_known = workflow_of(observation, registry)
+        options = self.options
+        if options.max_nodes is None:
+            limit = getattr(getattr(observation, "config", None), "max_nodes", None)
+            if isinstance(limit, int):
+                options = dataclasses.replace(options, max_nodes=limit)
+        if not ids_known:  # never offer ids we could not confirm
+            options = dataclasses.replace(options, node_actions=False)
+        verdict = _finish_verdict(observation, workflow, registry) if options.finish == "when_allowed" else None
+        return action_grammar(registry, workflow, options, finish_allowed=verdict)
+
+    def __call__(self, observation: Any, registry: OperatorRegistry | None, model: Any) -> Mapping[str, Any] | None:
+        grammar = self.grammar(observation, registry)
+        if grammar is None:
+            return None
+        tokenizer = getattr(model, "tokenizer", None)
+        if tokenizer is not None:
+            from flowsteer.constrain.processor import GrammarProcessorFactory
+            from flowsteer.constrain.trie import eos_ids_of
+
+            eos = self.eos_ids or eos_ids_of(tokenizer, getattr(model, "model", None))
+            return {"logits_processor_factory": GrammarProcessorFactory(
+                grammar, tokenizer, eos_ids=eos, max_new_tokens=self.max_new_tokens)}
+        if "openai" in type(model).__module__.lower() or hasattr(model, "openai_api_base"):
+            from flowsteer.constrain.regex import structured_outputs_body
+
+            return {"extra_body": structured_outputs_body(grammar)}
+        logger.debug("model %s cannot be constrained; the turn runs unconstrained", type(model).__name__)
+        return None
+
+
+def action_constraint(registry: OperatorRegistry | None = None, **options: Any) -> ActionConstraint:
+    """The constraint factory to put in ``DirectorConfig(constraint=...)``.
+
+    Keyword arguments are :class:`GrammarOptions` fields (``think_tokens``, ``max_list``,
+    ``finish``, ...) or :class:`ActionConstraint` fields (``prompt_turns``, ``max_new_tokens``,
+    ``eos_ids``).
+    """
+    own = {k: options.pop(k) for k in ("prompt_turns", "max_new_tokens", "eos_ids") if k in options}
+    return ActionConstraint(registry, GrammarOptions(**options), **own)

@@ -1,0 +1,248 @@
+"""The action grammar (registry + canvas state), its regex rendering, and the token automaton."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from flowsteer.canvas import Canvas, CanvasConfig, FinishConstraints, parse_action, render_action
+from flowsteer.canvas.actions import AddConditional, AddLoop, AddOperator, AddParallel, Delete, Finish, Modify
+from flowsteer.constrain import (
+    ActionGrammar,
+    GrammarOptions,
+    TokenAutomaton,
+    action_constraint,
+    action_grammar,
+    check_canonical,
+    prompt_grammar,
+    to_regex,
+    workflow_of,
+)
+from flowsteer.dsl import parse
+from flowsteer.errors import ParseFailure
+from flowsteer.operators.base import Role
+from flowsteer.operators.custom import register_operator
+from flowsteer.operators.registry import default_registry
+from flowsteer.tasks import Task
+from flowsteer.testing import SimulatedExecutor
+
+PIPELINE = "Plan -> [Programmer, Custom] -> ScEnsemble -> Verify ? Revise : done -> Format"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    pytest.importorskip("transformers")
+    from flowsteer.testing.tiny import build_tiny_tokenizer
+
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture
+def custom_registry():
+    registry = default_registry().copy()
+
+    @register_operator(name="UnitCheck", role=Role.CHECKING, description="Checks units.", registry=registry)
+    def unit_check(call):
+        return "PASS"
+
+    return registry
+
+
+def _canvas(registry=None, **config):
+    return Canvas(SimulatedExecutor(), registry=registry,
+                  config=CanvasConfig(execute_each_step=False, **config))
+
+
+def _build(canvas: Canvas, *texts: str) -> None:
+    for text in texts:
+        obs, _, info = canvas.step(text)
+        assert info.accepted, info.message
+        while obs.state.value == "awaiting_prompt":
+            obs, _, info = canvas.step("Solve the problem carefully.")
+            assert info.accepted, info.message
+
+
+def _accepts(workflow, text: str) -> bool:
+    probe = _canvas()
+    probe.reset(Task("What is 2 + 3?"))
+    probe._workflow = workflow  # noqa: SLF001 - start the probe from the given state
+    return probe.step(text)[2].accepted
+
+
+def test_custom_operator_is_offered_in_every_slot_its_role_allows(custom_registry):
+    g = action_grammar(custom_registry)
+    assert g.matches(render_action(AddOperator("UnitCheck")))
+    assert g.matches(render_action(AddConditional("UnitCheck", "Revise")))
+    assert g.matches(render_action(AddParallel(("UnitCheck", "Custom"))))
+    assert not action_grammar(default_registry()).matches(render_action(AddOperator("UnitCheck")))
+    # a solver is never a condition; an ensembler never sits inside a parallel block
+    assert not g.matches(render_action(AddConditional("Custom", "Revise")))
+    assert not g.matches(render_action(AddParallel(("ScEnsemble", "Custom"))))
+
+
+def test_counts_and_list_lengths():
+    g = action_grammar()
+    assert g.matches(render_action(AddLoop(("Review", "Revise"), 10)))
+    assert g.matches(render_action(AddLoop(("Review",), 1)))
+    assert not g.matches(render_action(AddLoop(("Review", "Revise"), 11)))
+    assert not g.matches(render_action(AddLoop(("Review", "Revise"), 0)))
+    assert not g.matches(render_action(AddParallel(("Custom",))))
+    assert not g.matches(render_action(AddParallel(("Custom",) * 5)))  # max_list = 4
+    assert g.matches(render_action(AddParallel(("Custom",) * 4)))
+    assert not g.matches("<action>add</action><operator>Programmer</operator> and more")
+    assert not g.matches(" <action>finish</action>")
+
+
+def test_empty_canvas_offers_no_node_actions_and_no_positions():
+    g = action_grammar()
+    assert not g.matches(render_action(Delete("node_1")))
+    assert not g.matches(render_action(AddOperator("Plan", position=1)))
+    assert g.matches(render_action(Finish()))
+
+
+def test_node_ids_are_those_that_exist_now():
+    canvas = _canvas()
+    canvas.reset(Task("What is 2 + 3?"))
+    _build(canvas, "<action>add</action><operator>Plan</operator>",
+           "<action>add</action><structure>conditional</structure><condition>Verify</condition>"
+           "<true>Revise</true><false>done</false>",
+           "<action>delete</action><target>node_1</target>",
+           "<action>add</action><operator>Format</operator>")
+    ids = canvas.workflow.ids()
+    g = action_grammar(canvas.registry, canvas.workflow)
+    assert "node_1" not in ids
+    assert not g.matches(render_action(Delete("node_1")))
+    check = canvas.workflow.steps[0].check.id  # the conditional's checker
+    for node_id in ids:  # offered exactly when the canvas would accept it
+        text = render_action(Delete(node_id))
+        assert g.matches(text) == _accepts(canvas.workflow, text), node_id
+    assert g.matches(render_action(Delete(canvas.workflow.steps[0].id)))
+    assert not g.matches(render_action(Delete(check)))  # a conditional needs its checker
+    assert g.matches(render_action(Modify(check, "Review")))
+    assert not g.matches(render_action(Modify(check, "Custom")))  # would not be a checker any more
+    assert g.matches(f"<action>set_prompt</action><target>{check}</target><prompt>Check the sum.</prompt>")
+    assert not g.matches(f"<action>set_prompt</action><target>{check}</target><prompt>a <b></prompt>")
+    top = len(canvas.workflow.steps)
+    assert g.matches(render_action(AddOperator("Plan", position=top + 1)))
+    assert not g.matches(render_action(AddOperator("Plan", position=top + 2)))
+
+
+def test_every_sampled_output_is_accepted_by_the_canvas():
+    rng = random.Random(0)
+    canvas = _canvas()
+    canvas.reset(Task("What is 2 + 3?"))
+    _build(canvas, "<action>add</action><operator>Plan</operator>",
+           "<action>add</action><structure>parallel</structure><operators>Programmer, Custom</operators>",
+           "<action>add</action><operator>ScEnsemble</operator>")
+    base = canvas.workflow
+    g = action_grammar(canvas.registry, base, GrammarOptions(think_tokens=8))
+    for _ in range(150):
+        text = g.sample(rng)
+        action = parse_action(text, canvas.registry, lenient=False)
+        assert not isinstance(action, ParseFailure), (text, action)
+        assert isinstance(action, Finish) or _accepts(base, text), text
+
+
+def test_finish_policy_and_node_room():
+    assert not action_grammar(options=GrammarOptions(finish="never")).matches("<action>finish</action>")
+    when = GrammarOptions(finish="when_allowed")
+    assert not action_grammar(options=when, finish_allowed=False).matches("<action>finish</action>")
+    assert action_grammar(options=when, finish_allowed=True).matches("<action>finish</action>")
+    wf = parse("Plan -> Programmer", default_registry())
+    full = action_grammar(workflow=wf, options=GrammarOptions(max_nodes=2))
+    assert not full.matches(render_action(AddOperator("Format")))
+    room3 = action_grammar(workflow=wf, options=GrammarOptions(max_nodes=5))
+    assert room3.matches(render_action(AddParallel(("Custom", "Programmer"))))
+    assert not room3.matches(render_action(AddParallel(("Custom", "Programmer", "Plan"))))
+
+
+def test_finish_when_allowed_reads_the_canvas():
+    constraint = action_constraint(finish="when_allowed")
+    canvas = _canvas()
+    canvas.reset(Task("What is 2 + 3?"))
+    _build(canvas, "<action>add</action><operator>Plan</operator>")
+    assert not constraint.grammar(canvas).matches("<action>finish</action>")
+    relaxed = _canvas(finish=FinishConstraints(min_operators=1, require_checker=False, require_structure=False,
+                                               require_format_when_verbose=False))
+    relaxed.reset(Task("What is 2 + 3?"))
+    _build(relaxed, "<action>add</action><operator>Programmer</operator>")
+    assert constraint.grammar(relaxed).matches("<action>finish</action>")
+
+
+def test_think_part_is_optional_and_bounded_by_tags():
+    g = action_grammar(options=GrammarOptions(think_tokens=16))
+    assert g.matches("<think>plan first</think>\n<action>add</action><operator>Plan</operator>")
+    assert g.matches("<action>add</action><operator>Plan</operator>")
+    assert not g.matches("<think>a <b> c</think>\n<action>finish</action>")
+    assert not g.matches("<think>unterminated<action>finish</action>")
+
+
+def test_prompt_turn_grammar_is_free_text_without_tags():
+    g = prompt_grammar(32)
+    assert g.matches("Compute the sum step by step.")
+    assert not g.matches("Use <action>finish</action>")
+    assert action_constraint().grammar(type("Obs", (), {"state": "awaiting_prompt"})()) is not None
+    assert action_constraint(prompt_turns=False).grammar(type("Obs", (), {"state": "awaiting_prompt"})()) is None
+
+
+def test_round_trips_as_data():
+    g = action_grammar(workflow=parse(PIPELINE, default_registry()), options=GrammarOptions(think_tokens=4))
+    assert ActionGrammar.from_json(g.to_json()) == g
+
+
+def test_regex_matches_exactly_the_grammar():
+    g = action_grammar(workflow=parse(PIPELINE, default_registry()), options=GrammarOptions(think_tokens=8))
+    pattern = re.compile(to_regex(g))
+    rng = random.Random(1)
+    for _ in range(100):
+        assert pattern.fullmatch(g.sample(rng))
+    for bad in ("<action>add</action><operator>Nope</operator>", render_action(AddLoop(("Review",), 11)),
+                render_action(Delete("node_99")), "<action>finish</action>extra"):
+        assert not pattern.fullmatch(bad) and not g.matches(bad)
+
+
+def test_observation_ids_match_the_canvas_after_deletes():
+    canvas = _canvas()
+    canvas.reset(Task("What is 2 + 3?"))
+    _build(canvas, "<action>add</action><operator>Plan</operator>",
+           "<action>add</action><operator>Custom</operator>",
+           "<action>delete</action><target>node_1</target>",
+           "<action>add</action><structure>loop</structure><operators>Review, Revise</operators><count>2</count>")
+    workflow, exact = workflow_of(canvas.observation)
+    assert exact and workflow.ids() == canvas.workflow.ids() and workflow.dsl == canvas.workflow.dsl
+    assert workflow_of(canvas)[0] is canvas.workflow
+
+
+# -- token automaton (tiny tokenizer) ----------------------------------------------------------------
+
+def test_piecewise_tokens_are_the_tokenizers_canonical_tokens(tokenizer):
+    g = action_grammar(workflow=parse(PIPELINE, default_registry()), options=GrammarOptions(think_tokens=8))
+    assert check_canonical(g, tokenizer, samples=80) == []
+
+
+def test_automaton_masks_and_end_of_sequence(tokenizer):
+    g = action_grammar(workflow=parse(PIPELINE, default_registry()))
+    automaton = TokenAutomaton(g, tokenizer)
+    ids = tokenizer.encode("<action>delete</action><target>node_1</target>", add_special_tokens=False)
+    states = automaton.replay(ids)
+    for k, token in enumerate(ids):
+        allowed = automaton.allowed(states[k])
+        assert token in allowed.tokens and not allowed.eos and not allowed.free
+    assert automaton.allowed(states[-1]).eos and not automaton.allowed(states[-1]).tokens
+    bad = tokenizer.encode("<action>delete</action><target>node_42</target>", add_special_tokens=False)
+    assert not automaton.accepts_ids(bad)
+    assert automaton.advance(automaton.start(), tokenizer.encode("x", add_special_tokens=False)[0]) == frozenset()
+
+
+def test_token_budget_forces_completion(tokenizer):
+    g = action_grammar(options=GrammarOptions(think_tokens=64))
+    automaton = TokenAutomaton(g, tokenizer)
+    rng = random.Random(3)
+    shortest = automaton.distance(automaton.roots[g.start])
+    for budget in (shortest, shortest + 3, 40):
+        for _ in range(20):
+            ids = automaton.sample_ids(rng, budget)
+            assert len(ids) <= budget and automaton.accepts_ids(ids)
+            assert not isinstance(parse_action(tokenizer.decode(ids), default_registry()), ParseFailure)
