@@ -117,7 +117,22 @@ def _is_safe(expr: str) -> bool:
             return False
     if expr.count("**") > 3 or re.search(r"\*\*\s*\(*\s*\d{4,}", expr) or re.search(r"\d{40,}", expr):
         return False
-    return True
+    return not any(_power_tower(expr, m.end()) for m in re.finditer(r"\*\*", expr))
+
+
+def _power_tower(expr: str, start: int) -> bool:
+    """True when the exponent starting at ``start`` itself holds a power (``2**(10**10)``, ``9**9**9``):
+    such towers can take sympy minutes to evaluate."""
+    rest = expr[start:].lstrip()
+    if rest.startswith("("):
+        depth = 0
+        for i, ch in enumerate(rest):
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if depth == 0:
+                return "**" in rest[:i] or rest[i + 1 :].lstrip().startswith("**")
+        return True
+    operand = re.match(r"[\w.]+", rest)
+    return operand is not None and rest[operand.end() :].lstrip().startswith("**")
 
 
 def latex_to_sympy(s: str) -> Any | None:
