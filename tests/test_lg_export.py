@@ -164,3 +164,28 @@ def test_cli_rejects_unknown_format(capsys):
     with pytest.raises(SystemExit) as info:
         main(["export", "Custom", "--to", "yaml"])
     assert info.value.code == 2
+
+
+# -- the langgraph dev example -----------------------------------------------------------------
+def test_langgraph_json_graphs_load_offline_and_run(monkeypatch):
+    from langgraph.graph.state import CompiledStateGraph
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    config = json.loads((examples / "langgraph.json").read_text(encoding="utf-8"))
+    assert config["graphs"] == {"designed": "./designed_workflow.py:graph"}
+    monkeypatch.delenv("FLOWSTEER_EXECUTOR", raising=False)
+    monkeypatch.delenv("FLOWSTEER_WORKFLOW", raising=False)
+    for spec in config["graphs"].values():
+        path, attr = spec.split(":")
+        module = runpy.run_path(str(examples / path), run_name="designed_workflow")
+        graph = module[attr]
+        assert isinstance(graph, CompiledStateGraph)
+        assert graph.invoke({"question": "What is 12 + 30?"})["answer"]
+
+
+def test_designed_example_serves_another_design_from_the_environment(monkeypatch):
+    monkeypatch.delenv("FLOWSTEER_EXECUTOR", raising=False)
+    monkeypatch.setenv("FLOWSTEER_WORKFLOW", "Custom -> Review ? Revise : done")
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    module = runpy.run_path(str(examples / "designed_workflow.py"), run_name="designed_workflow")
+    assert "node_2_Review" in module["graph"].get_graph().nodes
