@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from flowsteer.integrations import compile_workflow, export_workflow
 
 from flowsteer.builder import WorkflowBuilder
 from flowsteer.cli import main
 from flowsteer.dsl import parse
 from flowsteer.errors import UserError, WorkflowValidationError
-from flowsteer.integrations import compile_workflow, export_workflow
 from flowsteer.ir import OperatorNode, Workflow
 from flowsteer.serialize import from_json, to_json
 from flowsteer.testing.fakes import SimulatedExecutor
@@ -188,4 +188,4 @@ def test_designed_example_serves_another_design_from_the_environment(monkeypatch
     monkeypatch.setenv("FLOWSTEER_WORKFLOW", "Custom -> Review ? Revise : done")
     examples = Path(__file__).resolve().parent.parent / "examples"
     module = runpy.run_path(str(examples / "designed_workflow.py"), run_name="designed_workflow")
-    assert "node_2_Review" in module["graph"].get_graph().nodes
+    assert "node_3_Review" in module["graph"].get_graph().nodes

@@ -24,6 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowsteer.integrations.chat_models._sampling import Sampled, SamplingParams, sample_batch
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -31,8 +32,6 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, Field, PrivateAttr
-
-from flowsteer.integrations.chat_models._sampling import Sampled, SamplingParams, sample_batch
 
 __all__ = ["LocalChatModel", "LogitsProcessorFactory", "messages_to_dicts"]
 
