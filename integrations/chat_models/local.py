@@ -24,7 +24,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowsteer.integrations.chat_models._sampling import Sampled, SamplingParams, sample_batch
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -32,6 +31,8 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, Field, PrivateAttr
+
+from flowsteer.integrations.chat_models._sampling import Sampled, SamplingParams, sample_batch
 
 __all__ = ["LocalChatModel", "LogitsProcessorFactory", "messages_to_dicts"]
 
