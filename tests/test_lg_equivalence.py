@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from flowsteer.integrations import compile_workflow
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lg_toys import toy_executor, toy_registry
 
+from flowsteer.integrations import compile_workflow
 from flowsteer.interpreter import Interpreter
 from flowsteer.ir import Conditional, Loop, Parallel
 from flowsteer.sandbox import Sandbox

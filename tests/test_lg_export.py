@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from flowsteer.integrations import compile_workflow, export_workflow
 
 from flowsteer.builder import WorkflowBuilder
 from flowsteer.cli import main
 from flowsteer.dsl import parse
 from flowsteer.errors import UserError, WorkflowValidationError
+from flowsteer.integrations import compile_workflow, export_workflow
 from flowsteer.ir import OperatorNode, Workflow
 from flowsteer.serialize import from_json, to_json
 from flowsteer.testing.fakes import SimulatedExecutor
