@@ -48,12 +48,15 @@ __all__ = [
     "strip_reasoning",
     "MAX_LIST_OPERATORS",
     "DEFAULT_LOOP_COUNT",
+    "MAX_TEXT_CHARS",
 ]
 
 MAX_LIST_OPERATORS = 8
 """Most operators one parallel block or loop body may list."""
 DEFAULT_LOOP_COUNT = 3
 """Loop count used when ``<count>`` is missing."""
+MAX_TEXT_CHARS = 200_000
+"""Model text beyond this many characters is ignored."""
 
 _TAG_NAMES = (
     "action", "structure", "operators", "operator", "position", "prompt", "condition", "true", "false",
@@ -115,6 +118,13 @@ def _tags(text: str) -> list[_Tag]:
     return [_Tag(m.group(1) == "/", m.group(2).lower(), m.start(), m.end()) for m in _TAG_RE.finditer(text)]
 
 
+def _named_tag_re(name: str) -> re.Pattern[str]:
+    return re.compile(r"[<\[][ \t]{0,4}(/?)[ \t]{0,4}" + name + r"[ \t]{0,4}[>\]]", re.I)
+
+
+_BLOCK_RES = {name: _named_tag_re(name) for name in ("think", "reasoning", "thought")}
+
+
 def _strip_block(text: str, name: str) -> tuple[str, bool]:
     """Remove every ``<name>...</name>`` block; report whether one was left unterminated.
 
@@ -123,30 +133,30 @@ def _strip_block(text: str, name: str) -> tuple[str, bool]:
     """
     pieces: list[str] = []
     pos = 0
-    unterminated = False
     opened_at: int | None = None
-    for tag in _tags(text):
-        if tag.name != name:
-            continue
-        if not tag.closing and opened_at is None:
-            pieces.append(text[pos:tag.start])
-            opened_at = tag.start
-        elif tag.closing and opened_at is not None:
+    for match in _BLOCK_RES[name].finditer(text):
+        closing = match.group(1) == "/"
+        if not closing and opened_at is None:
+            pieces.append(text[pos:match.start()])
+            opened_at = match.start()
+        elif closing and opened_at is not None:
             opened_at = None
-            pos = tag.end
-        elif tag.closing:
+            pos = match.end()
+        elif closing:
             pieces = []
-            pos = tag.end
+            pos = match.end()
     if opened_at is not None:
-        unterminated = True
-    else:
-        pieces.append(text[pos:])
-    return "".join(pieces), unterminated
+        return "".join(pieces), True
+    pieces.append(text[pos:])
+    return "".join(pieces), False
 
 
 def strip_reasoning(text: str) -> tuple[str, bool]:
-    """Remove fences, think and reasoning blocks; return ``(text, think_unterminated)``."""
-    text = _FENCE_RE.sub("", text)
+    """Remove fences, think and reasoning blocks; return ``(text, think_unterminated)``.
+
+    Text beyond ``MAX_TEXT_CHARS`` is ignored (no model writes that much within a turn's budget).
+    """
+    text = _FENCE_RE.sub("", text[:MAX_TEXT_CHARS])
     text, think_open = _strip_block(text, "think")
     for name in ("reasoning", "thought"):
         text, _ = _strip_block(text, name)
@@ -178,16 +188,20 @@ class _Fields:
 
 def _first_action(text: str) -> tuple[str, _Fields] | None:
     """The first ``<action>`` value and the fields that belong to it (up to the next action)."""
-    tags = _tags(text)
-    opens = [i for i, t in enumerate(tags) if t.name == "action" and not t.closing]
-    if not opens:
-        return None
-    limit = len(tags)
+    tags: list[_Tag] = []
+    seen_action = False
     region_end = len(text)
-    if len(opens) > 1:
-        limit = opens[1]
-        region_end = tags[opens[1]].start
-    fields = _Fields(text[:region_end], tags[:limit])
+    for match in _TAG_RE.finditer(text):
+        tag = _Tag(match.group(1) == "/", match.group(2).lower(), match.start(), match.end())
+        if tag.name == "action" and not tag.closing:
+            if seen_action:  # a second action: it and everything after it are ignored
+                region_end = tag.start
+                break
+            seen_action = True
+        tags.append(tag)
+    if not seen_action:
+        return None
+    fields = _Fields(text[:region_end], tags)
     return fields.get("action") or "", fields
 
 
