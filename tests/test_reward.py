@@ -6,10 +6,10 @@ import pytest
 
 from flowsteer.builder import WorkflowBuilder
 from flowsteer.errors import UserError
+from flowsteer.graph import stats
 from flowsteer.ir import Workflow
 from flowsteer.operators.base import Role
 from flowsteer.operators.registry import OperatorSpec
-from flowsteer.graph import stats
 from flowsteer.reward import RewardConfig, compute_reward
 
 

@@ -25,7 +25,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from flowsteer.datasets._io import PathLike, Record, field, hub_rows, is_hub, read_jsonl, read_records, resolve_file
+from flowsteer.datasets._io import (
+    PathLike,
+    Record,
+    field,
+    hub_rows,
+    is_hub,
+    read_jsonl,
+    read_records,
+    resolve_file,
+)
 from flowsteer.datasets.registry import register_dataset
 from flowsteer.errors import UserError
 from flowsteer.tasks import Task

@@ -14,7 +14,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from flowsteer.datasets._io import PathLike, Record, field, hub_rows, is_hub, read_json, read_records, resolve_file
+from flowsteer.datasets._io import (
+    PathLike,
+    Record,
+    field,
+    hub_rows,
+    is_hub,
+    read_json,
+    read_records,
+    resolve_file,
+)
 from flowsteer.datasets.registry import register_dataset
 from flowsteer.errors import UserError
 from flowsteer.scoring.math import extract_boxed
@@ -212,8 +221,8 @@ def _squad_flat(path: PathLike | None, split: str | None) -> list[Record]:
         for p, paragraph in enumerate(field(article, "paragraphs", where=f"{target}: data[{a}]")):
             context = field(paragraph, "context", where=f"{target}: data[{a}].paragraphs[{p}]")
             for q, qa in enumerate(field(paragraph, "qas", where=f"{target}: data[{a}].paragraphs[{p}]")):
-                row = {**qa, "title": article.get("title", ""), "context": context}
-                flat.append(Record.at(row, f"{target}: data[{a}].paragraphs[{p}].qas[{q}]"))
+                merged = {**qa, "title": article.get("title", ""), "context": context}
+                flat.append(Record.at(merged, f"{target}: data[{a}].paragraphs[{p}].qas[{q}]"))
     return flat
 
 
