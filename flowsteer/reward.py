@@ -27,14 +27,20 @@ never releases the answer term (spec 13.8, 13.27). Both numbers are configurable
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flowsteer.errors import UserError
 from flowsteer.graph import stats
 from flowsteer.ir import Workflow
 from flowsteer.operators.base import Role
 from flowsteer.operators.registry import OperatorRegistry
+from flowsteer.scoring import Score, ascore, score
+from flowsteer.tasks import Task
 
-__all__ = ["RewardConfig", "RewardBreakdown", "compute_reward"]
+if TYPE_CHECKING:
+    from flowsteer.sandbox import Sandbox
+
+__all__ = ["RewardConfig", "RewardBreakdown", "compute_reward", "score_and_reward", "ascore_and_reward"]
 
 # Sums of float weights (0.2 + 0.2 + 0.2 + 0.4) land a hair off 1.0; compare with this slack.
 _EPS = 1e-9
@@ -136,3 +142,31 @@ def compute_reward(
         released=released,
         operator_count=summary.operator_count,
     )
+
+
+def score_and_reward(
+    workflow: Workflow,
+    task: Task,
+    answer: str | None,
+    *,
+    registry: OperatorRegistry | None = None,
+    config: RewardConfig | None = None,
+    sandbox: Sandbox | None = None,
+) -> tuple[Score, RewardBreakdown]:
+    """Score ``answer`` for ``task`` (deterministically, see :mod:`flowsteer.scoring`) and compute R."""
+    result = score(task, answer, sandbox=sandbox)
+    return result, compute_reward(workflow, result.value, registry=registry, config=config)
+
+
+async def ascore_and_reward(
+    workflow: Workflow,
+    task: Task,
+    answer: str | None,
+    *,
+    registry: OperatorRegistry | None = None,
+    config: RewardConfig | None = None,
+    sandbox: Sandbox | None = None,
+) -> tuple[Score, RewardBreakdown]:
+    """Async twin of :func:`score_and_reward` (code tasks await the sandbox)."""
+    result = await ascore(task, answer, sandbox=sandbox)
+    return result, compute_reward(workflow, result.value, registry=registry, config=config)

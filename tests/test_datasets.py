@@ -292,3 +292,36 @@ def test_real_splits_and_subsets():
     assert len(load_dataset("mbpp", SHARED / "mbpp", split="test")) == 500
     assert len(load_dataset("mbpp", SHARED / "mbpp", split="train")) == 374
     assert all(t.hidden_tests.strip() for t in load_dataset("mbpp", SHARED / "mbpp"))
+
+
+def test_hub_layouts_are_converted(monkeypatch):
+    hf = pytest.importorskip("datasets")
+    rows = {
+        "rajpurkar/squad_v2": [{"id": "s1", "title": "T", "context": "C", "question": "Q?",
+                                "answers": {"text": [], "answer_start": []}},
+                               {"id": "s2", "title": "T", "context": "C", "question": "R?",
+                                "answers": {"text": ["x", "x"], "answer_start": [0, 0]}}],
+        "hotpotqa/hotpot_qa": [{"id": "h1", "question": "Same country?", "answer": "yes", "type": "comparison",
+                                "level": "hard", "context": {"title": ["A", "B"],
+                                                             "sentences": [["A is in X.", " It is old."], ["B too."]]}}],
+        "mandarjoshi/trivia_qa": [{"question": "Capital of France?", "question_id": "tq1",
+                                   "answer": {"value": "Paris", "aliases": ["Paris", "Paree"],
+                                              "normalized_aliases": ["paris"]}}],
+        "openai/gsm8k": [{"question": "2+2?", "answer": "#### 4"}],
+    }
+    calls = []
+
+    def fake_load_dataset(repo, name=None, split=None):
+        calls.append((repo, name, split))
+        return rows[repo]
+
+    monkeypatch.setattr(hf, "load_dataset", fake_load_dataset)
+    squad = load_dataset("squad_v2", "hf:rajpurkar/squad_v2")
+    assert [t.answer for t in squad] == [("",), ("x",)]
+    hotpot = load_dataset("hotpotqa", "hf:hotpotqa/hotpot_qa")[0]
+    assert "[A]\nA is in X. It is old.\n\n[B]\nB too." in hotpot.question and hotpot.id == "h1"
+    trivia = load_dataset("triviaqa", "hf:mandarjoshi/trivia_qa", split="train")[0]
+    assert trivia.answer == ("Paris", "Paree", "paris") and trivia.id == "tq1"
+    assert load_dataset("gsm8k", "hf:openai/gsm8k")[0].answer == "4"
+    assert calls == [("rajpurkar/squad_v2", None, "validation"), ("hotpotqa/hotpot_qa", "distractor", "validation"),
+                     ("mandarjoshi/trivia_qa", "rc.nocontext", "train"), ("openai/gsm8k", "main", "test")]

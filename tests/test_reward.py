@@ -145,3 +145,15 @@ def test_worked_examples_from_the_dsl(toy_registry, text, expected):
     dsl = pytest.importorskip("flowsteer.dsl")
     wf = dsl.parse(text, toy_registry)
     assert compute_reward(wf, 1.0, registry=toy_registry).total == pytest.approx(expected)
+
+
+async def test_score_and_reward_on_a_math_task(toy_registry):
+    from flowsteer.reward import ascore_and_reward, score_and_reward
+    from flowsteer.tasks import Task
+
+    wf = build(toy_registry, "Plan", "Programmer", ("loop", ["Review", "Revise"], 2), "Verify", "Format")
+    task = Task("What is 6 * 7?", "math", answer="42")
+    s, r = score_and_reward(wf, task, "The answer is \\boxed{42}", registry=toy_registry)
+    assert s.correct and r.total == pytest.approx(1.0)
+    s, r = await ascore_and_reward(wf, task, "41", registry=toy_registry)
+    assert not s.correct and r.total == pytest.approx(0.0)
