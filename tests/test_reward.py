@@ -157,3 +157,14 @@ async def test_score_and_reward_on_a_math_task(toy_registry):
     assert s.correct and r.total == pytest.approx(1.0)
     s, r = await ascore_and_reward(wf, task, "41", registry=toy_registry)
     assert not s.correct and r.total == pytest.approx(0.0)
+
+
+def test_worked_examples_with_the_builtin_registry():
+    dsl = pytest.importorskip("flowsteer.dsl")
+    from flowsteer.operators import default_registry
+
+    registry = default_registry()
+    loop = dsl.parse("Plan -> Programmer -> (Review -> Revise) * 2 -> Verify -> Format", registry)
+    assert compute_reward(loop, 0.5, registry=registry).total == pytest.approx(0.5)
+    short = dsl.parse("Plan -> Verify -> Format", registry)
+    assert compute_reward(short, 1.0, registry=registry).total == pytest.approx(-0.6)
