@@ -11,7 +11,13 @@ type and message, ``timeout``, ``killed`` by a signal). Bubblewrap is used when 
 """
 
 from flowsteer.sandbox._sandbox import Sandbox, check_program
-from flowsteer.sandbox._types import SandboxLimits, SandboxMode, SandboxResult, SandboxStatus, parse_error_line
+from flowsteer.sandbox._types import (
+    SandboxLimits,
+    SandboxMode,
+    SandboxResult,
+    SandboxStatus,
+    parse_error_line,
+)
 
 __all__ = [
     "Sandbox",

@@ -1,8 +1,9 @@
 """The program the sandbox child runs before (and around) the untrusted code.
 
 This file is never imported by the library: its source is handed to ``python -I -c`` in the child,
-so it may use the standard library only. ``sys.argv[1]`` is a JSON configuration written by
-:mod:`flowsteer.sandbox._process`.
+so it may use the standard library only, and imports as little as it can (every import is paid on
+every run). ``sys.argv[1]`` is the configuration, a Python literal written by
+:mod:`flowsteer.sandbox._process`; status records go to the status fd as Python literals, one a line.
 
 Order of events in the child (all before any untrusted byte runs):
 
@@ -13,14 +14,14 @@ Order of events in the child (all before any untrusted byte runs):
 2. without a network namespace, replace ``socket.socket`` & co. by a function raising
    ``PermissionError`` (a best-effort guard against accidents, not isolation: ``ctypes`` or
    ``_socket`` get around it);
-3. read the sources and unlink them, so hidden tests cannot be read from disk by the candidate;
+3. wait for the program on the control fd (a spare interpreter is started before it is needed);
+   the sources never touch the disk, so hidden tests cannot be read from a file by the candidate;
 4. lower the resource limits (the child cannot raise them again);
 5. fork: the parent stays behind as a small supervisor relaying the exit status, so that
    ``os.getppid()`` in the program is not the library's process;
 6. run each source in one shared ``__main__`` namespace; report the outcome on the status fd.
 """
 
-import json
 import os
 import sys
 
@@ -126,7 +127,7 @@ def _report(fd, record):
     if fd < 0:
         return
     try:
-        os.write(fd, (json.dumps(record) + "\n").encode())
+        os.write(fd, (repr(record) + "\n").encode())
     except OSError:
         pass
 
@@ -146,7 +147,7 @@ def _exit_code(exc):
     if isinstance(code, int):
         return code & 0xFF
     try:
-        print(code, file=sys.stderr)
+        sys.stderr.write(f"{code}\n")
     except Exception:
         pass
     return 1
@@ -155,13 +156,11 @@ def _exit_code(exc):
 def _run_program(programs, status_fd):
     import traceback
 
-    import types
-
-    module = types.ModuleType("__main__")
+    module = type(sys)("__main__")
     sys.modules["__main__"] = module
     namespace = module.__dict__
     try:
-        for filename, code in programs:
+        for _filename, code in programs:
             exec(code, namespace)
     except SystemExit as exc:
         _report(status_fd, {"event": "exit", "code": _exit_code(exc)})
@@ -185,19 +184,6 @@ def _safe_str(exc):
         return str(exc)[:2000]
     except BaseException:
         return "<unprintable exception>"
-
-
-def _compile_all(paths):
-    programs = []
-    for path in paths:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            source = handle.read()
-        os.unlink(path)
-        programs.append((os.path.basename(path), source))
-    compiled = []
-    for filename, source in programs:
-        compiled.append((filename, compile(source, filename, "exec")))
-    return compiled
 
 
 def _supervise(child):
@@ -243,19 +229,73 @@ def _init(child):
             os._exit(os.waitstatus_to_exitcode(status))
 
 
+def _read_request(fd):
+    """Block until the library sends the program (a spare interpreter waits here)."""
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    if not chunks:
+        os._exit(0)  # the library let this spare go without a program
+    return eval(b"".join(chunks).decode("utf-8"), {"__builtins__": {}})
+
+
+def _set_stdin(text):
+    if text is None:
+        return  # fd 0 stays /dev/null: reads see end-of-file at once
+    data = text.encode("utf-8")
+    fd = os.memfd_create("stdin")
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, 0)
+    os.dup2(fd, 0)
+    os.close(fd)
+
+
+def _fork_tree(status_fd, entered, supervise):
+    """Fork the supervisor (and PID 1 of the namespace) so the program runs below them."""
+    if not (supervise or entered & CLONE_NEWPID):
+        return
+    supervisor = os.getpid()
+    child = _fork(status_fd)
+    if child:
+        _supervise(child)
+    if entered & CLONE_NEWPID:
+        # We are PID 1 of the new namespace. PID 1 ignores signals it has no handler for, so the
+        # program runs as PID 2 with normal signal semantics; when PID 1 exits (or is killed with
+        # its process group on timeout), the kernel kills everything left in the namespace.
+        child = _fork(status_fd)
+        if child:
+            _init(child)
+        return
+    import ctypes
+
+    # Without a PID namespace the program dies with its supervisor (killed on timeout).
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    if os.getppid() != supervisor:
+        os._exit(72)  # the supervisor died before the death signal was armed
+
+
 def main():
-    config = json.loads(sys.argv[1])
-    if config.get("drop") is not None:
+    config = eval(sys.argv[1], {"__builtins__": {}})  # our own literal: no json import per run
+    if config["drop"] is not None:
         _drop_privileges(config["drop"])
-        if config.get("exec"):
+        if config["exec"]:
             os.execv(config["exec"][0], config["exec"])
+    status_fd = config["status_fd"]
     entered = _unshare(config["unshare"])
-    _report(config["status_fd"], {"event": "start", "namespaces": entered})
+    _report(status_fd, {"event": "start", "namespaces": entered})
     if config["guard_network"] and not entered & CLONE_NEWNET:
         _guard_network()
-    status_fd = config["status_fd"]
+    sys.path.extend(config["path"])
+    request = _read_request(config["control_fd"])
+    _set_stdin(request["stdin"])
     try:
-        programs = _compile_all(config["sources"])
+        programs = [(name, compile(source, name, "exec")) for name, source in request["sources"]]
     except SyntaxError as exc:
         import traceback
 
@@ -263,30 +303,14 @@ def main():
         traceback.print_exception(type(exc), exc, None)
         _flush()
         os._exit(1)
-    limits = dict(config["rlimits"])
+    limits = dict(request["rlimits"])
+    del request
     if config["nproc"] and (config["own_uid"] or entered & CLONE_NEWUSER):
         # RLIMIT_NPROC counts every process of the uid (in this user namespace): only meaningful
         # when the run has a uid or a user namespace of its own.
         limits["RLIMIT_NPROC"] = (config["nproc"], config["nproc"])
     _apply_limits(limits)
-    if config["supervise"] or entered & CLONE_NEWPID:
-        supervisor = os.getpid()
-        child = _fork(status_fd)
-        if child:
-            _supervise(child)
-        import ctypes
-
-        # The program dies with its supervisor (which the parent kills on timeout).
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
-        if not entered & CLONE_NEWPID and os.getppid() != supervisor:
-            os._exit(72)  # the supervisor died before the death signal was armed
-        if entered & CLONE_NEWPID:
-            # We are PID 1 of the new namespace. PID 1 ignores signals it has no handler for, so
-            # the program runs as PID 2 with normal signal semantics; when PID 1 exits, the kernel
-            # kills everything left in the namespace.
-            child = _fork(status_fd)
-            if child:
-                _init(child)
+    _fork_tree(status_fd, entered, config["supervise"])
     import ctypes
 
     ctypes.CDLL(None).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)

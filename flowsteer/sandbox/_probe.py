@@ -10,9 +10,12 @@ import functools
 import logging
 import os
 import shutil
+import subprocess
+import time
 
 from flowsteer.errors import UserError
-from flowsteer.sandbox._process import NAMESPACES, Features, build_result, execute
+from flowsteer.sandbox._process import NAMESPACES, Features, execute
+from flowsteer.sandbox._result import build_result
 from flowsteer.sandbox._types import SandboxLimits
 
 __all__ = ["probe"]
@@ -25,12 +28,14 @@ _PROBE_CODE = "print('flowsteer-probe')"
 
 def _works(features: Features) -> tuple[bool, int]:
     """Run the probe program; returns (it worked, namespace flags the bootstrap entered)."""
+    start = time.perf_counter()
     try:
-        outcome, seconds = execute(
+        outcome = execute(
             [("probe.py", _PROBE_CODE)], limits=_PROBE_LIMITS, features=features, timeout_s=20.0,
             run_id=f"probe-{os.getpid()}",
         )  # fmt: skip
-    except OSError as exc:
+        seconds = time.perf_counter() - start
+    except (OSError, subprocess.SubprocessError) as exc:
         logger.info("sandbox probe %s failed to start: %s", features, exc)
         return False, 0
     result = build_result(outcome, seconds, 20.0, require_completion=True)

@@ -17,13 +17,13 @@ Layers, from the strongest available down (the probe in :mod:`._probe` decides w
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
 import itertools
-import json
 import logging
 import os
-import shutil
-import signal
+import select
 import subprocess
 import sys
 import tempfile
@@ -33,14 +33,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import IO, Literal
 
-from flowsteer.sandbox._types import SandboxLimits, SandboxResult, parse_error_line
+from flowsteer.sandbox._cleanup import MARKER_VAR, cleanup, killpg, reap, remove_tree
+from flowsteer.sandbox._result import Outcome
+from flowsteer.sandbox._types import SandboxLimits
 
-__all__ = ["Features", "RunHandle", "execute", "MARKER_VAR"]
+__all__ = ["Features", "RunHandle", "Spawned", "spawn", "run", "execute"]
 
 logger = logging.getLogger(__name__)
-
-MARKER_VAR = "FLOWSTEER_SANDBOX"
-"""Environment variable carrying the run id; the reaper finds leftover processes by it."""
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
@@ -49,19 +48,8 @@ NAMESPACES = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID
 
 _BOOTSTRAP = resources.files("flowsteer.sandbox").joinpath("_bootstrap.py").read_text(encoding="utf-8")
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
-_WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
 _UID_BASE = 420_000
 _uid_counter = itertools.count()
-_SIGNAL_MEANING = {
-    signal.SIGXCPU: "CPU time limit exceeded",
-    signal.SIGXFSZ: "file size limit exceeded (output or a file too large)",
-    signal.SIGKILL: "killed (CPU hard limit, memory or an explicit kill)",
-    signal.SIGSEGV: "segmentation fault",
-    signal.SIGABRT: "aborted",
-    signal.SIGBUS: "bus error",
-}
-
-
 @dataclass(frozen=True)
 class Features:
     """What isolation works on this machine (found once by the probe)."""
@@ -87,34 +75,19 @@ class RunHandle:
         with self._lock:
             self._proc = proc
             if self.cancelled:
-                _killpg(proc.pid)
+                killpg(proc.pid)
 
     def cancel(self) -> None:
         """Kill the run's process group now; the run then finishes as ``killed``."""
         with self._lock:
             self.cancelled = True
             if self._proc is not None:
-                _killpg(self._proc.pid)
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    returncode: int
-    timed_out: bool
-    events: list[dict]
-    stdout: bytes
-    stderr: bytes
-    truncated: bool
+                killpg(self._proc.pid)
 
 
 def _next_uid() -> int:
     # Unique within this process; spread by pid across processes on the same machine.
     return _UID_BASE + (os.getpid() % 4096) * 4096 + next(_uid_counter) % 4096
-
-
-def _killpg(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
 
 
 def _rlimits(limits: SandboxLimits, timeout_s: float) -> dict[str, tuple[int, int]]:
@@ -162,11 +135,141 @@ def _read_events(handle: IO[bytes]) -> list[dict]:
     handle.seek(0)
     events = []
     for line in handle.read(65_536).splitlines():
-        with contextlib.suppress(ValueError):
-            record = json.loads(line)
+        with contextlib.suppress(ValueError, SyntaxError, MemoryError, RecursionError):
+            record = ast.literal_eval(line.decode("utf-8", errors="replace"))
             if isinstance(record, dict):
                 events.append(record)
     return events
+
+
+@functools.cache
+def _site_packages() -> list[str]:
+    """The interpreter's site-packages directories (virtual environment included), no user site."""
+    import site
+
+    return [path for path in site.getsitepackages() if os.path.isdir(path)]
+
+
+def _command(limits: SandboxLimits, features: Features, uid: int | None, workdir: str, fds: dict[str, int]) -> list[str]:
+    """``python -I -S -c <bootstrap> <config>``, wrapped for bubblewrap and the uid drop as needed."""
+    bwrap = features.bwrap if features.mode == "bwrap" else None
+    namespaces = 0 if bwrap else features.namespaces
+    if not limits.block_network:
+        namespaces &= ~CLONE_NEWNET
+    config = {
+        "drop": None,
+        "exec": None,
+        "unshare": namespaces,
+        "guard_network": limits.block_network and not bwrap,  # bwrap has no network at all
+        "nproc": limits.max_processes,
+        "own_uid": uid is not None,
+        "supervise": uid is None,
+        "path": _site_packages(),
+        **fds,
+    }
+    # -S: ``site`` would process every .pth file (an editable install's finder alone costs ~35 ms
+    # per start); the bootstrap adds the site-packages directories to sys.path itself instead.
+    command = [sys.executable, "-I", "-S", "-c", _BOOTSTRAP, repr(config)]
+    if bwrap:
+        command = _bwrap_prefix(bwrap, workdir) + command
+    if uid is None:
+        return command
+    # Root: a first bootstrap stage drops to the run's uid (making the interpreter reachable in a
+    # private mount namespace), then goes on in the same process or execs bubblewrap.
+    stage = dict(config, drop=uid, exec=command if bwrap else None)
+    return [sys.executable, "-I", "-S", "-c", _BOOTSTRAP, repr(stage)]
+
+
+@dataclass
+class Spawned:
+    """A started sandbox interpreter waiting for its one program (used once, then gone)."""
+
+    proc: subprocess.Popen
+    workdir: str
+    uid: int | None
+    run_id: str
+    files: list[IO[bytes]]
+    """stdout, stderr and status files the child writes."""
+    control: int
+    """Write end of the pipe the program is sent through."""
+    owner: int = field(default_factory=os.getpid)
+
+    def usable(self) -> bool:
+        """Still waiting, and started by this process (not inherited across a fork)."""
+        return self.owner == os.getpid() and self.proc.poll() is None
+
+    def discard(self) -> None:
+        """Kill it and remove everything it had."""
+        with contextlib.suppress(OSError):
+            os.close(self.control)
+        killpg(self.proc.pid)
+        with contextlib.suppress(OSError):
+            self.proc.wait()
+        reap(self.uid, self.run_id)
+        _finish(self)
+
+
+def spawn(limits: SandboxLimits, features: Features, run_id: str) -> Spawned:
+    """Start an interpreter for one program; it waits (as a spare) until :func:`run` sends one."""
+    uid = _next_uid() if features.own_uid and limits.isolate_user else None
+    workdir = tempfile.mkdtemp(prefix="flowsteer-sbx-")
+    files: list[IO[bytes]] = []
+    control_read = control_write = -1
+    try:
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        files = [tempfile.TemporaryFile() for _ in range(3)]
+        control_read, control_write = os.pipe()
+        fds = {"status_fd": files[2].fileno(), "control_fd": control_read}
+        proc = subprocess.Popen(
+            _command(limits, features, uid, workdir, fds), cwd=workdir, env=_environment(workdir, run_id),
+            stdin=subprocess.DEVNULL, stdout=files[0], stderr=files[1], pass_fds=tuple(fds.values()),
+            start_new_session=True, close_fds=True,
+        )  # fmt: skip
+    except BaseException:
+        for fd in (control_read, control_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        for handle in files:
+            handle.close()
+        remove_tree(workdir)
+        raise
+    os.close(control_read)
+    return Spawned(proc, workdir, uid, run_id, files, control_write)
+
+
+def run(
+    spawned: Spawned,
+    sources: list[tuple[str, str]],
+    *,
+    limits: SandboxLimits,
+    timeout_s: float,
+    stdin: str | None = None,
+    handle: RunHandle | None = None,
+) -> Outcome:
+    """Send ``sources`` (run in order, in one namespace) to ``spawned``; wait, kill, clean up."""
+    try:
+        request = {"sources": sources, "stdin": stdin, "rlimits": _rlimits(limits, timeout_s)}
+        _send(spawned.control, repr(request).encode("utf-8"))
+        if handle is not None:
+            handle.attach(spawned.proc)
+        try:
+            timed_out = not _wait_for_exit(spawned.proc, timeout_s)
+        finally:
+            killpg(spawned.proc.pid)
+            returncode = spawned.proc.wait()
+        out, err, status = spawned.files
+        events = _read_events(status)
+        # With a PID namespace the kernel killed the program's whole tree before its init (and so
+        # the supervisor we waited for) could exit: only an interrupted run needs the reaper.
+        pid_namespace = any(e.get("event") == "start" and e.get("namespaces", 0) & CLONE_NEWPID for e in events)
+        if timed_out or (handle is not None and handle.cancelled) or not pid_namespace:
+            reap(spawned.uid, spawned.run_id)
+        stdout, cut_out = _read_capped(out, limits.max_output_bytes)
+        stderr, cut_err = _read_capped(err, limits.max_output_bytes)
+        return Outcome(returncode, timed_out, events, stdout, stderr, cut_out or cut_err)
+    finally:
+        _finish(spawned)
 
 
 def execute(
@@ -175,187 +278,59 @@ def execute(
     limits: SandboxLimits,
     features: Features,
     timeout_s: float,
-    stdin: str | None = None,
     run_id: str,
-    handle: RunHandle | None = None,
-) -> tuple[_Outcome, float]:
-    """Run ``sources`` (``(filename, text)`` pairs, executed in order in one namespace)."""
-    start = time.perf_counter()
-    uid = _next_uid() if features.own_uid and limits.isolate_user else None
-    workdir = tempfile.mkdtemp(prefix="flowsteer-sbx-")
+    stdin: str | None = None,
+) -> Outcome:
+    """Spawn an interpreter and run ``sources`` in it (no spare)."""
+    return run(spawn(limits, features, run_id), sources, limits=limits, timeout_s=timeout_s, stdin=stdin)
+
+
+def _send(fd: int, data: bytes) -> None:
+    # The child reads until end-of-file; a child that died early makes this a broken pipe, which
+    # the wait below turns into a structured result.
     try:
-        with contextlib.ExitStack() as stack:
-            files = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(3)]
-            outcome = _launch(sources, limits, features, timeout_s, stdin, run_id, handle, uid, workdir, files)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BrokenPipeError:
+        pass
     finally:
-        _cleanup(workdir, uid, run_id)
-    return outcome, time.perf_counter() - start
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
-def _command(paths, limits, features, timeout_s, uid, workdir, status_fd) -> list[str]:
-    """``python -I -c <bootstrap> <config>``, wrapped for bubblewrap and the uid drop as needed."""
-    bwrap = features.bwrap if features.mode == "bwrap" else None
-    namespaces = 0 if bwrap else features.namespaces
-    if not limits.block_network:
-        namespaces &= ~CLONE_NEWNET
-    config = {
-        "unshare": namespaces,
-        "guard_network": limits.block_network and not bwrap,  # bwrap has no network at all
-        "status_fd": status_fd,
-        "sources": paths,
-        "rlimits": _rlimits(limits, timeout_s),
-        "nproc": limits.max_processes,
-        "own_uid": uid is not None,
-        "supervise": uid is None,
-    }
-    command = [sys.executable, "-I", "-c", _BOOTSTRAP, json.dumps(config)]
-    if bwrap:
-        command = _bwrap_prefix(bwrap, workdir) + command
-    if uid is None:
-        return command
-    # Root: a first bootstrap stage drops to the run's uid (making the interpreter reachable in a
-    # private mount namespace), then goes on in the same process or execs bubblewrap.
-    stage = dict(config, drop=uid, exec=command if bwrap else None)
-    return [sys.executable, "-I", "-c", _BOOTSTRAP, json.dumps(stage)]
+def _finish(spawned: Spawned) -> None:
+    for handle in spawned.files:
+        handle.close()
+    cleanup(spawned.workdir, spawned.uid)
 
 
-def _launch(sources, limits, features, timeout_s, stdin, run_id, handle, uid, workdir, files) -> _Outcome:
-    out, err, status = files
-    paths = []
-    for name, text in sources:
-        path = os.path.join(workdir, name)
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        paths.append(path)
-    if uid is not None:
-        os.chown(workdir, uid, uid)
-    command = _command(paths, limits, features, timeout_s, uid, workdir, status.fileno())
-    with contextlib.ExitStack() as stack:
-        stdin_file: int | IO[bytes] = subprocess.DEVNULL
-        if stdin is not None:
-            stdin_file = stack.enter_context(tempfile.TemporaryFile())
-            stdin_file.write(stdin.encode("utf-8"))
-            stdin_file.seek(0)
-        proc = subprocess.Popen(
-            command, cwd=workdir, env=_environment(workdir, run_id), stdin=stdin_file, stdout=out,
-            stderr=err, pass_fds=(status.fileno(),), start_new_session=True, close_fds=True,
-        )  # fmt: skip
-    if handle is not None:
-        handle.attach(proc)
-    timed_out = False
+def _wait_for_exit(proc: subprocess.Popen, timeout_s: float) -> bool:
+    """Wait until ``proc`` exits or ``timeout_s`` passes; True when it exited.
+
+    ``Popen.wait(timeout)`` polls with sleeps growing to 50 ms, which adds tens of milliseconds to
+    every short run; a pidfd wakes us the moment the process exits.
+    """
     try:
-        returncode = proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    finally:
-        _killpg(proc.pid)
-        returncode = proc.wait()
-        _reap(uid, run_id)
-    cap = limits.max_output_bytes
-    stdout, cut_out = _read_capped(out, cap)
-    stderr, cut_err = _read_capped(err, cap)
-    return _Outcome(returncode, timed_out, _read_events(status), stdout, stderr, cut_out or cut_err)
-
-
-def _reap(uid: int | None, run_id: str) -> None:
-    """Kill every process the run left behind (daemons that left the process group)."""
-    if uid is not None:
-        # kill(-1) as the run's uid reaches exactly that uid's processes, atomically w.r.t. fork.
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            subprocess.run(
-                ["/bin/sh", "-c", "kill -9 -1"], user=uid, group=uid, extra_groups=[], env={},
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=5,
-            )  # fmt: skip
-    for _ in range(50):
-        pids = marked_processes(run_id)
-        if not pids:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.01)
-    logger.warning("sandbox run %s: processes still alive after cleanup", run_id)
-
-
-def marked_processes(marker: str) -> list[int]:
-    """Pids of live processes whose environment holds ``FLOWSTEER_SANDBOX=<marker>`` or
-    ``FLOWSTEER_SANDBOX=<marker>-...`` (zombies excluded)."""
-    needle = f"{MARKER_VAR}={marker}".encode()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3, or already reaped
         try:
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                environ = fh.read()
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        entries = environ.split(b"\0")
-        if state != b"Z" and any(e == needle or e.startswith(needle + b"-") for e in entries):
-            found.append(int(name))
-    return found
+            proc.wait(timeout=timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return proc.poll() is not None
+            with contextlib.suppress(InterruptedError):
+                if poller.poll(remaining * 1000):
+                    return True
+    finally:
+        os.close(pidfd)
 
 
-def _cleanup(workdir: str, uid: int | None, run_id: str) -> None:
-    _remove_tree(workdir)
-    if uid is None:
-        return
-    # Files the run's uid dropped in world-writable places belong to nobody else: remove them.
-    for place in _WORLD_WRITABLE:
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(place):
-                with contextlib.suppress(OSError):
-                    if entry.stat(follow_symlinks=False).st_uid == uid:
-                        _remove_tree(entry.path) if entry.is_dir(follow_symlinks=False) else os.unlink(entry.path)
-
-
-def _remove_tree(path: str) -> None:
-    def make_writable(func, target, _exc):  # the program may have chmod-ed its files read-only
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(target), 0o700)
-            os.chmod(target, 0o700)
-            func(target)
-
-    shutil.rmtree(path, onexc=make_writable) if sys.version_info >= (3, 12) else shutil.rmtree(
-        path, onerror=make_writable
-    )
-
-
-def _shell_signal(rc: int, events: dict[str, dict]) -> int:
-    """Signal number encoded as ``128 + n`` by bubblewrap or the namespace init, else 0."""
-    if rc > 128 and rc - 128 in signal.Signals._value2member_map_ and not events.keys() & {"exit", "error"}:
-        return rc - 128
-    return 0
-
-
-def build_result(outcome: _Outcome, seconds: float, timeout_s: float, require_completion: bool) -> SandboxResult:
-    """Turn what happened into a :class:`SandboxResult`."""
-    stdout = outcome.stdout.decode("utf-8", errors="replace")
-    stderr = outcome.stderr.decode("utf-8", errors="replace")
-    rc = outcome.returncode
-
-    def result(status, error_type=None, message=None, exit_code=rc):
-        return SandboxResult(status, stdout, stderr, exit_code, error_type, message, seconds, outcome.truncated)
-
-    if outcome.timed_out:
-        return result("timeout", "Timeout", f"exceeded the {timeout_s:g} s wall-clock limit", exit_code=None)
-    events = {e.get("event"): e for e in outcome.events}
-    signum = -rc if rc < 0 else _shell_signal(rc, events)
-    if signum:
-        sig = signal.Signals(signum) if signum in signal.Signals._value2member_map_ else None
-        name = sig.name if sig else f"signal {signum}"
-        return result("killed", name, _SIGNAL_MEANING.get(sig, f"terminated by {name}"), exit_code=-signum)
-    if "error" in events and rc != 0:
-        return result("error", str(events["error"].get("type")), events["error"].get("message") or None)
-    if rc != 0:
-        if "exit" in events:
-            return result("error", "SystemExit", f"exit code {rc}")
-        parsed = parse_error_line(stderr)
-        if parsed:
-            return result("error", parsed[0], parsed[1])
-        return result("error", "ExitCode", f"exited with code {rc}")
-    if require_completion and "done" not in events:
-        return result("error", "EarlyExit", "the program exited before the tests finished")
-    return result("ok")

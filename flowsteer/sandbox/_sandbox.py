@@ -7,13 +7,17 @@ import itertools
 import os
 import re
 import threading
+import time
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 from flowsteer.errors import UserError
+from flowsteer.sandbox._cleanup import marked_processes
 from flowsteer.sandbox._probe import probe
-from flowsteer.sandbox._process import Features, RunHandle, build_result, execute, marked_processes
+from flowsteer.sandbox._process import Features, RunHandle, Spawned, run, spawn
+from flowsteer.sandbox._result import build_result
 from flowsteer.sandbox._types import SandboxLimits, SandboxMode, SandboxResult
 
 __all__ = ["Sandbox", "check_program"]
@@ -47,7 +51,8 @@ class Sandbox:
     which. See :mod:`flowsteer.sandbox._process` for the layers and what each guarantees.
 
     At most ``max_concurrency`` programs of one instance run at once (sync and async calls share the
-    limit).
+    limit). After its first run, an instance keeps ``prewarm`` spare interpreters started (each
+    still used for exactly one program), so a run does not wait for Python to start.
     """
 
     def __init__(
@@ -56,9 +61,12 @@ class Sandbox:
         mode: SandboxMode = "auto",
         *,
         max_concurrency: int | None = None,
+        prewarm: int = 1,
     ) -> None:
         if mode not in ("auto", "bwrap", "process"):
             raise UserError(f"Sandbox mode must be 'auto', 'bwrap' or 'process', got {mode!r}")
+        if prewarm < 0:
+            raise UserError(f"prewarm (spare interpreters kept ready) must be >= 0, got {prewarm}")
         if max_concurrency is not None and max_concurrency < 1:
             raise UserError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.limits = limits or SandboxLimits()
@@ -70,6 +78,10 @@ class Sandbox:
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self.prewarm = prewarm
+        self._spares: list[Spawned] = []
+        self._spares_lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, _discard_all, self._spares, self._spares_lock)
 
     @property
     def features(self) -> Features:
@@ -137,11 +149,36 @@ class Sandbox:
         timeout_s = self._timeout(timeout)
         features = self.features
         with self._slots:
-            outcome, seconds = execute(
-                sources, limits=self.limits, features=features, timeout_s=timeout_s, stdin=stdin,
-                run_id=f"{self.marker}-{next(self._runs)}", handle=handle,
-            )  # fmt: skip
+            start = time.perf_counter()
+            spawned = self._take(features)
+            outcome = run(spawned, sources, limits=self.limits, timeout_s=timeout_s, stdin=stdin, handle=handle)
+            seconds = time.perf_counter() - start
         return build_result(outcome, seconds, timeout_s, require_completion)
+
+    def _spawn(self, features: Features) -> Spawned:
+        return spawn(self.limits, features, f"{self.marker}-{next(self._runs)}")
+
+    def _take(self, features: Features) -> Spawned:
+        """A started interpreter: a spare when one is ready, else a new one; then refill spares."""
+        taken = None
+        with self._spares_lock:
+            while self._spares and taken is None:
+                candidate = self._spares.pop(0)
+                if candidate.usable():
+                    taken = candidate
+                else:
+                    candidate.discard()
+        if self.prewarm:
+            threading.Thread(target=self._refill, args=(features,), daemon=True).start()
+        return taken or self._spawn(features)
+
+    def _refill(self, features: Features) -> None:
+        with self._spares_lock:
+            while len(self._spares) < self.prewarm:
+                try:
+                    self._spares.append(self._spawn(features))
+                except OSError:
+                    return
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -166,11 +203,22 @@ class Sandbox:
 
         Found by the ``FLOWSTEER_SANDBOX`` marker in their environment; for tests and diagnostics.
         """
-        return marked_processes(self.marker)
+        with self._spares_lock:
+            spares = frozenset(spare.run_id for spare in self._spares)
+        return marked_processes(self.marker, exclude=spares)
 
     def close(self) -> None:
-        """Release the worker threads of the async API (the sandbox stays usable)."""
+        """Stop the spare interpreters and the async worker threads (the sandbox stays usable)."""
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False)
+        _discard_all(self._spares, self._spares_lock)
+
+
+def _discard_all(spares: list[Spawned], lock: threading.Lock) -> None:
+    with lock:
+        taken = list(spares)
+        spares.clear()
+    for spare in taken:
+        spare.discard()

@@ -1,0 +1,97 @@
+"""Killing what a run left behind and removing what it wrote."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+__all__ = ["MARKER_VAR", "killpg", "reap", "marked_processes", "cleanup", "remove_tree"]
+
+logger = logging.getLogger(__name__)
+
+MARKER_VAR = "FLOWSTEER_SANDBOX"
+"""Environment variable carrying the run id; the reaper finds leftover processes by it."""
+
+_WORLD_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def killpg(pgid: int) -> None:
+    """SIGKILL a process group, ignoring one that is already gone."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def reap(uid: int | None, run_id: str) -> None:
+    """Kill every process the run left behind (daemons that left the process group)."""
+    if uid is not None:
+        # kill(-1) as the run's uid reaches exactly that uid's processes, atomically w.r.t. fork.
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                ["/bin/sh", "-c", "kill -9 -1"], user=uid, group=uid, extra_groups=[], env={},
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=5,
+            )  # fmt: skip
+    for _ in range(50):
+        pids = marked_processes(run_id)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+    logger.warning("sandbox run %s: processes still alive after cleanup", run_id)
+
+
+def marked_processes(marker: str, *, exclude: frozenset[str] = frozenset()) -> list[int]:
+    """Pids of live processes whose environment holds ``FLOWSTEER_SANDBOX=<marker>`` or
+    ``FLOWSTEER_SANDBOX=<marker>-...`` (zombies, and the run ids in ``exclude``, left out)."""
+    needle = f"{MARKER_VAR}={marker}".encode()
+    skip = {f"{MARKER_VAR}={run_id}".encode() for run_id in exclude}
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                environ = fh.read()
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        entries = [e for e in environ.split(b"\0") if e == needle or e.startswith(needle + b"-")]
+        if state != b"Z" and entries and not skip.intersection(entries):
+            found.append(int(name))
+    return found
+
+
+def cleanup(workdir: str, uid: int | None) -> None:
+    """Remove the run's directory, and files its uid left in world-writable places."""
+    remove_tree(workdir)
+    if uid is None:
+        return
+    # Files the run's uid dropped in world-writable places belong to nobody else: remove them.
+    for place in _WORLD_WRITABLE:
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(place):
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_uid == uid:
+                        remove_tree(entry.path) if entry.is_dir(follow_symlinks=False) else os.unlink(entry.path)
+
+
+def remove_tree(path: str) -> None:
+    def make_writable(func, target, _exc):  # the program may have chmod-ed its files read-only
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(target), 0o700)
+            os.chmod(target, 0o700)
+            func(target)
+
+    shutil.rmtree(path, onexc=make_writable) if sys.version_info >= (3, 12) else shutil.rmtree(
+        path, onerror=make_writable
+    )
+
+
