@@ -122,15 +122,12 @@ def load_aime2025(path: PathLike | None, *, limit: int | None = None, split: str
     else:
         target = resolve_file(path, "aime2025", ["aime2025.jsonl"])
         files = [(target.stem, read_records(target))]
-    rows = [(stem, i, row) for stem, part in files for i, row in enumerate(part)]
-
-    def convert(item: Any, _: int) -> Task:
-        stem, i, row = item
-        answer = str(field(row, "answer", dataset="aime2025")).strip()
-        return Task(str(field(row, "question", "problem", dataset="aime2025")), "math", f"aime2025/{stem}/{i}",
-                    answer, source="aime2025")
-
-    return _collect(rows, convert, limit)  # type: ignore[arg-type]
+    tasks = [
+        Task(str(field(row, "question", "problem", dataset="aime2025")), "math", f"aime2025/{stem}/{i}",
+             str(field(row, "answer", dataset="aime2025")).strip(), source="aime2025")
+        for stem, part in files for i, row in enumerate(part)
+    ]
+    return tasks if limit is None else tasks[:limit]
 
 
 def parse_mathqa_options(options: str | list[str]) -> dict[str, str]:

@@ -120,10 +120,29 @@ def _default_sandbox(sandbox: Sandbox | None) -> Sandbox:
     return Sandbox()
 
 
+def _prepare(task: Task, answer: str) -> tuple[str, str]:
+    """(test format, runnable program) for an answer; raises UserError for a task that cannot be scored."""
+    return _test_format(task), prepare_program(task, extract_code(answer, task.entry_point))
+
+
+def _stdio_failure(result: SandboxResult, expected: str) -> bool:
+    return not result.ok or not stdout_matches(result.stdout, expected)
+
+
+def _stdio_score(passed: int, cases: int, failed: SandboxResult | None) -> Score:
+    if failed is None:
+        return Score(1.0, True, {"status": "ok", "format": "stdio", "passed": passed, "cases": cases})
+    return Score(0.0, False, {**_result_details(failed), "format": "stdio", "failed_case": passed,
+                              "passed": passed, "cases": cases})
+
+
+def _final(result: SandboxResult, fmt: str) -> Score:
+    return Score(1.0 if result.ok else 0.0, result.ok, {**_result_details(result), "format": fmt})
+
+
 def score_code(task: Task, answer: str, *, sandbox: Sandbox | None = None) -> Score:
     """pass@1: 1.0 when the extracted program passes every hidden test, else 0.0."""
-    fmt = _test_format(task)
-    code = prepare_program(task, extract_code(answer, task.entry_point))
+    fmt, code = _prepare(task, answer)
     if not code.strip():
         return Score(0.0, False, {"status": "empty", "format": fmt})
     box = _default_sandbox(sandbox)
@@ -131,21 +150,17 @@ def score_code(task: Task, answer: str, *, sandbox: Sandbox | None = None) -> Sc
         cases = _stdio_cases(task)
         for index, (stdin, expected) in enumerate(cases):
             result = box.run(code, stdin=stdin)
-            if not result.ok or not stdout_matches(result.stdout, expected):
-                return Score(0.0, False, {**_result_details(result), "format": fmt, "failed_case": index,
-                                          "passed": index, "cases": len(cases)})
-        return Score(1.0, True, {"status": "ok", "format": fmt, "passed": len(cases), "cases": len(cases)})
+            if _stdio_failure(result, expected):
+                return _stdio_score(index, len(cases), result)
+        return _stdio_score(len(cases), len(cases), None)
     if fmt == "ds1000":
-        result = box.run(_ds1000_program(task.hidden_tests or "", code))
-    else:
-        result = box.check(code, task.hidden_tests or "", entry_point=task.entry_point)
-    return Score(1.0 if result.ok else 0.0, result.ok, {**_result_details(result), "format": fmt})
+        return _final(box.run(_ds1000_program(task.hidden_tests or "", code)), fmt)
+    return _final(box.check(code, task.hidden_tests or "", entry_point=task.entry_point), fmt)
 
 
 async def ascore_code(task: Task, answer: str, *, sandbox: Sandbox | None = None) -> Score:
     """Async twin of :func:`score_code` (the sandbox's async methods; no thread is blocked)."""
-    fmt = _test_format(task)
-    code = prepare_program(task, extract_code(answer, task.entry_point))
+    fmt, code = _prepare(task, answer)
     if not code.strip():
         return Score(0.0, False, {"status": "empty", "format": fmt})
     box = _default_sandbox(sandbox)
@@ -153,12 +168,9 @@ async def ascore_code(task: Task, answer: str, *, sandbox: Sandbox | None = None
         cases = _stdio_cases(task)
         for index, (stdin, expected) in enumerate(cases):
             result = await box.arun(code, stdin=stdin)
-            if not result.ok or not stdout_matches(result.stdout, expected):
-                return Score(0.0, False, {**_result_details(result), "format": fmt, "failed_case": index,
-                                          "passed": index, "cases": len(cases)})
-        return Score(1.0, True, {"status": "ok", "format": fmt, "passed": len(cases), "cases": len(cases)})
+            if _stdio_failure(result, expected):
+                return _stdio_score(index, len(cases), result)
+        return _stdio_score(len(cases), len(cases), None)
     if fmt == "ds1000":
-        result = await box.arun(_ds1000_program(task.hidden_tests or "", code))
-    else:
-        result = await box.acheck(code, task.hidden_tests or "", entry_point=task.entry_point)
-    return Score(1.0 if result.ok else 0.0, result.ok, {**_result_details(result), "format": fmt})
+        return _final(await box.arun(_ds1000_program(task.hidden_tests or "", code)), fmt)
+    return _final(await box.acheck(code, task.hidden_tests or "", entry_point=task.entry_point), fmt)
