@@ -74,6 +74,7 @@ def test_extract_answer(text, expected):
         ("1, -2", "-2, 1"),
         ("0.3333", "\\frac13"),
         ("\\infty", "\\infty"),
+        ("C", "\\text{(C)}"),
     ],
 )
 def test_equivalent_answers(pred, gold):

@@ -113,7 +113,9 @@ def normalize_math(text: str) -> tuple[str, bool]:
     unit = re.fullmatch(r"(-?[\d.,/]+)\s*(?:[A-Za-z]+\.?\s*){1,3}", s)
     if unit and _parse_number(unit.group(1).replace(",", "")) is not None:
         s = unit.group(1).replace(",", "")
-    return s.replace(" ", ""), percent
+    s = s.replace(" ", "")
+    letter = re.fullmatch(r"\(([A-Za-z])\)", s)  # "\text{(C)}" and "C" name the same choice
+    return (letter.group(1) if letter else s), percent
 
 
 def _brace_shorthand(m: re.Match[str]) -> str:
