@@ -479,3 +479,30 @@ def test_reset_starts_a_fresh_episode(toy_registry):
     assert obs.dsl == "" and "[Current DSL]: (empty)" in obs.text
     _, _, info = canvas.step(add("Custom", "Solve it."))
     assert canvas.workflow.ids() == ["node_1"] and info.action == AddOperator("Custom", None, "Solve it.")
+
+
+def test_checker_verdicts_are_shown(toy_registry):
+    verdict = OperatorResult(output="42", verdict=False, feedback="The total should include the purchase.")
+    registry = _registry_with(toy_registry, "Review", verdict)
+    canvas = toy_canvas(registry)
+    canvas.reset(Task(QUESTION))
+    canvas.step(add("Custom", "Solve it."))
+    canvas.step("<action>add</action><structure>conditional</structure><condition>Review</condition>"
+                "<true>Revise</true>")
+    canvas.step("Check the total.")
+    obs, _, _ = canvas.step("Fix the total.")
+    assert "[Checks]: node_3 Review failed: The total should include the purchase." in obs.text
+    assert canvas.answer == "Revise(42)"  # the failed check ran the on-fail branch
+
+
+def test_code_task_prompt_request_shows_entry_point_and_public_tests():
+    task = Task("Write add(a, b) returning the sum.", kind="code", entry_point="add",
+                public_tests="assert add(1, 2) == 3\nassert add(-1, 1) == 0", hidden_tests="assert add(5, 5) == 10")
+    canvas = Canvas(ScriptedChatModel(default="unused"))
+    canvas.reset(task)
+    obs, _, _ = canvas.step(add("Programmer"))
+    assert "[Code]: the solution must define `add`." in obs.text
+    assert "assert add(1, 2) == 3" in obs.text and "add(5, 5)" not in obs.text
+    canvas.step("Implement add and return the sum.")
+    obs, _, _ = canvas.step("<action>modify</action><target>node_1</target><operator>Custom</operator>")
+    assert obs.prompt_request.operator == "Custom" and "[Code]" not in obs.text  # Custom runs no code

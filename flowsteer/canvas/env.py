@@ -250,7 +250,11 @@ class Canvas:
         return self.reset(task)
 
     def step(self, text: str) -> tuple[Observation, bool, StepInfo]:
-        """Apply one model output. Use :meth:`astep` inside a running event loop."""
+        """Apply one model output (runs :meth:`astep` in a fresh event loop).
+
+        Inside a running event loop, and with executors whose async clients are bound to one loop,
+        call ``await canvas.astep(text)`` instead.
+        """
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -383,7 +387,7 @@ class Canvas:
             status=status, message=message, workflow=self._workflow, registry=self.registry,
             turn=self._turn, max_turns=self.config.max_turns, execution=execution,
             prompt_request=request, result_chars=self.config.result_chars,
-            feedback_chars=self.config.feedback_chars,
+            feedback_chars=self.config.feedback_chars, task=self._task,
         )
         dsl = self._workflow.dsl if not self._workflow.is_empty else ""
         return Observation(text, self._state, self._turn, self.config.max_turns, dsl, request)

@@ -22,6 +22,7 @@ from flowsteer.graph import stats
 from flowsteer.interpreter import ExecutionResult, NodeTrace
 from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
 from flowsteer.operators.registry import OperatorRegistry
+from flowsteer.tasks import Task
 
 __all__ = [
     "PromptRequest",
@@ -105,8 +106,12 @@ def error_hint(message: str) -> str:
     return ""
 
 
-def prompt_request_text(request: PromptRequest, registry: OperatorRegistry) -> str:
-    """The instruction shown while waiting for a node prompt, with the operator's guidance."""
+def prompt_request_text(request: PromptRequest, registry: OperatorRegistry, task: Task | None = None) -> str:
+    """The instruction shown while waiting for a node prompt, with the operator's guidance.
+
+    For a code task and an operator that runs code, the required entry point and the first lines of
+    the public tests are added (the spec's code-task context; hidden tests are never shown).
+    """
     context = f", {request.context}" if request.context else ""
     extra = _template("parallel_hint.txt") if request.context.startswith("parallel") else ""
     text = _template("prompt_request.txt").format(
@@ -117,6 +122,18 @@ def prompt_request_text(request: PromptRequest, registry: OperatorRegistry) -> s
         text += f"\n[Operator]: {spec.name}: {spec.description}"
         if spec.usage_hint:
             text += f" {spec.usage_hint}"
+        if task is not None and task.kind == "code" and spec.runs_code:
+            text += _code_context(task)
+    return text
+
+
+def _code_context(task: Task) -> str:
+    text = ""
+    if task.entry_point:
+        text += f"\n[Code]: the solution must define `{neutralize(task.entry_point)[:60]}`."
+    if task.public_tests:
+        lines = [line for line in task.public_tests.splitlines() if line.strip()][:8]
+        text += "\n[Public Tests]: " + truncate(neutralize("\n".join(lines)), 300)
     return text
 
 
@@ -196,6 +213,7 @@ def render_feedback(
     prompt_request: PromptRequest | None = None,
     result_chars: int = 500,
     feedback_chars: int = 1500,
+    task: Task | None = None,
 ) -> str:
     """Assemble the feedback block. ``message`` is trusted canvas text; everything else that came
     from the model or an execution is neutralised here."""
@@ -210,7 +228,7 @@ def render_feedback(
     if execution is not None:
         sections.extend(_execution_sections(execution, result_chars))
     if prompt_request is not None:
-        sections.append(("Prompt Request", prompt_request_text(prompt_request, registry)))
+        sections.append(("Prompt Request", prompt_request_text(prompt_request, registry, task)))
     sections.append(("Round", f"{turn}/{max_turns}"))
     opening, closing = "<feedback>\n", "\n</feedback>"
     body = _fit(sections, feedback_chars - len(opening) - len(closing))
