@@ -292,3 +292,9 @@ async def test_ascore_matches_score(sandbox, humaneval_tasks):
     assert not (await ascore(task, "def truncate_number(number):\n    return 0.0\n", sandbox=sandbox)).correct
     assert (await ascore(math_task("7"), "\\boxed{7}")).correct
     assert score(task, "", sandbox=sandbox).details["status"] == "empty"
+
+
+def test_unfenced_reply_with_a_leading_sentence():
+    reply = "Here is the solution:\ndef f(x):\n    return x + 1\n"
+    assert extract_code(reply, "f") == "def f(x):\n    return x + 1"
+    assert extract_code("x = 1\nprint(x)") == "x = 1\nprint(x)"

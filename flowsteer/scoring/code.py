@@ -41,9 +41,20 @@ def extract_code(text: str, entry_point: str | None = None) -> str:
         defining = [b for b in blocks if entry_point and re.search(rf"\bdef\s+{re.escape(entry_point)}\s*\(", b)]
         code = (defining or blocks)[-1]
     else:
-        code = text
+        code = _strip_prose(text)
     code = re.sub(r"</code>|END SOLUTION|BEGIN SOLUTION|<code>", "", code)
     return code.strip("\n").rstrip()
+
+
+def _strip_prose(text: str) -> str:
+    """Unfenced replies sometimes open with a sentence; start at the first code line if that compiles."""
+    try:
+        compile(text, "<answer>", "exec")  # compiling never runs anything
+        return text
+    except (SyntaxError, ValueError):
+        pass
+    match = re.search(r"^(?:def |class |import |from |@)", text, re.MULTILINE)
+    return text[match.start():] if match else text
 
 
 def prepare_program(task: Task, code: str) -> str:
