@@ -506,3 +506,12 @@ def test_code_task_prompt_request_shows_entry_point_and_public_tests():
     canvas.step("Implement add and return the sum.")
     obs, _, _ = canvas.step("<action>modify</action><target>node_1</target><operator>Custom</operator>")
     assert obs.prompt_request.operator == "Custom" and "[Code]" not in obs.text  # Custom runs no code
+
+
+def test_deleting_the_last_node_empties_the_canvas(toy_registry):
+    canvas = toy_canvas(toy_registry)
+    canvas.reset(Task(QUESTION))
+    canvas.step(add("Custom", "Solve it."))
+    obs, _, info = canvas.step("<action>delete</action><target>node_1</target>")
+    assert info.accepted and info.execution is None and canvas.last_execution is None
+    assert "the canvas is empty now" in obs.text and "[Result]" not in obs.text and obs.dsl == ""

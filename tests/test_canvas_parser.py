@@ -220,3 +220,10 @@ def test_extract_prompt():
     assert extract_prompt("[prompt]List the givens.[/prompt]") == "List the givens."
     assert "not an action" in extract_prompt("<action>finish</action>").message
     assert "think-only" in extract_prompt("<think>what should the prompt say").message
+
+
+def test_conditional_written_in_dsl_form(reg):
+    base = "<action>add</action><structure>conditional</structure><condition>{}</condition>"
+    assert parse_action(base.format("Verify ? Revise : done"), reg) == AddConditional("Verify", "Revise", None)
+    assert parse_action(base.format("review?revise:format"), reg) == AddConditional("Review", "Revise", "Format")
+    assert parse_action(base.format("Test ? Programmer"), reg) == AddConditional("Test", "Programmer", None)

@@ -331,12 +331,12 @@ class Canvas:
             first = self._pending[0]
             return EditOutcome(True, f"{edit.message} Now write the prompt for {first.node_id} "
                                f"({first.operator}).", action=action)
-        execution = await self._execute() if not self._workflow.is_empty else None
         if self._workflow.is_empty:
             self._last_execution = None
             self._executed = self._workflow
-        return EditOutcome(True, f"{edit.message} {_ran(execution)}".strip(), action=action,
-                           execution=execution)
+            return EditOutcome(True, f"{edit.message} the canvas is empty now.", action=action)
+        execution = await self._execute()
+        return EditOutcome(True, f"{edit.message} {_ran(execution)}", action=action, execution=execution)
 
     async def _finish(self, action: Finish) -> EditOutcome:
         assert self._task is not None

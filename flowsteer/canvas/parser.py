@@ -88,6 +88,7 @@ _STRUCTURE_ALIASES = {
     "conditional": "conditional", "condition": "conditional", "if": "conditional", "branch": "conditional",
     "loop": "loop", "repeat": "loop",
 }
+_DSL_CONDITIONAL = re.compile(r"\s*(\w+)\s*\?\s*(\w+)\s*(?::\s*(\w+)\s*)?")
 _DONE_WORDS = frozenset({"", "done", "none", "pass", "nothing", "-", "null", "end"})
 
 
@@ -297,14 +298,18 @@ def _add_operator(fields: _Fields, registry: OperatorRegistry) -> AddOperator:
 def _add_conditional(fields: _Fields, registry: OperatorRegistry) -> AddConditional:
     form = ("<action>add</action><structure>conditional</structure><condition>CHECKER</condition>"
             "<true>RUN_IF_CHECK_FAILS</true><false>done</false>")
-    condition = _one_operator(fields.get("condition"), registry, form, what="<condition>")
+    condition_text = fields.get("condition")
     on_fail_text = fields.get("true")
     if on_fail_text is None:
         on_fail_text = fields.get("on_fail")
-    on_fail = _one_operator(on_fail_text, registry, form, what="<true> (the operator run when the check fails)")
     on_pass_text = fields.get("false")
     if on_pass_text is None:
         on_pass_text = fields.get("on_pass")
+    dsl = _DSL_CONDITIONAL.fullmatch(condition_text or "")
+    if dsl is not None and on_fail_text is None:  # the DSL form inside <condition>: "Verify ? Revise : done"
+        condition_text, on_fail_text, on_pass_text = dsl.group(1), dsl.group(2), dsl.group(3)
+    condition = _one_operator(condition_text, registry, form, what="<condition>")
+    on_fail = _one_operator(on_fail_text, registry, form, what="<true> (the operator run when the check fails)")
     on_pass = None
     if on_pass_text is not None and _clean_name(on_pass_text).lower() not in _DONE_WORDS:
         on_pass = _one_operator(on_pass_text, registry, form, what="<false>")
