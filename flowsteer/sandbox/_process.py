@@ -150,7 +150,9 @@ def _site_packages() -> list[str]:
     return [path for path in site.getsitepackages() if os.path.isdir(path)]
 
 
-def _command(limits: SandboxLimits, features: Features, uid: int | None, workdir: str, fds: dict[str, int]) -> list[str]:
+def _command(
+    limits: SandboxLimits, features: Features, uid: int | None, workdir: str, fds: dict[str, int], spare: bool
+) -> list[str]:
     """``python -I -S -c <bootstrap> <config>``, wrapped for bubblewrap and the uid drop as needed."""
     bwrap = features.bwrap if features.mode == "bwrap" else None
     namespaces = 0 if bwrap else features.namespaces
@@ -165,6 +167,7 @@ def _command(limits: SandboxLimits, features: Features, uid: int | None, workdir
         "own_uid": uid is not None,
         "supervise": uid is None,
         "path": _site_packages(),
+        "preload": limits.preload if spare else (),
         **fds,
     }
     # -S: ``site`` would process every .pth file (an editable install's finder alone costs ~35 ms
@@ -209,8 +212,11 @@ class Spawned:
         _finish(self)
 
 
-def spawn(limits: SandboxLimits, features: Features, run_id: str) -> Spawned:
-    """Start an interpreter for one program; it waits (as a spare) until :func:`run` sends one."""
+def spawn(limits: SandboxLimits, features: Features, run_id: str, *, spare: bool = False) -> Spawned:
+    """Start an interpreter for one program; it waits until :func:`run` sends one.
+
+    A ``spare`` (started ahead of need) also imports ``limits.preload`` while it waits.
+    """
     uid = _next_uid() if features.own_uid and limits.isolate_user else None
     workdir = tempfile.mkdtemp(prefix="flowsteer-sbx-")
     files: list[IO[bytes]] = []
@@ -222,7 +228,7 @@ def spawn(limits: SandboxLimits, features: Features, run_id: str) -> Spawned:
         control_read, control_write = os.pipe()
         fds = {"status_fd": files[2].fileno(), "control_fd": control_read}
         proc = subprocess.Popen(
-            _command(limits, features, uid, workdir, fds), cwd=workdir, env=_environment(workdir, run_id),
+            _command(limits, features, uid, workdir, fds, spare), cwd=workdir, env=_environment(workdir, run_id),
             stdin=subprocess.DEVNULL, stdout=files[0], stderr=files[1], pass_fds=tuple(fds.values()),
             start_new_session=True, close_fds=True,
         )  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import re
 import threading
@@ -22,6 +23,7 @@ from flowsteer.sandbox._types import SandboxLimits, SandboxMode, SandboxResult
 
 __all__ = ["Sandbox", "check_program"]
 
+logger = logging.getLogger(__name__)
 _instances = itertools.count()
 _HUMANEVAL_CHECK = re.compile(r"^def\s+check\s*\(", re.MULTILINE)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -80,8 +82,9 @@ class Sandbox:
         self._pool_lock = threading.Lock()
         self.prewarm = prewarm
         self._spares: list[Spawned] = []
-        self._spares_lock = threading.Lock()
-        self._finalizer = weakref.finalize(self, _discard_all, self._spares, self._spares_lock)
+        self._spares_cond = threading.Condition()
+        self._refilling = False
+        self._finalizer = weakref.finalize(self, _discard_all, self._spares, self._spares_cond)
 
     @property
     def features(self) -> Features:
@@ -155,30 +158,44 @@ class Sandbox:
             seconds = time.perf_counter() - start
         return build_result(outcome, seconds, timeout_s, require_completion)
 
-    def _spawn(self, features: Features) -> Spawned:
-        return spawn(self.limits, features, f"{self.marker}-{next(self._runs)}")
+    def _spawn(self, features: Features, *, spare: bool = False) -> Spawned:
+        return spawn(self.limits, features, f"{self.marker}-{next(self._runs)}", spare=spare)
 
     def _take(self, features: Features) -> Spawned:
-        """A started interpreter: a spare when one is ready, else a new one; then refill spares."""
+        """A started interpreter: a spare when one is ready or being started, else a new one."""
         taken = None
-        with self._spares_lock:
-            while self._spares and taken is None:
-                candidate = self._spares.pop(0)
-                if candidate.usable():
-                    taken = candidate
-                else:
-                    candidate.discard()
+        with self._spares_cond:
+            while taken is None:
+                while self._spares and taken is None:
+                    candidate = self._spares.pop(0)
+                    if candidate.usable():
+                        taken = candidate
+                    else:
+                        candidate.discard()
+                # A spare being started is ready sooner than a new interpreter would be.
+                if taken is not None or not self._refilling or not self._spares_cond.wait(timeout=2.0):
+                    break
         if self.prewarm:
             threading.Thread(target=self._refill, args=(features,), daemon=True).start()
         return taken or self._spawn(features)
 
     def _refill(self, features: Features) -> None:
-        with self._spares_lock:
+        with self._spares_cond:
+            if self._refilling:
+                return
+            self._refilling = True
+        try:
             while len(self._spares) < self.prewarm:
-                try:
-                    self._spares.append(self._spawn(features))
-                except OSError:
-                    return
+                spare = self._spawn(features, spare=True)
+                with self._spares_cond:
+                    self._spares.append(spare)
+                    self._spares_cond.notify_all()
+        except OSError as exc:
+            logger.warning("sandbox: could not start a spare interpreter: %s", exc)
+        finally:
+            with self._spares_cond:
+                self._refilling = False
+                self._spares_cond.notify_all()
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
@@ -203,7 +220,7 @@ class Sandbox:
 
         Found by the ``FLOWSTEER_SANDBOX`` marker in their environment; for tests and diagnostics.
         """
-        with self._spares_lock:
+        with self._spares_cond:
             spares = frozenset(spare.run_id for spare in self._spares)
         return marked_processes(self.marker, exclude=spares)
 
@@ -213,10 +230,10 @@ class Sandbox:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False)
-        _discard_all(self._spares, self._spares_lock)
+        _discard_all(self._spares, self._spares_cond)
 
 
-def _discard_all(spares: list[Spawned], lock: threading.Lock) -> None:
+def _discard_all(spares: list[Spawned], lock: threading.Condition) -> None:
     with lock:
         taken = list(spares)
         spares.clear()
