@@ -19,7 +19,7 @@ from flowsteer.testing.strategies import workflows
 REGISTRY = toy_registry()
 SANDBOX = Sandbox(mode="process")
 QUESTIONS = ("What is 12 + 30?", "Name the capital of France.", "How many legs do 3 spiders have?")
-SETTINGS = settings(max_examples=100, deadline=None,
+SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -50,7 +50,7 @@ def test_compiled_graph_matches_interpreter(workflow, question):
     assert graph_executions(state["trace"]) == executions(expected.trace)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workflow=workflows(REGISTRY, max_steps=4, max_depth=3), question=st.sampled_from(QUESTIONS))
 async def test_async_run_of_deeper_nesting_matches_interpreter(workflow, question):
     interpreter = Interpreter(toy_executor(), sandbox=SANDBOX, registry=REGISTRY)
@@ -66,7 +66,7 @@ def test_generated_workflows_cover_every_structure_and_route():
     both conditional routes and both ways out of a loop."""
     seen: Counter = Counter()
 
-    @settings(max_examples=120, deadline=None, database=None,
+    @settings(max_examples=80, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(workflow=workflows(REGISTRY, max_steps=5, max_depth=2), question=st.sampled_from(QUESTIONS))
     def sample(workflow, question):
@@ -114,11 +114,9 @@ def test_real_operators_with_simulated_executor_match_interpreter(question):
     assert any(isinstance(s, Parallel) for s in workflow.steps)
 
 
-@pytest.mark.xfail(reason="the interpreter orders a loop iteration's checkers by completion time across "
-                          "parallel branches; the graph uses branch order (deterministic). Passes once "
-                          "Interpreter collects each branch's trace separately and extends in branch order.",
-                   strict=False)
 def test_last_checker_of_an_iteration_is_taken_in_branch_order():
+    """Loop > Parallel > Parallel: the interpreter's branch-1 tasks suspend in the inner gather, so
+    completion order differs from branch order; both must still use branch order."""
     from flowsteer.builder import WorkflowBuilder
     from flowsteer.ir import OperatorNode
 

@@ -19,25 +19,35 @@ that ran a checker), which is deterministic where concurrent execution order is 
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, Protocol, get_type_hints
 
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Overwrite, RetryPolicy, TimeoutPolicy
+from langgraph.types import RetryPolicy, TimeoutPolicy
 
 from flowsteer.errors import UserError, WorkflowValidationError
-from flowsteer.interpreter import Interpreter, NodeCache, NodeTrace, final_answer
+from flowsteer.interpreter import Interpreter, NodeCache, NodeTrace
 from flowsteer.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 from flowsteer.operators.base import Value
 from flowsteer.operators.registry import OperatorRegistry
 from flowsteer.tasks import Task
 from flowsteer.validation import validate
 
+from ._nodes import (
+    fan_in,
+    fan_out,
+    finalize,
+    join_route,
+    loop_gate,
+    prepare,
+    read_lane,
+    route_of,
+    run_sync,
+    write_lane,
+)
 from .state import (
     MAIN_LANE,
     REQUIRED_KEYS,
@@ -47,7 +57,6 @@ from .state import (
     as_value,
     output_key,
     task_from_state,
-    task_to_state,
     trace_entry,
 )
 
@@ -71,9 +80,6 @@ PREPARE_NODE = "prepare"
 """First node: turns the input into the task and resets the run's state."""
 FINALIZE_NODE = "finalize"
 """Last node: writes ``answer``."""
-
-T = TypeVar("T")
-
 
 class NodeRunner(Protocol):
     """What compiled nodes execute through (an :class:`Interpreter` is one)."""
@@ -109,36 +115,6 @@ class _Scope:
     loops: tuple[str, ...] = ()
 
 
-def read_lane(state: Mapping[str, Any], lane: str) -> LaneState:
-    """The flow of ``lane`` (the main lane lives in top-level keys)."""
-    if lane == MAIN_LANE:
-        return LaneState(
-            value=state.get("value"),
-            feedback=state.get("feedback"),
-            checks=state.get("checks") or {},
-            verdict=state.get("verdict"),
-            route=state.get("route") or "",
-        )
-    return (state.get("lanes") or {}).get(lane, LaneState())
-
-
-def write_lane(lane: str, update: LaneState) -> dict[str, Any]:
-    """The state update that writes ``update`` into ``lane``."""
-    if lane == MAIN_LANE:
-        return {k: v for k, v in update.items() if k != "done"}
-    return {"lanes": {lane: update}}
-
-
-def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from a sync node, also when the calling thread already runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
 class _GraphCompiler:
     """Adds the nodes and edges of one workflow to a ``StateGraph``."""
 
@@ -168,15 +144,15 @@ class _GraphCompiler:
                 fail_entry = self.chain(on_fail, scope, cont)
                 pass_entry = self.chain(on_pass, scope, cont) if on_pass else cont.node
                 self.graph.add_conditional_edges(
-                    name, _route_of(scope.lane), {"pass": pass_entry, "fail": fail_entry}
+                    name, route_of(scope.lane), {"pass": pass_entry, "fail": fail_entry}
                 )
             case Loop(body=body, max_iterations=count):
                 gate = f"{step.id}_loop"
                 inner = _Scope(scope.lane, (*scope.loops, step.id))
                 body_entry = self.chain(body, inner, _Target(gate))
-                self.graph.add_node(gate, _loop_gate(step.id, count, scope.lane, cont.closes_lane))
+                self.graph.add_node(gate, loop_gate(step.id, count, scope.lane, cont.closes_lane))
                 self.graph.add_conditional_edges(
-                    gate, _route_of(scope.lane), {"again": body_entry, "exit": cont.node}
+                    gate, route_of(scope.lane), {"again": body_entry, "exit": cont.node}
                 )
             case Parallel(branches=branches):
                 self.parallel(step, branches, scope, cont)
@@ -186,12 +162,12 @@ class _GraphCompiler:
     def parallel(self, step: Parallel, branches: tuple[Chain, ...], scope: _Scope, cont: _Target) -> None:
         fanout, fanin = f"{step.id}_fanout", f"{step.id}_fanin"
         lanes = [f"{step.id}.{k}" for k in range(len(branches))]
-        self.graph.add_node(fanout, _fan_out(scope.lane, lanes))
+        self.graph.add_node(fanout, fan_out(scope.lane, lanes))
         for lane, branch in zip(lanes, branches, strict=True):
             entry = self.chain(branch, _Scope(lane, scope.loops), _Target(fanin, closes_lane=True))
             self.graph.add_edge(fanout, entry)
-        self.graph.add_node(fanin, _fan_in(scope.lane, lanes, cont.closes_lane))
-        self.graph.add_conditional_edges(fanin, _join_route(scope.lane), {"next": cont.node})
+        self.graph.add_node(fanin, fan_in(scope.lane, lanes, cont.closes_lane))
+        self.graph.add_conditional_edges(fanin, join_route(scope.lane), {"next": cont.node})
 
     # -- operator nodes --------------------------------------------------------------------
     def operator_node(self, node: OperatorNode, scope: _Scope, cont: _Target, *, routes: bool | None) -> str:
@@ -231,7 +207,7 @@ class _GraphCompiler:
             }
 
         def run(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-            return _run_sync(arun(state, config))
+            return run_sync(arun(state, config))
 
         self.graph.add_node(name, RunnableLambda(run, afunc=arun, name=name), **self.node_options)
         return name
@@ -249,85 +225,6 @@ def node_name(step: Step) -> str:
         case Loop(body=body) if body:
             return node_name(body[0])
     raise UserError(f"{step!r} has no entry node: is it a valid, non-empty workflow step?")
-
-
-def _route_of(lane: str) -> Callable[[Mapping[str, Any]], str]:
-    def route(state: Mapping[str, Any]) -> str:
-        return read_lane(state, lane).get("route", "")
-
-    return route
-
-
-def _join_route(lane: str) -> Callable[[Mapping[str, Any]], str | list[str]]:
-    def route(state: Mapping[str, Any]) -> str | list[str]:
-        # "wait": another branch is still running; its end triggers this fan-in again.
-        return "next" if read_lane(state, lane).get("route") == "next" else []
-
-    return route
-
-
-def _loop_gate(loop_id: str, count: int, lane: str, closes_lane: bool) -> Callable[..., dict[str, Any]]:
-    def gate(state: Mapping[str, Any]) -> dict[str, Any]:
-        flow = read_lane(state, lane)
-        checks = dict(flow.get("checks") or {})
-        passed = checks.pop(loop_id, False) is True
-        iteration = (state.get("loops") or {}).get(loop_id, 0)
-        leave = passed or iteration + 1 >= count
-        update = LaneState(checks=checks, route="exit" if leave else "again", done=leave and closes_lane)
-        # Leaving resets the counter, so the next entry (e.g. in an outer loop) starts at 0.
-        return {**write_lane(lane, update), "loops": {loop_id: 0 if leave else iteration + 1}}
-
-    gate.__name__ = f"{loop_id}_loop"
-    return gate
-
-
-def _fan_out(lane: str, lanes: Sequence[str]) -> Callable[..., dict[str, Any]]:
-    def fan_out(state: Mapping[str, Any]) -> dict[str, Any]:
-        flow = read_lane(state, lane)
-        start = LaneState(value=flow.get("value"), feedback=flow.get("feedback"), checks={},
-                          verdict=None, route="", done=False)
-        return {"lanes": {name: dict(start) for name in lanes}}
-
-    return fan_out
-
-
-def _fan_in(lane: str, lanes: Sequence[str], closes_lane: bool) -> Callable[..., dict[str, Any]]:
-    def fan_in(state: Mapping[str, Any]) -> dict[str, Any]:
-        branches = [read_lane(state, name) for name in lanes]
-        if not all(b.get("done") for b in branches):
-            return write_lane(lane, LaneState(route="wait"))
-        flow = read_lane(state, lane)
-        checks = dict(flow.get("checks") or {})
-        for branch in branches:  # branch order: the last branch that ran a checker wins
-            checks.update(branch.get("checks") or {})
-        update = LaneState(
-            value=[final_answer(as_value(b.get("value"))) for b in branches],
-            feedback=flow.get("feedback"),
-            checks=checks,
-            verdict=None,
-            route="next",
-            done=closes_lane,
-        )
-        return write_lane(lane, update)
-
-    return fan_in
-
-
-def _prepare(state: Mapping[str, Any]) -> dict[str, Any]:
-    raw = state.get("task") or state.get("question")
-    if not raw:
-        raise UserError("the workflow graph needs an input: pass {'question': '...'} or {'task': {...}}")
-    task = task_to_state(raw)
-    return {
-        "task": task, "question": task["question"], "value": None, "feedback": None, "checks": {},
-        "verdict": None, "route": "", "answer": "",
-        "lanes": Overwrite({}), "loops": Overwrite({}), "outputs": Overwrite({}), "trace": Overwrite([]),
-    }
-
-
-def _finalize(state: Mapping[str, Any]) -> dict[str, Any]:
-    # ``task`` is cleared so a later run on the same thread reads its own input in ``prepare``.
-    return {"answer": final_answer(as_value(state.get("value"))), "task": None}
 
 
 def _check_schema(schema: type) -> None:
@@ -384,10 +281,10 @@ def build_graph_with_runner(
     if node_timeout is not None:
         options["timeout"] = node_timeout
     compiler = _GraphCompiler(graph, runner, cache=cache, node_options=options)
-    graph.add_node(PREPARE_NODE, _prepare)
+    graph.add_node(PREPARE_NODE, prepare)
     graph.add_edge(START, PREPARE_NODE)
     graph.add_edge(PREPARE_NODE, compiler.chain(workflow.steps, _Scope(), _Target(FINALIZE_NODE)))
-    graph.add_node(FINALIZE_NODE, _finalize)  # added last so drawings list nodes in execution order
+    graph.add_node(FINALIZE_NODE, finalize)  # added last so drawings list nodes in execution order
     graph.add_edge(FINALIZE_NODE, END)
     return graph
 

@@ -1,0 +1,145 @@
+"""The structural nodes of a compiled workflow (fan-out, fan-in, loop gate, prepare, finalize),
+the routers of its conditional edges, and how a node reads and writes its lane."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
+
+from langgraph.types import Overwrite
+
+from flowsteer.errors import UserError
+from flowsteer.interpreter import final_answer
+
+from .state import MAIN_LANE, LaneState, as_value, task_to_state
+
+__all__ = [
+    "read_lane", "write_lane", "run_sync", "route_of", "join_route", "loop_gate", "fan_out", "fan_in",
+    "prepare", "finalize",
+]
+
+T = TypeVar("T")
+
+
+def read_lane(state: Mapping[str, Any], lane: str) -> LaneState:
+    """The flow of ``lane`` (the main lane lives in top-level keys)."""
+    if lane == MAIN_LANE:
+        return LaneState(
+            value=state.get("value"),
+            feedback=state.get("feedback"),
+            checks=state.get("checks") or {},
+            verdict=state.get("verdict"),
+            route=state.get("route") or "",
+        )
+    return (state.get("lanes") or {}).get(lane, LaneState())
+
+
+def write_lane(lane: str, update: LaneState) -> dict[str, Any]:
+    """The state update that writes ``update`` into ``lane``."""
+    if lane == MAIN_LANE:
+        return {k: v for k, v in update.items() if k != "done"}
+    return {"lanes": {lane: update}}
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from a sync node, also when the calling thread already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def route_of(lane: str) -> Callable[[Mapping[str, Any]], str]:
+    """Router: the route the lane's latest routing node chose."""
+
+    def route(state: Mapping[str, Any]) -> str:
+        return read_lane(state, lane).get("route", "")
+
+    return route
+
+
+def join_route(lane: str) -> Callable[[Mapping[str, Any]], str | list[str]]:
+    """Router after a fan-in: on when all branches are done, else nowhere (a later branch end
+    triggers the fan-in again)."""
+
+    def route(state: Mapping[str, Any]) -> str | list[str]:
+        # "wait": another branch is still running; its end triggers this fan-in again.
+        return "next" if read_lane(state, lane).get("route") == "next" else []
+
+    return route
+
+
+def loop_gate(loop_id: str, count: int, lane: str, closes_lane: bool) -> Callable[..., dict[str, Any]]:
+    """The node after a loop body: another iteration, or exit (checker passed / count reached)."""
+
+    def gate(state: Mapping[str, Any]) -> dict[str, Any]:
+        flow = read_lane(state, lane)
+        checks = dict(flow.get("checks") or {})
+        passed = checks.pop(loop_id, False) is True
+        iteration = (state.get("loops") or {}).get(loop_id, 0)
+        leave = passed or iteration + 1 >= count
+        update = LaneState(checks=checks, route="exit" if leave else "again", done=leave and closes_lane)
+        # Leaving resets the counter, so the next entry (e.g. in an outer loop) starts at 0.
+        return {**write_lane(lane, update), "loops": {loop_id: 0 if leave else iteration + 1}}
+
+    gate.__name__ = f"{loop_id}_loop"
+    return gate
+
+
+def fan_out(lane: str, lanes: Sequence[str]) -> Callable[..., dict[str, Any]]:
+    """The node that starts every branch lane from the parent lane's flow."""
+
+    def fan_out_node(state: Mapping[str, Any]) -> dict[str, Any]:
+        flow = read_lane(state, lane)
+        start = LaneState(value=flow.get("value"), feedback=flow.get("feedback"), checks={},
+                          verdict=None, route="", done=False)
+        return {"lanes": {name: dict(start) for name in lanes}}
+
+    return fan_out_node
+
+
+def fan_in(lane: str, lanes: Sequence[str], closes_lane: bool) -> Callable[..., dict[str, Any]]:
+    """The node that, once every branch is done, writes their outputs (branch order) to the parent."""
+
+    def fan_in_node(state: Mapping[str, Any]) -> dict[str, Any]:
+        branches = [read_lane(state, name) for name in lanes]
+        if not all(b.get("done") for b in branches):
+            return write_lane(lane, LaneState(route="wait"))
+        flow = read_lane(state, lane)
+        checks = dict(flow.get("checks") or {})
+        for branch in branches:  # branch order: the last branch that ran a checker wins
+            checks.update(branch.get("checks") or {})
+        update = LaneState(
+            value=[final_answer(as_value(b.get("value"))) for b in branches],
+            feedback=flow.get("feedback"),
+            checks=checks,
+            verdict=None,
+            route="next",
+            done=closes_lane,
+        )
+        return write_lane(lane, update)
+
+    return fan_in_node
+
+
+def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
+    """First node: the task from the input, and a clean slate for this run."""
+    raw = state.get("task") or state.get("question")
+    if not raw:
+        raise UserError("the workflow graph needs an input: pass {'question': '...'} or {'task': {...}}")
+    task = task_to_state(raw)
+    return {
+        "task": task, "question": task["question"], "value": None, "feedback": None, "checks": {},
+        "verdict": None, "route": "", "answer": "",
+        "lanes": Overwrite({}), "loops": Overwrite({}), "outputs": Overwrite({}), "trace": Overwrite([]),
+    }
+
+
+def finalize(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Last node: the answer."""
+    # ``task`` is cleared so a later run on the same thread reads its own input in ``prepare``.
+    return {"answer": final_answer(as_value(state.get("value"))), "task": None}
