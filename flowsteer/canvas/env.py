@@ -10,7 +10,8 @@ States (spec section 5):
 * ``BUILDING`` accepts actions (add, add parallel/conditional/loop, delete, modify, set_prompt,
   finish).
 * ``AWAITING_PROMPT`` follows an add or a modify: each next turn's text is the prompt of one new
-  node (a structure asks once per child, in order). The workflow runs once the last prompt is in.
+  node (a structure asks once per child, in order). New nodes are placed at once, so a prompt
+  request can name the node's id; the workflow runs once the last prompt is in.
 
 Every completed edit runs the workflow through :class:`~flowsteer.interpreter.Interpreter` with a
 per-episode :class:`~flowsteer.interpreter.NodeCache`, so a node whose operator, prompt, input and
@@ -24,7 +25,7 @@ import asyncio
 import enum
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flowsteer.canvas._edits import Editor, EditOutcome
 from flowsteer.canvas.actions import Action, Finish
@@ -38,6 +39,8 @@ from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.tasks import Task
 
 if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
     from flowsteer.sandbox import Sandbox
 
 __all__ = ["Canvas", "CanvasConfig", "CanvasState", "Observation", "StepInfo", "PromptRequest"]
@@ -135,7 +138,7 @@ class Canvas:
 
     def __init__(
         self,
-        executor: Any,
+        executor: BaseChatModel | Interpreter,
         *,
         registry: OperatorRegistry | None = None,
         sandbox: Sandbox | None = None,
@@ -145,9 +148,9 @@ class Canvas:
             self.interpreter = executor
             self.registry = registry or executor.registry
         else:
-            from langchain_core.language_models import BaseChatModel
+            from langchain_core.language_models import BaseChatModel as ChatModel
 
-            if not isinstance(executor, BaseChatModel):
+            if not isinstance(executor, ChatModel):
                 raise UserError(f"Canvas executor must be a langchain BaseChatModel or a flowsteer "
                                 f"Interpreter, got {type(executor).__name__}")
             self.registry = registry or default_registry()
