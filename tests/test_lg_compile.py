@@ -229,16 +229,22 @@ async def test_astream_updates():
 
 
 # -- checkpoints -------------------------------------------------------------------------------
-def test_interrupt_before_a_node_and_resume_with_in_memory_saver():
+@pytest.mark.parametrize("saver", ["memory", "sqlite"])
+def test_interrupt_before_a_node_and_resume(saver, tmp_path):
     text = "Custom -> Review ? Revise : done -> Format"
     expected = compile_(text, model("draft")).invoke({"question": "q"})["answer"]
-    graph = compile_(text, model("draft"), checkpointer=InMemorySaver(), interrupt_before=["node_4_Revise"])
+    Rules.CALLS.clear()
     config = {"configurable": {"thread_id": "t1"}}
-    paused = graph.invoke({"question": "q"}, config)
-    assert not paused.get("answer")
-    assert graph.get_state(config).next == ("node_4_Revise",)
-    final = graph.invoke(None, config)
+    with SqliteSaver.from_conn_string(str(tmp_path / "ck.sqlite")) as sqlite:
+        checkpointer = InMemorySaver() if saver == "memory" else sqlite
+        graph = compile_(text, model("draft"), checkpointer=checkpointer, interrupt_before=["node_4_Revise"])
+        paused = graph.invoke({"question": "q"}, config)
+        assert not paused.get("answer")
+        assert graph.get_state(config).next == ("node_4_Revise",)
+        assert Rules.CALLS == {"node_1": 1, "node_3": 1}
+        final = graph.invoke(None, config)
     assert final["answer"] == expected == "<draft+fix>"
+    assert Rules.CALLS == {"node_1": 1, "node_3": 1, "node_4": 1, "node_5": 1}  # nothing ran twice
 
 
 def test_failed_node_resumes_from_the_checkpoint_with_sqlite(tmp_path):

@@ -97,14 +97,39 @@ def _ids(step) -> set[str]:
     return {ref.node.id for ref in iter_steps(step.body)}
 
 
+def _builtins_without_code():
+    from flowsteer.operators.registry import default_registry
+
+    registry = default_registry().copy()
+    for name in ("Programmer", "Test"):  # sandbox subprocesses: covered below, too slow per example
+        registry.unregister(name)
+    return registry
+
+
+BUILTINS = _builtins_without_code()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(workflow=workflows(BUILTINS, max_steps=4, max_depth=2), question=st.sampled_from(QUESTIONS))
+def test_generated_workflows_of_real_operators_match_interpreter(workflow, question):
+    from flowsteer.testing.fakes import SimulatedExecutor
+
+    expected = Interpreter(SimulatedExecutor(seed=1), sandbox=SANDBOX, registry=BUILTINS).run(
+        workflow, Task(question))
+    state = compile_workflow(workflow, executor=SimulatedExecutor(seed=1), sandbox=SANDBOX,
+                             registry=BUILTINS).invoke({"question": question})
+    assert state["answer"] == expected.answer
+    assert graph_executions(state["trace"]) == executions(expected.trace)
+
+
 @pytest.mark.parametrize("question", QUESTIONS[:2])
 def test_real_operators_with_simulated_executor_match_interpreter(question):
     """Built-in operators and the shipped SimulatedExecutor, not only toys."""
     from flowsteer.dsl import parse
     from flowsteer.testing.fakes import SimulatedExecutor
 
-    workflow = parse("Plan -> [Custom, AnswerGenerate -> Review ? Revise : done, Custom] -> ScEnsemble"
-                     " -> (Verify ? Revise : done) * 3 -> [Custom, AnswerGenerate] -> Aggregate -> Format")
+    workflow = parse("Plan -> [Programmer, AnswerGenerate -> Review ? Revise : done, Custom] -> ScEnsemble"
+                     " -> (Verify ? Revise : done) * 3 -> [Custom, Programmer] -> Aggregate -> Format")
     expected = Interpreter(SimulatedExecutor(seed=3), sandbox=SANDBOX).run(workflow, Task(question))
     graph = compile_workflow(workflow, executor=SimulatedExecutor(seed=3), sandbox=SANDBOX)
     state = graph.invoke({"question": question})
