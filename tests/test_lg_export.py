@@ -189,3 +189,13 @@ def test_designed_example_serves_another_design_from_the_environment(monkeypatch
     examples = Path(__file__).resolve().parent.parent / "examples"
     module = runpy.run_path(str(examples / "designed_workflow.py"), run_name="designed_workflow")
     assert "node_3_Review" in module["graph"].get_graph().nodes
+
+
+def test_public_names_are_pinned():
+    import flowsteer.integrations as integrations
+
+    assert sorted(integrations.__all__) == sorted([
+        "build_state_graph", "compile_workflow", "export_workflow", "EXPORT_FORMATS", "default_executor",
+        "task_input", "WorkflowState", "WorkflowInput",
+    ])
+    assert integrations.EXPORT_FORMATS == ("langgraph-py", "json", "mermaid")

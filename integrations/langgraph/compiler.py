@@ -313,8 +313,10 @@ def build_state_graph(
             only (``ainvoke``/``astream``), and refuses sync ``invoke`` on a graph that has one.
         cache: a :class:`NodeCache` shared across runs (same key as the core interpreter).
 
-    Invoke the compiled graph with ``{"question": "..."}`` or ``{"task": task_input(task)}``; the
-    result holds ``answer``, ``value``, ``outputs`` (``"node_id#iteration" -> output``) and ``trace``.
+    Invoke the compiled graph with ``{"question": "..."}`` or ``task_input(task)``; the result holds
+    ``answer``, ``value``, ``outputs`` (``"node_id#iteration" -> output``) and ``trace``. In
+    ``stream_mode="updates"`` every node reports its own update; ``prepare`` resets the accumulating
+    keys with ``langgraph.types.Overwrite`` values.
     """
     runner = _make_runner(executor, sandbox, registry)
     return build_graph_with_runner(workflow, runner, state_schema=state_schema, retry_policy=retry_policy,

@@ -113,6 +113,8 @@ class WorkflowState(TypedDict, total=False):
 
     question: str
     task: TaskState
+    """The task being solved (set by ``prepare``; cleared by ``finalize`` so that a later run on the
+    same checkpointed thread reads its own input)."""
     value: Any
     """The main lane's current value; the last step's output at the end."""
     feedback: str | None
