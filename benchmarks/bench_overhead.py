@@ -1,0 +1,126 @@
+"""Framework overhead: per-node cost of the interpreter and the compiled LangGraph graph.
+
+A 20-node chain of LLM operators runs against a zero-latency ``SimulatedExecutor``. Three runners
+make the very same operator calls:
+
+* ``floor``: a hand-written asyncio chain, ``await operator.arun(OperatorCall(...))`` node after
+  node, passing each output (and checker feedback) on, nothing else;
+* ``interpreter``: ``Interpreter.arun`` (tracing, runnable config per node, result assembly);
+* ``graph``: the compiled LangGraph graph's ``ainvoke``.
+
+Per-node overhead = (median wall - median floor wall) / 20. Target: graph overhead <= 2x the
+interpreter's. Runs are interleaved so load changes hit all three alike; medians quoted.
+
+    python benchmarks/bench_overhead.py [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+from _common import emit, log, median_of, parser
+
+from flowsteer.dsl import parse
+from flowsteer.integrations.langgraph import compile_workflow
+from flowsteer.interpreter import Interpreter
+from flowsteer.ir import OperatorNode, Workflow
+from flowsteer.operators.base import OperatorCall
+from flowsteer.tasks import Task
+from flowsteer.testing import SimulatedExecutor
+
+TARGET = 2.0
+NODES = 20
+QUESTION = "A shop sells 12 pencils a day for 9 days. How many pencils does it sell?"
+_CYCLE = ("Custom", "AnswerGenerate", "Review", "Revise", "Custom")
+
+
+def workflow_text(nodes: int = NODES) -> str:
+    ops = ["Plan", *(_CYCLE[i % len(_CYCLE)] for i in range(nodes - 2)), "Format"]
+    return " -> ".join(ops)
+
+
+def make_floor(interpreter: Interpreter, workflow: Workflow, task: Task):
+    nodes = [step for step in workflow.steps if isinstance(step, OperatorNode)]
+    assert len(nodes) == len(workflow.steps), "the overhead workflow must be a flat chain"
+
+    async def run() -> str:
+        value, feedback = None, None
+        for node in nodes:
+            call = OperatorCall(task=task, input=value, prompt=node.prompt, feedback=feedback,
+                                params=node.params, node_id=node.id)
+            result = await interpreter.operator(node.operator).arun(call)
+            if result.verdict is not None:
+                feedback = result.feedback
+            value = result.output
+        return str(value)
+
+    return run
+
+
+async def measure(repeats: int) -> dict:
+    workflow = parse(workflow_text())
+    task = Task(QUESTION)
+    executor = SimulatedExecutor({QUESTION: "108"}, latency=0.0)
+    interpreter = Interpreter(executor)
+    graph = compile_workflow(workflow, executor=interpreter)
+
+    async def run_interpreter():
+        result = await interpreter.arun(workflow, task)
+        assert result.ok, result.error
+
+    async def run_graph():
+        await graph.ainvoke({"question": QUESTION})
+
+    runners = {"floor": make_floor(interpreter, workflow, task), "interpreter": run_interpreter,
+               "graph": run_graph}
+    before = len(executor.calls)
+    await run_interpreter()
+    calls = len(executor.calls) - before
+    for fn in runners.values():  # warm-up
+        await fn()
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    names = list(runners)
+    for i in range(repeats):
+        for name in names[i % 3:] + names[:i % 3]:
+            start = time.perf_counter()
+            await runners[name]()
+            samples[name].append(time.perf_counter() - start)
+    med = {name: median_of(v) for name, v in samples.items()}
+    per_node_ms = {name: med[name] / NODES * 1000 for name in med}
+    over_interp = (med["interpreter"] - med["floor"]) / NODES * 1000
+    over_graph = (med["graph"] - med["floor"]) / NODES * 1000
+    return {
+        "workflow": workflow_text(),
+        "nodes": NODES,
+        "executor_calls_per_run": calls,
+        "wall_s": med,
+        "per_node_ms": per_node_ms,
+        "overhead_per_node_ms": {"interpreter": over_interp, "graph": over_graph},
+        "graph_over_interpreter_overhead_ratio": over_graph / over_interp if over_interp > 0 else None,
+        "graph_over_interpreter_wall_ratio": med["graph"] / med["interpreter"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=30)
+    args = p.parse_args(argv)
+    repeats = 5 if args.quick else args.repeats
+    log(f"overhead: {repeats} interleaved repeats")
+    result = asyncio.run(measure(repeats))
+    ratio = result["graph_over_interpreter_overhead_ratio"]
+    emit("overhead", {
+        "method": f"median of {repeats} interleaved runs per runner after a warm-up; overhead = "
+                  "(runner - hand-written asyncio floor) / nodes; zero-latency SimulatedExecutor",
+        "repeats": repeats,
+        **result,
+        "target": f"graph per-node overhead <= {TARGET}x the interpreter's",
+        "target_met": ratio is not None and ratio <= TARGET,
+    }, quick=args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
