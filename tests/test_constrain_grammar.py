@@ -240,9 +240,9 @@ def test_token_budget_forces_completion(tokenizer):
     g = action_grammar(options=GrammarOptions(think_tokens=64))
     automaton = TokenAutomaton(g, tokenizer)
     rng = random.Random(3)
-    shortest = automaton.distance(automaton.roots[g.start])
+    shortest = automaton.distance(automaton.roots[g.start]) + 1  # + the end token
     for budget in (shortest, shortest + 3, 40):
         for _ in range(20):
             ids = automaton.sample_ids(rng, budget)
-            assert len(ids) <= budget and automaton.accepts_ids(ids)
+            assert len(ids) + 1 <= budget and automaton.accepts_ids(ids)
             assert not isinstance(parse_action(tokenizer.decode(ids), default_registry()), ParseFailure)

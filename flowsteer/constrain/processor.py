@@ -42,7 +42,7 @@ def _free_tensor(automaton: TokenAutomaton, forbid: str, width: int) -> torch.Te
     cache = automaton.memo.setdefault("torch_free", {})
     key = (forbid, width)
     if key not in cache:
-        table = torch.frombuffer(bytes(automaton.free_table(forbid)), dtype=torch.uint8).bool()
+        table = torch.tensor(list(automaton.free_table(forbid)), dtype=torch.bool)
         mask = torch.zeros(width, dtype=torch.bool)
         n = min(width, table.numel())
         mask[:n] = table[:n]

@@ -202,11 +202,13 @@ class TokenAutomaton:
 
     def allowed(self, state: AutomatonState, remaining: int | None = None) -> Allowed:
         """Next-token options in ``state``; with ``remaining`` tokens left (this one included),
-        only tokens after which the output can still end in time."""
+        only tokens after which the output can still be completed and ended (end-of-sequence
+        token included) in time."""
         tokens: set[int] = set()
         free_sets: list[str] = []
         eos = False
-        budget = _INF if remaining is None else remaining - 1  # tokens left after this one
+        # tokens left after this one, keeping the last for the end-of-sequence token
+        budget = _INF if remaining is None else remaining - 2
         for node, count in state:
             free = self._free(node)
             eos = eos or self.is_accepting(node, count)
@@ -221,7 +223,8 @@ class TokenAutomaton:
         return Allowed(frozenset(tokens), tuple(free_sets), eos)
 
     def sample_ids(self, rng: random.Random, max_tokens: int = 200) -> list[int]:
-        """A random complete token sequence (uniform over allowed options); for tests."""
+        """A random complete token sequence (uniform over allowed options; the end token, which
+        counts against ``max_tokens``, not included); for tests."""
         state, out = self.start(), []
         for step in range(max_tokens):
             allowed = self.allowed(state, max_tokens - step)
