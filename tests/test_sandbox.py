@@ -96,7 +96,16 @@ def test_environment_is_scrubbed(sandbox, monkeypatch):
     assert result.ok, result.stderr
     assert secret not in result.stdout and "OPENAI_API_KEY" not in result.stdout
     names = eval(result.stdout.splitlines()[0])  # a list of names printed by the program
-    assert set(names) <= {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONHASHSEED", "FLOWSTEER_SANDBOX", "PWD"}
+    assert set(names) <= {
+        "PATH",
+        "LANG",
+        "LC_ALL",
+        "HOME",
+        "TMPDIR",
+        "PYTHONHASHSEED",
+        "FLOWSTEER_SANDBOX",
+        "PWD",
+    }
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the uid drop only applies when the library runs as root")
@@ -150,14 +159,16 @@ def test_humaneval_check_on_a_real_record(sandbox):
 def test_check_program_forms():
     humaneval = "def check(candidate):\n    assert candidate(1) == 1\n"
     assert check_program(humaneval, "f").endswith("check(f)\n")
-    assert check_program(["assert f(1) == 1", "assert f(2) == 2"], "f") == "assert f(1) == 1\nassert f(2) == 2"
+    assert (
+        check_program(["assert f(1) == 1", "assert f(2) == 2"], "f") == "assert f(1) == 1\nassert f(2) == 2"
+    )
     assert check_program(humaneval, None) == humaneval
     with pytest.raises(UserError, match="identifier"):
         check_program(humaneval, "f(); import os")
 
 
 def test_parse_error_line():
-    stderr = 'Traceback (most recent call last):\n  File "x.py", line 1\nmod.KeyError: \'k\'\n'
+    stderr = "Traceback (most recent call last):\n  File \"x.py\", line 1\nmod.KeyError: 'k'\n"
     assert parse_error_line(stderr) == ("KeyError", "'k'")
     assert parse_error_line("no traceback here") is None
 
@@ -223,7 +234,9 @@ def test_bwrap_mode_when_available():
         assert box.mode_in_effect == "bwrap"
     except UserError as exc:
         pytest.skip(f"bwrap present but not usable here: {exc}")
-    result = box.run("import os\nopen('/tmp/flowsteer-bwrap-probe', 'w').write('x')\nprint(os.listdir('/tmp'))")
+    result = box.run(
+        "import os\nopen('/tmp/flowsteer-bwrap-probe', 'w').write('x')\nprint(os.listdir('/tmp'))"
+    )
     assert result.ok, result.stderr
     assert not os.path.exists("/tmp/flowsteer-bwrap-probe")  # bwrap gives the program a private /tmp
     assert box.check("def f():\n    return 1\n", "assert f() == 1").ok
@@ -232,8 +245,55 @@ def test_bwrap_mode_when_available():
 def test_without_user_isolation_the_supervisor_shields_the_parent():
     """The weaker path (no root): the program's parent is a supervisor, not this process."""
     box = Sandbox(SandboxLimits(timeout_s=5.0, isolate_user=False), mode="process")
-    code = "import os, signal, time\nprint(os.getppid())\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(0.5)"
+    code = (
+        "import os, signal, time\nprint(os.getppid())\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(0.5)"
+    )
     result = box.run(code)
     assert result.status in {"killed", "ok"} and result.seconds < 5
     assert int(result.stdout.split()[0]) != os.getpid()
     assert box.run("print('still here')").stdout == "still here\n"
+
+
+def test_each_interpreter_runs_one_program_and_spares_are_cleaned_up():
+    import gc
+
+    box = Sandbox(SandboxLimits(timeout_s=5.0), mode="process", prewarm=1)
+    code = "import os\nprint(os.getpid(), os.getcwd())\nopen('state', 'w').write('x')"
+    first, second = box.run(code), box.run(code)
+    assert first.ok and second.ok
+    assert first.stdout.split()[1] != second.stdout.split()[1]  # a fresh directory each time
+    assert box.run("import os\nprint(os.path.exists('state'))").stdout == "False\n"
+    marker = box.marker
+    assert box.running_processes() == []  # the waiting spare is not a leftover
+    from flowsteer.sandbox._cleanup import marked_processes
+
+    deadline = time.monotonic() + 3
+    while not marked_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marked_processes(marker), "a spare interpreter should be waiting"
+    del box
+    gc.collect()
+    assert marked_processes(marker) == []
+
+
+def test_close_stops_spares_and_prewarm_zero_keeps_none():
+    from flowsteer.sandbox._cleanup import marked_processes
+
+    box = Sandbox(SandboxLimits(timeout_s=5.0), mode="process", prewarm=0)
+    assert box.run("pass").ok
+    time.sleep(0.2)
+    assert marked_processes(box.marker) == []
+    warm = Sandbox(SandboxLimits(timeout_s=5.0), mode="process")
+    assert warm.run("pass").ok
+    warm.close()
+    assert marked_processes(warm.marker) == []
+    assert warm.run("print(1)").stdout == "1\n"  # still usable after close
+    warm.close()
+
+
+def test_large_program_and_large_stdin(sandbox):
+    data = "x" * 300_000
+    code = f"import sys\nDATA = {data!r}\nprint(len(DATA), len(sys.stdin.read()))"
+    result = sandbox.run(code, stdin="y" * 200_000)
+    assert result.ok, result.stderr[-300:]
+    assert result.stdout == "300000 200000\n"

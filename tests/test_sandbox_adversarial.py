@@ -11,8 +11,10 @@ are skipped with the reason, since the plain process mode does not claim to stop
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import socket
 import threading
 import time
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from flowsteer.errors import UserError
 from flowsteer.sandbox import Sandbox, SandboxLimits, SandboxResult
 
 TIMEOUT = 2.0
@@ -96,53 +99,227 @@ print('parent done')
 
 ATTACKS = [
     Attack("infinite_loop", "while True:\n    pass", TIMEOUT_ONLY),
-    Attack("busy_thread", "import threading\ndef spin():\n    while True:\n        pass\nt = threading.Thread(target=spin)\nt.start()\nt.join()", TIMEOUT_ONLY),
+    Attack(
+        "busy_thread",
+        "import threading\ndef spin():\n    while True:\n        pass\nt = threading.Thread(target=spin)\nt.start()\nt.join()",
+        TIMEOUT_ONLY,
+    ),
     Attack("sleep_forever", "import time\ntime.sleep(10 ** 6)", TIMEOUT_ONLY),
     Attack("fork_bomb", "import os\nwhile True:\n    os.fork()", ANY),
-    Attack("fork_bomb_persistent", "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)", ANY),
-    Attack("memory_bomb", "x = []\nwhile True:\n    x.append(bytearray(10 ** 7))", FAILED, _error_type("MemoryError", "SIGKILL")),
+    Attack(
+        "fork_bomb_persistent",
+        "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)",
+        ANY,
+    ),
+    Attack(
+        "memory_bomb",
+        "x = []\nwhile True:\n    x.append(bytearray(10 ** 7))",
+        FAILED,
+        _error_type("MemoryError", "SIGKILL"),
+    ),
     Attack("memory_bomb_string", "s = 'a' * (10 ** 10)", FAILED, _error_type("MemoryError")),
     Attack("recursion_bomb", "def f():\n    return f()\nf()", FAILED, _error_type("RecursionError")),
-    Attack("stack_overflow", "import sys\nsys.setrecursionlimit(10 ** 8)\ndef f(n):\n    return f(n + 1) + 1\nf(0)", FAILED | TIMEOUT_ONLY),
+    Attack(
+        "stack_overflow",
+        "import sys\nsys.setrecursionlimit(10 ** 8)\ndef f(n):\n    return f(n + 1) + 1\nf(0)",
+        FAILED | TIMEOUT_ONLY,
+    ),
     Attack("huge_stdout", "while True:\n    print('x' * 1000)", ANY, _truncated),
-    Attack("huge_stderr", "import sys\nwhile True:\n    print('e' * 1000, file=sys.stderr)", ANY, lambda r, c: r.truncated),
+    Attack(
+        "huge_stderr",
+        "import sys\nwhile True:\n    print('e' * 1000, file=sys.stderr)",
+        ANY,
+        lambda r, c: r.truncated,
+    ),
     Attack("huge_single_line", "import sys\nsys.stdout.write('y' * 10 ** 8)", ANY, _truncated),
-    Attack("infinite_generator_printing", "import itertools\nfor i in itertools.count():\n    print(i)", ANY, _truncated),
-    Attack("giant_file", "with open('big.bin', 'wb') as f:\n    while True:\n        f.write(b'0' * 10 ** 6)", FAILED, _error_type("OSError", "SIGXFSZ")),
-    Attack("write_tmp_outside", "open('/tmp/flowsteer-escape-@TOKEN@', 'w').write('x')", ANY, needs="fs", forbidden_paths=("/tmp/flowsteer-escape-@TOKEN@",)),
-    Attack("write_repo", f"open('{REPO}/escape-@TOKEN@.txt', 'w').write('x')", FAILED, needs="fs", forbidden_paths=(f"{REPO}/escape-@TOKEN@.txt",)),
-    Attack("write_parent_home", f"open('{PARENT_HOME}/escape-@TOKEN@', 'w').write('x')", FAILED, needs="fs", forbidden_paths=(f"{PARENT_HOME}/escape-@TOKEN@",)),
+    Attack(
+        "infinite_generator_printing",
+        "import itertools\nfor i in itertools.count():\n    print(i)",
+        ANY,
+        _truncated,
+    ),
+    Attack(
+        "giant_file",
+        "with open('big.bin', 'wb') as f:\n    while True:\n        f.write(b'0' * 10 ** 6)",
+        FAILED,
+        _error_type("OSError", "SIGXFSZ"),
+    ),
+    Attack(
+        "write_tmp_outside",
+        "open('/tmp/flowsteer-escape-@TOKEN@', 'w').write('x')",
+        ANY,
+        needs="fs",
+        forbidden_paths=("/tmp/flowsteer-escape-@TOKEN@",),
+    ),
+    Attack(
+        "write_repo",
+        f"open('{REPO}/escape-@TOKEN@.txt', 'w').write('x')",
+        FAILED,
+        needs="fs",
+        forbidden_paths=(f"{REPO}/escape-@TOKEN@.txt",),
+    ),
+    Attack(
+        "write_parent_home",
+        f"open('{PARENT_HOME}/escape-@TOKEN@', 'w').write('x')",
+        FAILED,
+        needs="fs",
+        forbidden_paths=(f"{PARENT_HOME}/escape-@TOKEN@",),
+    ),
     Attack("delete_canary", f"import os\nos.remove('{CANARY}')", FAILED, needs="fs"),
     Attack("overwrite_canary", f"open('{CANARY}', 'w').write('pwned')", FAILED, needs="fs"),
-    Attack("chmod_canary", f"import os\nos.chmod('{CANARY}', 0o777)\nos.chmod('{CANARY_DIR}', 0o777)", FAILED, needs="fs"),
-    Attack("symlink_to_canary_dir", f"import os\nos.symlink('{CANARY_DIR}', 'link')\nos.symlink('{CANARY}', 'file_link')", ANY),
-    Attack("chdir_and_chmod_tricks", "import os\nprint(os.getcwd())\nos.makedirs('a/b/c')\nopen('a/b/c/f', 'w').write('x')\nos.chmod('a/b/c', 0)\nos.chmod('a', 0)\nos.chmod('.', 0)\nos.chdir('/')", ANY, _workdir_removed),
+    Attack(
+        "chmod_canary",
+        f"import os\nos.chmod('{CANARY}', 0o777)\nos.chmod('{CANARY_DIR}', 0o777)",
+        FAILED,
+        needs="fs",
+    ),
+    Attack(
+        "symlink_to_canary_dir",
+        f"import os\nos.symlink('{CANARY_DIR}', 'link')\nos.symlink('{CANARY}', 'file_link')",
+        ANY,
+    ),
+    Attack(
+        "chdir_and_chmod_tricks",
+        "import os\nprint(os.getcwd())\nos.makedirs('a/b/c')\nopen('a/b/c/f', 'w').write('x')\nos.chmod('a/b/c', 0)\nos.chmod('a', 0)\nos.chmod('.', 0)\nos.chdir('/')",
+        ANY,
+        _workdir_removed,
+    ),
     Attack("read_parent_env", "import os\nprint(dict(os.environ))", frozenset({"ok"}), _no_secret),
-    Attack("read_proc_ppid_environ", "import os\nprint(open(f'/proc/{os.getppid()}/environ', 'rb').read())", ANY, _no_secret),
-    Attack("read_proc_pytest_environ", "try:\n    print(open('/proc/@PYTEST_PID@/environ', 'rb').read())\nexcept OSError:\n    print('denied')", frozenset({"ok"}), _denied_lines, needs="fs"),
-    Attack("scan_all_environs", "import os\nfor p in os.listdir('/proc'):\n    try:\n        print(open(f'/proc/{p}/environ', 'rb').read())\n    except OSError:\n        pass", ANY, _no_secret, needs="fs"),
-    Attack("read_etc_shadow", "print(open('/etc/shadow').read())", FAILED, _error_type("PermissionError", "FileNotFoundError")),
-    Attack("socket_to_localhost", "import socket\ns = socket.create_connection(('127.0.0.1', @PORT@), timeout=1)\ns.sendall(b'leak')", FAILED, _nothing_received),
-    Attack("http_request", "import urllib.request\nurllib.request.urlopen('http://example.com', timeout=1)", FAILED),
-    Attack("setsid_sleeper", "import subprocess\nsubprocess.Popen(['sleep', '@TOKEN@'], start_new_session=True)\nprint('spawned')", ANY),
+    Attack(
+        "read_proc_ppid_environ",
+        "import os\nprint(open(f'/proc/{os.getppid()}/environ', 'rb').read())",
+        ANY,
+        _no_secret,
+    ),
+    Attack(
+        "read_proc_pytest_environ",
+        "try:\n    print(open('/proc/@PYTEST_PID@/environ', 'rb').read())\nexcept OSError:\n    print('denied')",
+        frozenset({"ok"}),
+        _denied_lines,
+        needs="fs",
+    ),
+    Attack(
+        "scan_all_environs",
+        "import os\nfor p in os.listdir('/proc'):\n    try:\n        print(open(f'/proc/{p}/environ', 'rb').read())\n    except OSError:\n        pass",
+        ANY,
+        _no_secret,
+        needs="fs",
+    ),
+    Attack(
+        "read_etc_shadow",
+        "print(open('/etc/shadow').read())",
+        FAILED,
+        _error_type("PermissionError", "FileNotFoundError"),
+    ),
+    Attack(
+        "socket_to_localhost",
+        "import socket\ns = socket.create_connection(('127.0.0.1', @PORT@), timeout=1)\ns.sendall(b'leak')",
+        FAILED,
+        _nothing_received,
+    ),
+    Attack(
+        "http_request",
+        "import urllib.request\nurllib.request.urlopen('http://example.com', timeout=1)",
+        FAILED,
+    ),
+    Attack(
+        "setsid_sleeper",
+        "import subprocess\nsubprocess.Popen(['sleep', '@TOKEN@'], start_new_session=True)\nprint('spawned')",
+        ANY,
+    ),
     Attack("double_fork_daemon", DAEMON, ANY),
-    Attack("double_fork_clear_env", DAEMON.replace("os.execv('/bin/sleep', ['sleep', '@TOKEN@'])", "os.execve('/bin/sleep', ['sleep', '@TOKEN@'], {})"), ANY),
-    Attack("kill_parent", "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(0.2)", ANY, needs="kill"),
-    Attack("kill_pytest", "import os, signal\nos.kill(@PYTEST_PID@, signal.SIGKILL)", FAILED, _error_type("PermissionError", "ProcessLookupError"), needs="fs"),
-    Attack("kill_everything", "import os, signal, time\nos.kill(-1, signal.SIGKILL)\ntime.sleep(0.2)", ANY, needs="kill"),
+    Attack(
+        "double_fork_clear_env",
+        DAEMON.replace(
+            "os.execv('/bin/sleep', ['sleep', '@TOKEN@'])",
+            "os.execve('/bin/sleep', ['sleep', '@TOKEN@'], {})",
+        ),
+        ANY,
+    ),
+    Attack(
+        "kill_parent",
+        "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(0.2)",
+        ANY,
+        needs="kill",
+    ),
+    Attack(
+        "kill_pytest",
+        "import os, signal\nos.kill(@PYTEST_PID@, signal.SIGKILL)",
+        FAILED,
+        _error_type("PermissionError", "ProcessLookupError"),
+        needs="fs",
+    ),
+    Attack(
+        "kill_everything",
+        "import os, signal, time\nos.kill(-1, signal.SIGKILL)\ntime.sleep(0.2)",
+        ANY,
+        needs="kill",
+    ),
     Attack("kill_own_group", "import os, signal\nos.kill(0, signal.SIGKILL)", ANY),
-    Attack("os_exit", "import os\nprint('bye', flush=True)\nos._exit(7)", frozenset({"error"}), lambda r, c: r.exit_code == 7),
-    Attack("close_stdout_stderr", "import os\nos.close(1)\nos.close(2)\nraise ValueError('no streams')", frozenset({"error"}), _error_type("ValueError")),
-    Attack("binary_garbage", "import sys, os\nsys.stdout.buffer.write(os.urandom(4000) + b'\\xff\\xfe\\x00')", frozenset({"ok"}), lambda r, c: isinstance(r.stdout, str)),
-    Attack("unicode_output", "print('\\u2603 \\U0001F600 \\u05d0\\u05d1 \\x00 end')", frozenset({"ok"}), lambda r, c: "\U0001f600" in r.stdout),
-    Attack("sys_exit_string", "import sys\nsys.exit('custom failure message')", frozenset({"error"}), lambda r, c: "custom failure message" in r.stderr),
-    Attack("sys_exit_negative", "import sys\nsys.exit(-1)", frozenset({"error"}), lambda r, c: r.exit_code == 255),
-    Attack("threads_bomb", "import threading, time\nwhile True:\n    threading.Thread(target=time.sleep, args=(100,), daemon=True).start()", ANY),
-    Attack("ctypes_segfault", "import ctypes\nctypes.string_at(0)", frozenset({"killed"}), _error_type("SIGSEGV")),
-    Attack("keyboard_interrupt", "raise KeyboardInterrupt", frozenset({"error"}), _error_type("KeyboardInterrupt")),
-    Attack("ignore_signals_and_loop", "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass", TIMEOUT_ONLY),
-    Attack("stdin_read_hang", "import sys\ndata = sys.stdin.read()\nprint(repr(data))\ninput()", frozenset({"error"}), _error_type("EOFError")),
-    Attack("raise_rlimits", "import resource\nresource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))", frozenset({"error"}), _error_type("ValueError", "PermissionError")),
+    Attack(
+        "os_exit",
+        "import os\nprint('bye', flush=True)\nos._exit(7)",
+        frozenset({"error"}),
+        lambda r, c: r.exit_code == 7,
+    ),
+    Attack(
+        "close_stdout_stderr",
+        "import os\nos.close(1)\nos.close(2)\nraise ValueError('no streams')",
+        frozenset({"error"}),
+        _error_type("ValueError"),
+    ),
+    Attack(
+        "binary_garbage",
+        "import sys, os\nsys.stdout.buffer.write(os.urandom(4000) + b'\\xff\\xfe\\x00')",
+        frozenset({"ok"}),
+        lambda r, c: isinstance(r.stdout, str),
+    ),
+    Attack(
+        "unicode_output",
+        "print('\\u2603 \\U0001F600 \\u05d0\\u05d1 \\x00 end')",
+        frozenset({"ok"}),
+        lambda r, c: "\U0001f600" in r.stdout,
+    ),
+    Attack(
+        "sys_exit_string",
+        "import sys\nsys.exit('custom failure message')",
+        frozenset({"error"}),
+        lambda r, c: "custom failure message" in r.stderr,
+    ),
+    Attack(
+        "sys_exit_negative", "import sys\nsys.exit(-1)", frozenset({"error"}), lambda r, c: r.exit_code == 255
+    ),
+    Attack(
+        "threads_bomb",
+        "import threading, time\nwhile True:\n    threading.Thread(target=time.sleep, args=(100,), daemon=True).start()",
+        ANY,
+    ),
+    Attack(
+        "ctypes_segfault", "import ctypes\nctypes.string_at(0)", frozenset({"killed"}), _error_type("SIGSEGV")
+    ),
+    Attack(
+        "keyboard_interrupt",
+        "raise KeyboardInterrupt",
+        frozenset({"error"}),
+        _error_type("KeyboardInterrupt"),
+    ),
+    Attack(
+        "ignore_signals_and_loop",
+        "import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass",
+        TIMEOUT_ONLY,
+    ),
+    Attack(
+        "stdin_read_hang",
+        "import sys\ndata = sys.stdin.read()\nprint(repr(data))\ninput()",
+        frozenset({"error"}),
+        _error_type("EOFError"),
+    ),
+    Attack(
+        "raise_rlimits",
+        "import resource\nresource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))",
+        frozenset({"error"}),
+        _error_type("ValueError", "PermissionError"),
+    ),
     Attack("become_root", "import os\nos.setuid(0)\nprint(open('/etc/shadow').read())", FAILED, needs="fs"),
 ]
 
@@ -181,9 +358,16 @@ def env():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OPENAI_API_KEY", SECRET)
         mp.setenv("FLOWSTEER_ADVERSARIAL_SECRET", SECRET)
-        box = Sandbox(SandboxLimits(timeout_s=TIMEOUT, memory_mb=256, max_processes=24), mode="process")
-        features = box.features
-        yield {"box": box, "features": features, "listener": listener}
+        limits = SandboxLimits(timeout_s=TIMEOUT, memory_mb=256, max_processes=24)
+        boxes = {"process": Sandbox(limits, mode="process")}
+        if shutil.which("bwrap"):
+            with contextlib.suppress(UserError):
+                bwrap = Sandbox(limits, mode="bwrap")
+                if bwrap.mode_in_effect == "bwrap":
+                    boxes["bwrap"] = bwrap
+        yield {"boxes": boxes, "box": boxes["process"], "listener": listener}
+        for box in boxes.values():
+            box.close()
     listener.stop.set()
     for path in CANARY_DIR.iterdir():
         path.unlink()
@@ -213,12 +397,18 @@ def _canary_digest() -> tuple[str, int]:
     return hashlib.sha256(CANARY.read_bytes()).hexdigest(), CANARY.stat().st_mode
 
 
-@pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
-def test_attack_is_contained(attack: Attack, env) -> None:
-    box: Sandbox = env["box"]
+# Under bubblewrap every attack except the plain CPU burners (nothing mode-specific to learn there).
+CASES = [("process", a) for a in ATTACKS] + [("bwrap", a) for a in ATTACKS if a.statuses != TIMEOUT_ONLY]
+
+
+@pytest.mark.parametrize(("mode", "attack"), CASES, ids=[f"{m}-{a.name}" for m, a in CASES])
+def test_attack_is_contained(mode: str, attack: Attack, env) -> None:
+    if mode not in env["boxes"]:
+        pytest.skip("bubblewrap is not installed or not usable here")
+    box: Sandbox = env["boxes"][mode]
     if attack.needs and not _strength(box)[attack.needs]:
         pytest.skip(f"'{attack.needs}' attacks need root (uid isolation) or bwrap; this machine has neither")
-    token = f"{int(time.time()) % 1000}.{uuid.uuid4().int % 10 ** 9:09d}"  # also a valid sleep duration
+    token = f"{int(time.time()) % 1000}.{uuid.uuid4().int % 10**9:09d}"  # also a valid sleep duration
     values = {"@TOKEN@": token, "@PYTEST_PID@": str(os.getpid()), "@PORT@": str(env["listener"].port)}
 
     def fill(text: str) -> str:
@@ -251,4 +441,5 @@ def test_there_are_enough_attacks() -> None:
 
 
 def test_sandbox_still_works_after_the_attacks(env) -> None:
-    assert env["box"].run("print('alive')").stdout == "alive\n"
+    for box in env["boxes"].values():
+        assert box.run("print('alive')").stdout == "alive\n"

@@ -252,7 +252,7 @@ def _set_stdin(text):
     fd = os.memfd_create("stdin")
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
     os.lseek(fd, 0, 0)
     os.dup2(fd, 0)
     os.close(fd)

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 __all__ = ["MARKER_VAR", "killpg", "reap", "marked_processes", "cleanup", "remove_tree"]
@@ -80,7 +79,9 @@ def cleanup(workdir: str, uid: int | None) -> None:
             for entry in os.scandir(place):
                 with contextlib.suppress(OSError):
                     if entry.stat(follow_symlinks=False).st_uid == uid:
-                        remove_tree(entry.path) if entry.is_dir(follow_symlinks=False) else os.unlink(entry.path)
+                        remove_tree(entry.path) if entry.is_dir(follow_symlinks=False) else os.unlink(
+                            entry.path
+                        )
 
 
 def remove_tree(path: str) -> None:
@@ -90,8 +91,4 @@ def remove_tree(path: str) -> None:
             os.chmod(target, 0o700)
             func(target)
 
-    shutil.rmtree(path, onexc=make_writable) if sys.version_info >= (3, 12) else shutil.rmtree(
-        path, onerror=make_writable
-    )
-
-
+    shutil.rmtree(path, onerror=make_writable)  # (``onexc`` on 3.12+; ``onerror`` still works)

@@ -51,8 +51,10 @@ def probe(mode: str) -> Features:
     """The strongest working :class:`Features` for ``mode`` ("auto", "bwrap" or "process")."""
     own_uid = os.geteuid() == 0
     if own_uid and not _works(Features("process", own_uid=True))[0]:
-        logger.warning("sandbox: running programs under a separate uid failed (is the interpreter "
-                       "readable by other users?); falling back to the library's own uid")
+        logger.warning(
+            "sandbox: running programs under a separate uid failed (is the interpreter "
+            "readable by other users?); falling back to the library's own uid"
+        )
         own_uid = False
     if mode in ("auto", "bwrap"):
         bwrap = shutil.which("bwrap")
@@ -60,11 +62,16 @@ def probe(mode: str) -> Features:
             return Features("bwrap", bwrap=bwrap, own_uid=own_uid)
         if mode == "bwrap":
             raise UserError(
-                "Sandbox(mode='bwrap'): bubblewrap is " + ("not working here" if bwrap else "not installed")
+                "Sandbox(mode='bwrap'): bubblewrap is "
+                + ("not working here" if bwrap else "not installed")
                 + ". Install it (apt-get install bubblewrap) or use mode='auto' or mode='process'."
             )
     ok, entered = _works(Features("process", own_uid=own_uid, namespaces=NAMESPACES))
     namespaces = entered if ok else 0
     if namespaces != NAMESPACES:
-        logger.info("sandbox: namespaces entered %#x of %#x (kernel or container restrictions)", namespaces, NAMESPACES)
+        logger.info(
+            "sandbox: namespaces entered %#x of %#x (kernel or container restrictions)",
+            namespaces,
+            NAMESPACES,
+        )
     return Features("process", own_uid=own_uid, namespaces=namespaces)

@@ -50,6 +50,8 @@ _BOOTSTRAP = resources.files("flowsteer.sandbox").joinpath("_bootstrap.py").read
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _UID_BASE = 420_000
 _uid_counter = itertools.count()
+
+
 @dataclass(frozen=True)
 class Features:
     """What isolation works on this machine (found once by the probe)."""
@@ -195,6 +197,8 @@ class Spawned:
     """stdout, stderr and status files the child writes."""
     control: int
     """Write end of the pipe the program is sent through."""
+    bwrap: bool = False
+    """Runs under bubblewrap."""
     owner: int = field(default_factory=os.getpid)
 
     def usable(self) -> bool:
@@ -241,7 +245,7 @@ def spawn(limits: SandboxLimits, features: Features, run_id: str, *, spare: bool
         remove_tree(workdir)
         raise
     os.close(control_read)
-    return Spawned(proc, workdir, uid, run_id, files, control_write)
+    return Spawned(proc, workdir, uid, run_id, files, control_write, bwrap=features.mode == "bwrap")
 
 
 def run(
@@ -268,7 +272,11 @@ def run(
         events = _read_events(status)
         # With a PID namespace the kernel killed the program's whole tree before its init (and so
         # the supervisor we waited for) could exit: only an interrupted run needs the reaper.
-        pid_namespace = any(e.get("event") == "start" and e.get("namespaces", 0) & CLONE_NEWPID for e in events)
+        # (bubblewrap's outer process exits as soon as the program does, while its namespace may
+        # still be dying: bwrap runs always go through the reaper.)
+        pid_namespace = not spawned.bwrap and any(
+            e.get("event") == "start" and e.get("namespaces", 0) & CLONE_NEWPID for e in events
+        )
         if timed_out or (handle is not None and handle.cancelled) or not pid_namespace:
             reap(spawned.uid, spawned.run_id)
         stdout, cut_out = _read_capped(out, limits.max_output_bytes)
@@ -338,5 +346,3 @@ def _wait_for_exit(proc: subprocess.Popen, timeout_s: float) -> bool:
                     return True
     finally:
         os.close(pidfd)
-
-

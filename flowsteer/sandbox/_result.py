@@ -38,23 +38,28 @@ def _shell_signal(rc: int, events: dict[str, dict]) -> int:
     return 0
 
 
-def build_result(outcome: Outcome, seconds: float, timeout_s: float, require_completion: bool) -> SandboxResult:
+def build_result(
+    outcome: Outcome, seconds: float, timeout_s: float, require_completion: bool
+) -> SandboxResult:
     """Turn what happened into a :class:`SandboxResult`."""
     stdout = outcome.stdout.decode("utf-8", errors="replace")
     stderr = outcome.stderr.decode("utf-8", errors="replace")
     rc = outcome.returncode
 
     def result(status, error_type=None, message=None, exit_code=rc):
-        return SandboxResult(status, stdout, stderr, exit_code, error_type, message, seconds, outcome.truncated)
+        return SandboxResult(
+            status, stdout, stderr, exit_code, error_type, message, seconds, outcome.truncated
+        )
 
     if outcome.timed_out:
         return result("timeout", "Timeout", f"exceeded the {timeout_s:g} s wall-clock limit", exit_code=None)
-    events = {e.get("event"): e for e in outcome.events}
+    events: dict[str, dict] = {str(e.get("event")): e for e in outcome.events}
     signum = -rc if rc < 0 else _shell_signal(rc, events)
     if signum:
         sig = signal.Signals(signum) if signum in signal.Signals._value2member_map_ else None
         name = sig.name if sig else f"signal {signum}"
-        return result("killed", name, _SIGNAL_MEANING.get(sig, f"terminated by {name}"), exit_code=-signum)
+        meaning = _SIGNAL_MEANING.get(sig, f"terminated by {name}") if sig else f"terminated by {name}"
+        return result("killed", name, meaning, exit_code=-signum)
     if "error" in events and rc != 0:
         return result("error", str(events["error"].get("type")), events["error"].get("message") or None)
     if rc != 0:

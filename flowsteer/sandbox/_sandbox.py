@@ -119,7 +119,9 @@ class Sandbox:
         sources = [("program.py", code), ("tests.py", check_program(tests, entry_point))]
         return self._run(sources, timeout, None, require_completion=True)
 
-    async def arun(self, code: str, *, timeout: float | None = None, stdin: str | None = None) -> SandboxResult:
+    async def arun(
+        self, code: str, *, timeout: float | None = None, stdin: str | None = None
+    ) -> SandboxResult:
         """Async :meth:`run`; cancelling the awaiting task kills the program."""
         return await self._arun([("program.py", code)], timeout, stdin, False)
 
@@ -154,7 +156,9 @@ class Sandbox:
         with self._slots:
             start = time.perf_counter()
             spawned = self._take(features)
-            outcome = run(spawned, sources, limits=self.limits, timeout_s=timeout_s, stdin=stdin, handle=handle)
+            outcome = run(
+                spawned, sources, limits=self.limits, timeout_s=timeout_s, stdin=stdin, handle=handle
+            )
             seconds = time.perf_counter() - start
         return build_result(outcome, seconds, timeout_s, require_completion)
 

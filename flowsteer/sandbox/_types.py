@@ -45,7 +45,9 @@ class SandboxLimits:
         if self.timeout_s <= 0:
             raise UserError(f"SandboxLimits.timeout_s must be > 0 seconds, got {self.timeout_s}")
         if self.memory_mb < 64:
-            raise UserError(f"SandboxLimits.memory_mb must be >= 64 (Python needs it to start), got {self.memory_mb}")
+            raise UserError(
+                f"SandboxLimits.memory_mb must be >= 64 (Python needs it to start), got {self.memory_mb}"
+            )
         if self.cpu_s is not None and self.cpu_s <= 0:
             raise UserError(f"SandboxLimits.cpu_s must be > 0 or None, got {self.cpu_s}")
         if self.file_size_mb < 1:
@@ -53,7 +55,9 @@ class SandboxLimits:
         if self.max_processes < 2:
             raise UserError(f"SandboxLimits.max_processes must be >= 2, got {self.max_processes}")
         if isinstance(self.preload, str):
-            raise UserError("SandboxLimits.preload must be a tuple of module names, e.g. ('math',), not a string")
+            raise UserError(
+                "SandboxLimits.preload must be a tuple of module names, e.g. ('math',), not a string"
+            )
         if self.max_output_bytes < 1:
             raise UserError(f"SandboxLimits.max_output_bytes must be >= 1, got {self.max_output_bytes}")
 
