@@ -8,6 +8,7 @@ import threading
 import pytest
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.errors import NodeTimeoutError
 from langgraph.types import RetryPolicy
@@ -230,13 +231,15 @@ async def test_astream_updates():
 
 # -- checkpoints -------------------------------------------------------------------------------
 @pytest.mark.parametrize("saver", ["memory", "sqlite"])
-def test_interrupt_before_a_node_and_resume(saver, tmp_path):
+def test_interrupt_before_a_node_and_resume(saver, tmp_path, caplog):
     text = "Custom -> Review ? Revise : done -> Format"
     expected = compile_(text, model("draft")).invoke({"question": "q"})["answer"]
     Rules.CALLS.clear()
     config = {"configurable": {"thread_id": "t1"}}
     with SqliteSaver.from_conn_string(str(tmp_path / "ck.sqlite")) as sqlite:
-        checkpointer = InMemorySaver() if saver == "memory" else sqlite
+        # strict msgpack: the state must be plain data that any checkpointer can store
+        strict = JsonPlusSerializer(allowed_msgpack_modules=None)
+        checkpointer = InMemorySaver(serde=strict) if saver == "memory" else sqlite
         graph = compile_(text, model("draft"), checkpointer=checkpointer, interrupt_before=["node_4_Revise"])
         paused = graph.invoke({"question": "q"}, config)
         assert not paused.get("answer")
@@ -245,6 +248,7 @@ def test_interrupt_before_a_node_and_resume(saver, tmp_path):
         final = graph.invoke(None, config)
     assert final["answer"] == expected == "<draft+fix>"
     assert Rules.CALLS == {"node_1": 1, "node_3": 1, "node_4": 1, "node_5": 1}  # nothing ran twice
+    assert "Blocked deserialization" not in caplog.text
 
 
 def test_failed_node_resumes_from_the_checkpoint_with_sqlite(tmp_path):

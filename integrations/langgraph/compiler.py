@@ -81,6 +81,7 @@ PREPARE_NODE = "prepare"
 FINALIZE_NODE = "finalize"
 """Last node: writes ``answer``."""
 
+
 class NodeRunner(Protocol):
     """What compiled nodes execute through (an :class:`Interpreter` is one)."""
 
