@@ -297,3 +297,61 @@ def test_large_program_and_large_stdin(sandbox):
     result = sandbox.run(code, stdin="y" * 200_000)
     assert result.ok, result.stderr[-300:]
     assert result.stdout == "300000 200000\n"
+
+
+NON_ROOT_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from flowsteer.sandbox import Sandbox, SandboxLimits, _process, _sandbox
+if sys.argv[2] == "weak":  # as if the kernel refused namespaces and bwrap were absent
+    _sandbox.probe = lambda mode: _process.Features("process", own_uid=False, namespaces=0)
+box = Sandbox(SandboxLimits(timeout_s=2.0, max_processes=16))
+codes = {
+    "ok": "print(6 * 7)",
+    "fork_bomb": "import os\\nwhile True:\\n    os.fork()",
+    "kill_parent": "import os, signal, time\\nos.kill(os.getppid(), signal.SIGKILL)\\ntime.sleep(1)",
+    "daemon": "import subprocess\\nsubprocess.Popen(['sleep', '31.4159'], start_new_session=True)",
+    "socket": "import socket\\nsocket.create_connection(('127.0.0.1', 9), timeout=1)",
+}
+report = {"mode": box.mode_in_effect}
+for name, code in codes.items():
+    result = box.run(code)
+    report[name] = [result.status, result.error_type, result.stdout, box.running_processes()]
+box.close()
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.parametrize("variant", ["probed", "weak"])
+def test_library_running_as_an_ordinary_user(variant):
+    """The non-root paths (no uid isolation; and without namespaces), run for real as another uid."""
+    import subprocess
+    import sys
+
+    system_python = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}", path="/usr/bin")
+    if os.geteuid() != 0 or system_python is None:
+        pytest.skip("needs root (to switch uid) and a system Python of the same version")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [system_python, "-I", "-c", NON_ROOT_SCRIPT, str(root), variant],
+        user=45_678, group=45_678, extra_groups=[], env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if done.returncode != 0 and "Permission denied" in done.stderr:
+        pytest.skip(f"the source tree is not readable by other users: {done.stderr[-200:]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["ok"][:3] == ["ok", None, "42\n"]
+    assert report["fork_bomb"][0] in {"error", "killed", "timeout"}
+    assert report["kill_parent"][0] in {"killed", "ok", "timeout"}
+    assert report["socket"][0] == "error"
+    assert all(entry[3] == [] for key, entry in report.items() if key != "mode")
+    leftovers = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, b"31.4159")]
+    assert leftovers == []
+
+
+def _cmdline_has(pid: str, token: bytes) -> bool:
+    try:
+        return token in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

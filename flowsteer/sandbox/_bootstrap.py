@@ -125,6 +125,19 @@ def _apply_limits(limits):
             pass
 
 
+def _processes_of_uid():
+    """Tasks (threads included: RLIMIT_NPROC counts them) the current uid runs now."""
+    uid, count = os.getuid(), 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    count += len(os.listdir(f"/proc/{name}/task"))
+            except OSError:
+                pass
+    return count
+
+
 def _report(fd, record):
     if fd < 0:
         return
@@ -312,10 +325,13 @@ def main():
         os._exit(1)
     limits = dict(request["rlimits"])
     del request
-    if config["nproc"] and (config["own_uid"] or entered & CLONE_NEWUSER):
-        # RLIMIT_NPROC counts every process of the uid (in this user namespace): only meaningful
-        # when the run has a uid or a user namespace of its own.
-        limits["RLIMIT_NPROC"] = (config["nproc"], config["nproc"])
+    if config["nproc"]:
+        # RLIMIT_NPROC counts every process of the uid (in this user namespace). With a uid or a
+        # user namespace of its own the run starts near zero; otherwise allow what the user
+        # already runs plus the run's share, so a fork bomb still hits a ceiling.
+        shared = not (config["own_uid"] or entered & CLONE_NEWUSER) and os.getuid() != 0
+        cap = config["nproc"] + (_processes_of_uid() if shared else 0)
+        limits["RLIMIT_NPROC"] = (cap, cap)
     _apply_limits(limits)
     _fork_tree(status_fd, entered, config["supervise"])
     import ctypes
