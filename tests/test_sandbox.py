@@ -312,6 +312,7 @@ codes = {
     "kill_parent": "import os, signal, time\\nos.kill(os.getppid(), signal.SIGKILL)\\ntime.sleep(1)",
     "daemon": "import subprocess\\nsubprocess.Popen(['sleep', '31.4159'], start_new_session=True)",
     "socket": "import socket\\nsocket.create_connection(('127.0.0.1', 9), timeout=1)",
+    "imports": "import ssl, http.client, urllib.request\\nprint('imported')",
 }
 report = {"mode": box.mode_in_effect}
 for name, code in codes.items():
@@ -345,6 +346,7 @@ def test_library_running_as_an_ordinary_user(variant):
     assert report["fork_bomb"][0] in {"error", "killed", "timeout"}
     assert report["kill_parent"][0] in {"killed", "ok", "timeout"}
     assert report["socket"][0] == "error"
+    assert report["imports"][:3] == ["ok", None, "imported\n"]  # the network guard keeps ssl importable
     assert all(entry[3] == [] for key, entry in report.items() if key != "mode")
     leftovers = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, b"31.4159")]
     assert leftovers == []

@@ -72,6 +72,17 @@ class DirectorConfig:
     extra_call_kwargs: Mapping[str, Any] = field(default_factory=dict)
     """Passed to every director model call (e.g. ``{"seed": 0}``)."""
 
+    @classmethod
+    def small_model(cls, **overrides: Any) -> DirectorConfig:
+        """Settings for a small local director on CPU (the embedded SmolLM2-135M): short outputs,
+        a compact prompt and a 2K context keep a turn to a few seconds on two cores."""
+        values: dict[str, Any] = dict(
+            context_budget=2048, max_action_tokens=48, max_prompt_tokens=40, max_repair_tokens=48,
+            usage_hints=False, feedback_chars=600, history_turns=8,
+        )
+        values.update(overrides)
+        return cls(**values)
+
     def __post_init__(self) -> None:
         checks = [
             (self.max_turns >= 1, "max_turns must be >= 1"),
@@ -81,7 +92,7 @@ class DirectorConfig:
             (self.max_action_tokens >= 8 and self.max_prompt_tokens >= 8, "token limits must be >= 8"),
             (self.repair_attempts >= 0, "repair_attempts must be >= 0"),
             (self.feedback_chars >= 100, "feedback_chars must be >= 100"),
-            (self.max_action_tokens + self.max_repair_tokens < self.context_budget,
+            (self.max_action_tokens + self.max_repair_tokens + 512 < self.context_budget,
              "context_budget must leave room for the prompt after max_action_tokens"),
         ]
         for ok, message in checks:

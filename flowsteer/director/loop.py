@@ -61,10 +61,13 @@ class Director:
     """
 
     def __init__(self, model: BaseChatModel, *, registry: OperatorRegistry | None = None,
-                 config: DirectorConfig | None = None) -> None:
+                 config: DirectorConfig | None = None,
+                 on_turn: Callable[[TurnRecord], None] | None = None) -> None:
+        """``on_turn`` is called with each record as soon as the canvas answered (live display)."""
         self.model = model
         self.registry = registry or default_registry()
         self.config = config or DirectorConfig()
+        self.on_turn = on_turn
         self.count_tokens = token_counter(model)
 
     # -- public API ---------------------------------------------------------------------------
@@ -128,10 +131,14 @@ class Director:
         state = obs.state.value
         obs, _done, info = await ep.canvas.astep(text)
         *earlier, last = records
-        ep.records.extend(_record(p, state) for p in earlier)
-        ep.records.append(_record(last, state, feedback=obs.text, accepted=info.accepted,
-                                  action=info.action, failure=info.parse_failure))
-        ep.history.append(f"t{turn}: {ep.records[-1].summary()}")
+        new = [_record(p, state) for p in earlier]
+        new.append(_record(last, state, feedback=obs.text, accepted=info.accepted, action=info.action,
+                           failure=info.parse_failure))
+        ep.records.extend(new)
+        ep.history.append(f"t{turn}: {new[-1].summary()}")
+        if self.on_turn is not None:
+            for record in new:
+                self.on_turn(record)
         return obs
 
     def _kwargs(self, ep: _Episode, obs: Observation, max_tokens: int) -> dict[str, Any]:

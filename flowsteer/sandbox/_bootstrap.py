@@ -7,18 +7,20 @@ every run). ``sys.argv[1]`` is the configuration, a Python literal written by
 
 Order of events in the child (all before any untrusted byte runs):
 
-1. enter fresh Linux namespaces when the parent's probe said they work (an unprivileged user
-   namespace holding a network namespace, so the program sees no network interface but loopback,
-   and a PID namespace, so the program is PID 1 of its own tree and the kernel kills every process
-   it left behind when it exits);
-2. without a network namespace, replace ``socket.socket`` & co. by a function raising
-   ``PermissionError`` (a best-effort guard against accidents, not isolation: ``ctypes`` or
-   ``_socket`` get around it);
+0. when the library runs as root (``drop``): make the interpreter reachable in a private mount
+   namespace if it lives under a private directory, drop to the run's own uid, and exec bubblewrap
+   when that mode is on (the same bootstrap then starts again inside it);
+1. enter fresh Linux namespaces when the parent's probe said they work: an unprivileged user
+   namespace holding a network namespace (the program sees only an empty loopback) and a PID
+   namespace (the kernel kills every process the program left behind when the run ends);
+2. without a network namespace, make ``socket.socket`` & co. raise ``PermissionError`` (a
+   best-effort guard against accidents, not isolation: ``_socket`` or ``ctypes`` get around it);
 3. wait for the program on the control fd (a spare interpreter is started before it is needed);
    the sources never touch the disk, so hidden tests cannot be read from a file by the candidate;
 4. lower the resource limits (the child cannot raise them again);
-5. fork: the parent stays behind as a small supervisor relaying the exit status, so that
-   ``os.getppid()`` in the program is not the library's process;
+5. fork a supervisor that relays the exit status (so ``os.getppid()`` in the program is not the
+   library) and, with a PID namespace, an init that reaps orphans; the program runs below them
+   with ``no_new_privs`` set;
 6. run each source in one shared ``__main__`` namespace; report the outcome on the status fd.
 
 Modules named in ``preload`` (``typing``, ``math``, ... which most generated programs import) are
@@ -58,20 +60,23 @@ def _blocked_parent(path):
 
 
 def _expose_interpreter(libc):
-    """Make the interpreter reachable for an unprivileged uid in a private mount namespace.
+    """Make the interpreter reachable for an unprivileged uid, in a private mount namespace.
 
     A root-owned install under a private directory (``/root/.pyenv``, mode 0700 ``/root``) cannot be
     traversed once privileges are dropped: cover the blocking directory with a tmpfs and bind the one
     entry we need back into it (which also hides the rest of that directory from the program).
+    Nothing happens when the interpreter is reachable already.
     """
-    if libc.unshare(CLONE_NEWNS) != 0 or libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        raise OSError("cannot create a private mount namespace")
     needed = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.executable)}
     covers = {}
     for path in sorted(needed):
         found = _blocked_parent(path)
         if found:
             covers.setdefault(found[0], set()).add(found[1])
+    if not covers:
+        return
+    if libc.unshare(CLONE_NEWNS) != 0 or libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        raise OSError("cannot create a private mount namespace")
     for parent, children in covers.items():
         handles = {child: os.open(os.path.join(parent, child), os.O_PATH) for child in children}
         if libc.mount(b"tmpfs", parent.encode(), b"tmpfs", 0, b"mode=0755") != 0:
@@ -89,8 +94,7 @@ def _expose_interpreter(libc):
 
 
 def _drop_privileges(drop):
-    libc = _libc()
-    _expose_interpreter(libc)
+    _expose_interpreter(_libc())
     os.setgroups([])
     os.setresgid(drop, drop, drop)
     os.setresuid(drop, drop, drop)
@@ -110,10 +114,17 @@ def _unshare(flags):
 def _guard_network():
     import socket
 
-    def refused(*args, **kwargs):
-        raise PermissionError("network access is disabled in the FlowSteer sandbox")
+    message = "network access is disabled in the FlowSteer sandbox"
 
-    for name in ("socket", "create_connection", "create_server", "socketpair", "fromfd", "getaddrinfo"):
+    class BlockedSocket(socket.socket):  # a subclass, so that ``ssl`` & co. still import
+        def __init__(self, *args, **kwargs):
+            raise PermissionError(message)
+
+    def refused(*args, **kwargs):
+        raise PermissionError(message)
+
+    socket.socket = BlockedSocket
+    for name in ("create_connection", "create_server", "socketpair", "fromfd", "getaddrinfo"):
         setattr(socket, name, refused)
 
 

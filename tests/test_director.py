@@ -1,0 +1,339 @@
+"""The director loop on shipped fakes: full episodes, repair, think blocks, budget, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from langchain_core.messages import BaseMessage
+
+from flowsteer.canvas import AddConditional, AddOperator, AddParallel, Canvas, CanvasConfig, Finish
+from flowsteer.director import Director, DirectorConfig, TokenRecord, Trajectory
+from flowsteer.director._calls import split_think
+from flowsteer.director.context import BudgetParts, fit_messages, token_counter, truncate_middle
+from flowsteer.director.prompts import example_actions, operator_table, system_prompt
+from flowsteer.errors import UserError
+from flowsteer.operators import default_registry
+from flowsteer.tasks import Task
+from flowsteer.testing import ScriptedChatModel, SimulatedExecutor
+
+QUESTION = "Natalia sold 48 clips in April and half as many in May. How many clips in total?"
+
+GOOD_EPISODE = [
+    "<action>add</action><operator>Plan</operator>", "Identify the quantities and the relation.",
+    "<action>add</action><structure>parallel</structure><operators>Programmer, Custom</operators>",
+    "Compute it with Python.", "Reason step by step.",
+    "<action>add</action><operator>ScEnsemble</operator>", "Pick the majority answer.",
+    "<action>add</action><structure>conditional</structure><condition>Verify</condition>"
+    "<true>Revise</true><false>done</false>",
+    "Re-solve and compare.", "Fix the error the check found.",
+    "<action>add</action><operator>Format</operator>", "Output only the number.",
+    "<action>finish</action>",
+]
+
+
+def _task() -> Task:
+    return Task(QUESTION, answer="72")
+
+
+def _executor() -> SimulatedExecutor:
+    return SimulatedExecutor({QUESTION: "72"}, skill=1.0)
+
+
+def test_full_episode_finishes_with_a_structured_workflow():
+    model = ScriptedChatModel(GOOD_EPISODE)
+    trajectory = Director(model).run(_task(), _executor())
+    assert trajectory.stop_reason == "finish" and trajectory.finished
+    assert trajectory.workflow.dsl == "Plan -> [Programmer, Custom] -> ScEnsemble -> Verify ? Revise : done -> Format"
+    assert trajectory.answer == "72"
+    assert trajectory.fallback is None
+    assert [t.index for t in trajectory.turns] == list(range(1, 14))
+    assert isinstance(trajectory.turns[0].action, AddOperator)
+    assert isinstance(trajectory.turns[2].action, AddParallel)
+    assert isinstance(trajectory.turns[7].action, AddConditional)
+    assert isinstance(trajectory.turns[-1].action, Finish)
+    prompts = [t for t in trajectory.turns if t.kind == "prompt"]
+    assert len(prompts) == 7 and all(t.state == "awaiting_prompt" and t.accepted for t in prompts)
+    # each call's record holds exactly the messages the model saw
+    for record, call in zip(trajectory.turns, model.calls, strict=True):
+        assert [m["content"] for m in record.messages] == [m.content for m in call]
+    assert trajectory.usage.calls == 13 and trajectory.usage.input_tokens > 0
+    assert trajectory.executor_usage.calls > 0
+    assert trajectory.turns[-1].feedback.startswith("<feedback>")
+    assert trajectory.valid_action_rate == 1.0
+    assert trajectory.to_dict()["workflow"] == trajectory.workflow.dsl
+
+
+def test_prompt_turns_ask_for_the_node_prompt_only():
+    model = ScriptedChatModel(GOOD_EPISODE[:2])
+    canvas = Canvas(_executor(), config=CanvasConfig(max_turns=2))
+    Director(model).run(_task(), canvas)
+    system, user = model.calls[1]
+    assert "prompt" in system.content.lower() and "<action>" not in system.content
+    assert "node_1: Plan" in user.content and QUESTION in user.content
+
+
+def test_parse_failure_then_repair_records_both_calls():
+    replies = ["Let me think about how to solve this problem with some prose.",
+               "<action>add</action><operator>Programmer</operator>", "Compute 48 + 24."]
+    model = ScriptedChatModel(replies)
+    trajectory = Director(model, config=DirectorConfig(max_turns=2)).run(_task(), _executor())
+    first, repair, prompt = trajectory.turns
+    assert (first.kind, first.sent, first.action) == ("action", False, None)
+    assert first.parse_failure is not None and first.feedback == ""
+    assert (repair.kind, repair.sent, repair.accepted) == ("repair", True, True)
+    assert repair.index == first.index == 1
+    assert repair.action == AddOperator("Programmer")
+    # the repair call saw the failed output and an instruction naming the failure
+    assert repair.messages[-2] == {"role": "assistant", "content": replies[0]}
+    assert "no valid action" in repair.messages[-1]["content"]
+    assert prompt.kind == "prompt" and trajectory.workflow.dsl == "Programmer"
+
+
+def test_repair_is_bounded_and_the_last_attempt_goes_to_the_canvas():
+    model = ScriptedChatModel([], default="I refuse to use XML.")
+    config = DirectorConfig(max_turns=3, repair_attempts=2)
+    trajectory = Director(model, config=config).run(_task(), _executor())
+    assert len(model.calls) == 9  # 3 turns x (1 + 2 repairs)
+    assert [t.sent for t in trajectory.turns] == [False, False, True] * 3
+    assert all(not t.accepted for t in trajectory.turns)
+    assert trajectory.stop_reason == "max_turns" and trajectory.workflow.is_empty
+    assert trajectory.valid_action_rate == 0.0
+
+
+def test_no_repair_when_disabled():
+    model = ScriptedChatModel([], default="prose")
+    Director(model, config=DirectorConfig(max_turns=2, repair_attempts=0)).run(_task(), _executor())
+    assert len(model.calls) == 2
+
+
+def test_think_blocks_are_kept_out_of_the_canvas_and_recorded():
+    replies = ["<think>A planner first, then a solver.</think>\n<action>add</action><operator>Plan</operator>",
+               "<think>short</think>List the quantities."]
+    model = ScriptedChatModel(replies)
+    canvas = Canvas(_executor(), config=CanvasConfig(max_turns=2))
+    trajectory = Director(model).run(_task(), canvas)
+    action, prompt = trajectory.turns
+    assert action.thinking == "A planner first, then a solver." and action.accepted
+    assert prompt.thinking == "short"
+    assert canvas.workflow.operator_nodes()[0].prompt == "List the quantities."
+    assert "planner" not in canvas.history[0].message
+    # usage counts the thinking tokens (the whole raw output)
+    assert action.usage.output_tokens >= len(replies[0]) // 4
+
+
+def test_unterminated_think_is_a_think_only_failure():
+    model = ScriptedChatModel(["<think>I keep thinking and never", "<action>add</action><operator>Plan</operator>"])
+    trajectory = Director(model, config=DirectorConfig(max_turns=1)).run(_task(), _executor())
+    assert "think-only" in trajectory.turns[0].parse_failure.message
+    assert trajectory.turns[1].action == AddOperator("Plan")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<think>a</think>b", ("a", "b", False)),
+        ("a</think>b", ("a", "b", False)),
+        ("x<think>never closed", ("never closed", "x", True)),
+        ("no thinking", (None, "no thinking", False)),
+        ("<THINK> A </THINK> B ", ("A", "B", False)),
+    ],
+)
+def test_split_think(text, expected):
+    assert split_think(text) == expected
+
+
+def test_context_budget_holds_over_a_long_episode_with_huge_feedback():
+    big = "x" * 40_000
+
+    class HugeFeedbackCanvas(Canvas):
+        async def astep(self, text):
+            obs, done, info = await super().astep(text)
+            return type(obs)(obs.text + big, obs.state, obs.turn, obs.max_turns, obs.dsl,
+                             obs.prompt_request), done, info
+
+    budget, max_action = 1500, 64
+    config = DirectorConfig(max_turns=20, context_budget=budget, max_action_tokens=max_action,
+                            max_prompt_tokens=32, max_repair_tokens=32, feedback_chars=100_000)
+    add = "<action>add</action><operator>Custom</operator>"
+    model = ScriptedChatModel([], default=lambda msgs: "Solve it." if "Write the prompt" in msgs[-1].content
+                              else add)
+    canvas = HugeFeedbackCanvas(_executor(), config=CanvasConfig(max_turns=20, max_nodes=40))
+    director = Director(model, config=config)
+    trajectory = director.run(Task(QUESTION + " " + "very long details " * 300), canvas)
+    assert len({t.index for t in trajectory.turns}) == 20
+    count = token_counter(model)
+    for record in trajectory.turns:
+        limit = max_action if record.kind == "action" else 32
+        assert record.context_tokens == count(record.messages)
+        assert record.context_tokens + limit <= budget
+    assert 0 < trajectory.max_context_tokens <= budget
+    late = [t for t in trajectory.turns if t.kind == "action"][-1].messages[-1]["content"]
+    assert "earlier turns not shown" in late and "[...]" in late
+
+
+def test_fit_messages_compresses_history_then_feedback_then_task():
+    def render(p):
+        history = "\n".join(p.history)
+        return [{"role": "user", "content": f"{p.question}\n{history}\n{p.omitted}\n{p.feedback}"}]
+
+    count = token_counter(object())
+    parts = BudgetParts(history=[f"turn {i} " * 10 for i in range(40)], feedback="f" * 3000,
+                        question="q" * 3000)
+    messages, used = fit_messages(parts, render, count, 1200)
+    assert used <= 1200 and parts.omitted > 0 and parts.question == "q" * 3000
+    messages, used = fit_messages(parts, render, count, 300)
+    assert used <= 300 and not parts.history and len(parts.question) < 3000
+    assert truncate_middle("abcdefghij" * 10, 30).count("[...]") == 1
+    assert len(truncate_middle("abcdefghij" * 10, 30)) == 30
+
+
+def test_token_counter_uses_the_model_tokenizer():
+    from flowsteer.testing.tiny import tiny_chat_model
+
+    model = tiny_chat_model()
+    messages = [{"role": "user", "content": "hello there"}]
+    from langchain_core.messages import HumanMessage
+
+    assert token_counter(model)(messages) == len(model.encode_messages([HumanMessage("hello there")]))
+
+
+async def test_arun_many_respects_the_concurrency_limit():
+    active = 0
+    peak = 0
+
+    class Slow(ScriptedChatModel):
+        async def _agenerate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs):
+            nonlocal active, peak
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(0.01)
+            try:
+                return await super()._agenerate(messages, stop, run_manager, **kwargs)
+            finally:
+                active -= 1
+
+    model = Slow([], default=lambda msgs: "Do it." if "Write the prompt" in msgs[-1].content
+                 else "<action>add</action><operator>AnswerGenerate</operator>")
+    director = Director(model, config=DirectorConfig(max_turns=2))
+    tasks = [Task(f"What is {i} + {i}?") for i in range(9)]
+    results = await director.arun_many(tasks, lambda: Canvas(_executor(), config=CanvasConfig(max_turns=2)),
+                                       concurrency=3)
+    assert peak == 3
+    assert [r.task.question for r in results] == [t.question for t in tasks]
+    assert all(r.workflow.dsl == "AnswerGenerate" for r in results)
+
+
+async def test_arun_many_accepts_a_shared_executor():
+    model = ScriptedChatModel([], default=lambda msgs: "Do it." if "Write the prompt" in msgs[-1].content
+                              else "<action>add</action><operator>Custom</operator>")
+    results = await Director(model, config=DirectorConfig(max_turns=2)).arun_many(
+        ["What is 1 + 1?", "What is 2 + 2?"], _executor(), concurrency=2)
+    assert len(results) == 2 and all(isinstance(r, Trajectory) for r in results)
+
+
+def test_run_inside_an_event_loop_points_to_arun():
+    async def inner():
+        Director(ScriptedChatModel(["x"])).run(_task(), _executor())
+
+    with pytest.raises(UserError, match="arun"):
+        asyncio.run(inner())
+
+
+def test_fallback_runs_a_template_when_nothing_was_built():
+    model = ScriptedChatModel([], default="no idea")
+    config = DirectorConfig(max_turns=2, repair_attempts=0, fallback=True)
+    trajectory = Director(model, config=config).run(_task(), _executor())
+    assert trajectory.designed is not None and trajectory.designed.is_empty
+    assert trajectory.fallback.startswith(config.fallback_templates["math"])
+    assert "built no workflow" in trajectory.fallback
+    assert trajectory.workflow.dsl == config.fallback_templates["math"]
+    assert trajectory.answer == "72"
+    assert trajectory.executor_usage.calls > 0
+
+
+def test_no_fallback_by_default():
+    model = ScriptedChatModel([], default="no idea")
+    trajectory = Director(model, config=DirectorConfig(max_turns=1, repair_attempts=0)).run(_task(), _executor())
+    assert trajectory.fallback is None and trajectory.answer == "" and trajectory.execution is None
+
+
+def test_director_turn_limit_runs_the_pending_workflow():
+    # the director stops (its limit) before a canvas with a longer limit would
+    model = ScriptedChatModel(GOOD_EPISODE[:2])
+    canvas = Canvas(_executor(), config=CanvasConfig(max_turns=20))
+    trajectory = Director(model, config=DirectorConfig(max_turns=2)).run(_task(), canvas)
+    assert trajectory.stop_reason == "max_turns"
+    assert trajectory.execution is not None and trajectory.workflow.dsl == "Plan"
+
+
+def test_token_records_are_copied_from_the_model():
+    from flowsteer.testing.tiny import tiny_chat_model
+
+    model = tiny_chat_model(max_new_tokens=8)
+    trajectory = Director(model, config=DirectorConfig(max_turns=2, repair_attempts=0, max_action_tokens=8,
+                                                       max_prompt_tokens=8)).run(_task(), _executor())
+    for record in trajectory.turns:
+        assert isinstance(record.tokens, TokenRecord)
+        assert len(record.tokens.completion_ids) == len(record.tokens.logprobs) <= 8
+        assert len(record.tokens.prompt_ids) == record.context_tokens
+        assert record.usage.input_tokens == record.context_tokens
+
+
+def test_constraint_hook_adds_call_kwargs():
+    seen = []
+
+    def constraint(obs, registry, model):
+        seen.append(obs.state.value)
+        return {"marker": obs.turn}
+
+    class Recording(ScriptedChatModel):
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            seen.append(kwargs.get("marker"))
+            return super()._generate(messages, stop, run_manager, **kwargs)
+
+        async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+            seen.append(kwargs.get("marker"))
+            return await super()._agenerate(messages, stop, run_manager, **kwargs)
+
+    model = Recording(GOOD_EPISODE[:2])
+    Director(model, config=DirectorConfig(max_turns=2, constraint=constraint)).run(_task(), _executor())
+    assert seen == ["building", 0, "awaiting_prompt", 1]
+
+
+def test_system_prompt_comes_from_the_registry(toy_registry):
+    from flowsteer.operators import OperatorSpec, Role
+
+    registry = default_registry().copy()
+    factory = registry.get("Custom").factory
+    registry.register(OperatorSpec("UnitChecker", Role.CHECKING, "Checks physical units.", factory))
+    text = system_prompt(registry, "math")
+    assert "- UnitChecker (checking): Checks physical units." in text
+    for name in registry.names():
+        assert f"- {name} (" in text
+    assert "<action>finish</action>" in text and "{" not in text
+    assert "UnitChecker" in operator_table(registry)
+    kinds = {type(a).__name__ for _, a in example_actions(registry)}
+    assert len(kinds) == 8
+
+
+def test_config_validation_names_the_fix():
+    with pytest.raises(UserError, match="top_p"):
+        DirectorConfig(top_p=0)
+    with pytest.raises(UserError, match="context_budget"):
+        DirectorConfig(context_budget=600, max_action_tokens=512)
+    small = DirectorConfig.small_model(max_turns=6)
+    assert small.max_action_tokens == 48 and small.max_turns == 6
+
+
+def test_single_turn_baseline_parses_the_dsl():
+    from flowsteer.director import arun_single_turn, design_once
+
+    reply = "Here is my design:\n```\nPlan -> [Programmer, Custom] -> ScEnsemble -> Format\n```"
+    design = design_once(ScriptedChatModel([reply]), _task())
+    assert design.workflow is not None and design.failure is None
+    assert design.workflow.dsl == "Plan -> [Programmer, Custom] -> ScEnsemble -> Format"
+    bad = design_once(ScriptedChatModel(["I would plan, then solve."]), _task())
+    assert bad.workflow is None and bad.failure is not None
+    trajectory = asyncio.run(arun_single_turn(ScriptedChatModel([reply]), _task(), _executor()))
+    assert trajectory.answer == "72" and trajectory.meta == {"mode": "single_turn"}
