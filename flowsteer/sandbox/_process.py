@@ -88,8 +88,9 @@ class RunHandle:
 
 
 def _next_uid() -> int:
-    # Unique within this process; spread by pid across processes on the same machine.
-    return _UID_BASE + (os.getpid() % 4096) * 4096 + next(_uid_counter) % 4096
+    """A uid no other live run uses: 256 per library process, keyed by its pid (pids of live
+    processes are unique and below 2**22, so the range stays under 2**30 + base)."""
+    return _UID_BASE + os.getpid() * 256 + next(_uid_counter) % 256
 
 
 def _rlimits(limits: SandboxLimits, timeout_s: float) -> dict[str, tuple[int, int]]:
