@@ -357,3 +357,39 @@ def _cmdline_has(pid: str, token: bytes) -> bool:
         return token in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+REMOVE_TREE_SCRIPT = """
+import os, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+from flowsteer.sandbox._cleanup import remove_tree
+parent = tempfile.mkdtemp()
+os.chmod(parent, 0o751)
+tree = os.path.join(parent, "run")
+os.makedirs(os.path.join(tree, "a", "b"))
+open(os.path.join(tree, "a", "b", "f"), "w").close()
+os.symlink(parent, os.path.join(tree, "a", "up"))
+for path in (os.path.join(tree, "a", "b"), os.path.join(tree, "a"), tree):
+    os.chmod(path, 0)
+remove_tree(tree)
+print(oct(os.stat(parent).st_mode & 0o7777), os.path.exists(tree), sorted(os.listdir(parent)))
+os.rmdir(parent)
+"""
+
+
+def test_remove_tree_fixes_permissions_only_inside_the_tree():
+    """The cleanup of a ``chmod 0`` tree must never change its parent (it once chmod-ed /tmp)."""
+    import subprocess
+    import sys
+
+    system_python = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}", path="/usr/bin")
+    if os.geteuid() != 0 or system_python is None:
+        pytest.skip("needs root (to run as an ordinary uid, where permissions bite) and a system Python")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [system_python, "-I", "-c", REMOVE_TREE_SCRIPT, str(root)],
+        user=45_678, group=45_678, extra_groups=[], env={"PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0o751", "False", "[]"]

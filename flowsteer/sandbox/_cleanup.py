@@ -71,6 +71,11 @@ def marked_processes(marker: str, *, exclude: frozenset[str] = frozenset()) -> l
 def cleanup(workdir: str, uid: int | None) -> None:
     """Remove the run's directory, and files its uid left in world-writable places."""
     remove_tree(workdir)
+    if os.path.lexists(workdir):  # a process that was still dying may have written into it
+        time.sleep(0.05)
+        remove_tree(workdir)
+        if os.path.lexists(workdir):
+            logger.warning("sandbox: could not remove %s", workdir)
     if uid is None:
         return
     # Files the run's uid dropped in world-writable places belong to nobody else: remove them.
@@ -85,10 +90,26 @@ def cleanup(workdir: str, uid: int | None) -> None:
 
 
 def remove_tree(path: str) -> None:
-    def make_writable(func, target, _exc):  # the program may have chmod-ed its files read-only
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(target), 0o700)
-            os.chmod(target, 0o700)
-            func(target)
+    """Remove a directory tree the program may have made unreadable (``chmod 0``), changing
+    permissions only inside the tree: never its parent, never through a symlink."""
+    root = os.path.abspath(path)
+    retried: set[str] = set()
 
-    shutil.rmtree(path, onerror=make_writable)  # (``onexc`` on 3.12+; ``onerror`` still works)
+    def inside(candidate: str) -> bool:
+        return candidate == root or candidate.startswith(root + os.sep)
+
+    def make_writable(func, target, exc_info):
+        target = os.path.abspath(target)
+        if not isinstance(exc_info[1], PermissionError) or not inside(target) or target in retried:
+            return
+        retried.add(target)
+        with contextlib.suppress(OSError):
+            if target != root:
+                os.chmod(os.path.dirname(target), 0o700)
+            if os.path.isdir(target) and not os.path.islink(target):
+                os.chmod(target, 0o700)
+                shutil.rmtree(target, onerror=make_writable)
+            else:
+                func(target)
+
+    shutil.rmtree(root, onerror=make_writable)  # (``onexc`` on 3.12+; ``onerror`` still works)
