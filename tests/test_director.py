@@ -241,15 +241,30 @@ def test_run_inside_an_event_loop_points_to_arun():
 
 
 def test_fallback_runs_a_template_when_nothing_was_built():
+    from flowsteer.fallback import FALLBACK_TEMPLATES
+
     model = ScriptedChatModel([], default="no idea")
     config = DirectorConfig(max_turns=2, repair_attempts=0, fallback=True)
     trajectory = Director(model, config=config).run(_task(), _executor())
     assert trajectory.designed is not None and trajectory.designed.is_empty
-    assert trajectory.fallback.startswith(config.fallback_templates["math"])
-    assert "built no workflow" in trajectory.fallback
-    assert trajectory.workflow.dsl == config.fallback_templates["math"]
+    assert trajectory.fallback.startswith("math-default: ") and "canvas is empty" in trajectory.fallback
+    assert trajectory.workflow.dsl == FALLBACK_TEMPLATES["math-default"]
     assert trajectory.answer == "72"
     assert trajectory.executor_usage.calls > 0
+
+
+def test_fallback_templates_from_the_config():
+    model = ScriptedChatModel([], default="no idea")
+    config = DirectorConfig(max_turns=1, repair_attempts=0, fallback=True,
+                            fallback_templates={"math": "Custom -> Verify ? Revise : done -> Format"})
+    trajectory = Director(model, config=config).run(_task(), _executor())
+    assert trajectory.workflow.dsl == "Custom -> Verify ? Revise : done -> Format"
+
+
+def test_finished_episode_keeps_its_own_workflow_with_fallback_on():
+    trajectory = Director(ScriptedChatModel(GOOD_EPISODE), config=DirectorConfig(fallback=True)).run(
+        _task(), _executor())
+    assert trajectory.fallback is None and trajectory.workflow == trajectory.designed
 
 
 def test_no_fallback_by_default():
@@ -283,9 +298,10 @@ def test_token_records_are_copied_from_the_model():
 def test_constraint_hook_adds_call_kwargs():
     seen = []
 
-    def constraint(obs, registry, model):
-        seen.append(obs.state.value)
-        return {"marker": obs.turn}
+    def constraint(canvas, registry, model):
+        assert isinstance(canvas, Canvas) and registry is default_registry()
+        seen.append(canvas.state.value)
+        return {"marker": canvas.turn}
 
     class Recording(ScriptedChatModel):
         def _generate(self, messages, stop=None, run_manager=None, **kwargs):

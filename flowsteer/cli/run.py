@@ -36,8 +36,15 @@ def register(subparsers: Any) -> None:
         p.add_argument("--temperature", type=float, default=None, help="director temperature")
         p.add_argument("--json", action="store_true", help="print JSON instead of the live view")
         p.add_argument("--no-fallback", action="store_true",
-                       help="do not run a template workflow when the director leaves no answer")
+                       help="do not run a template workflow when the director leaves no finishable workflow")
+        p.add_argument("--no-constraint", action="store_true",
+                       help="decode director actions without the action grammar (on by default for local "
+                            "directors: an untrained small model emits almost no valid action without it)")
         p.set_defaults(func=func)
+
+
+_ACTION_TOKENS_CONSTRAINED = 64
+"""Room for the longest grammar action (a conditional is ~40 tokens of SmolLM2's tokenizer)."""
 
 
 def _config(args: argparse.Namespace, local_director: bool) -> Any:
@@ -48,7 +55,17 @@ def _config(args: argparse.Namespace, local_director: bool) -> Any:
         overrides["temperature"] = args.temperature
     if args.seed is not None:
         overrides["extra_call_kwargs"] = {"seed": args.seed}
-    return DirectorConfig.small_model(**overrides) if local_director else DirectorConfig(**overrides)
+    if not local_director:
+        return DirectorConfig(**overrides)
+    if not args.no_constraint:
+        from flowsteer.constrain import action_constraint
+
+        base = DirectorConfig.small_model()
+        overrides["max_action_tokens"] = _ACTION_TOKENS_CONSTRAINED
+        # finish is offered only when the canvas would accept it, so no turn is lost to a refusal
+        overrides["constraint"] = action_constraint(max_new_tokens=_ACTION_TOKENS_CONSTRAINED,
+                                                    prompt_tokens=base.max_prompt_tokens, finish="when_allowed")
+    return DirectorConfig.small_model(**overrides)
 
 
 def _models(args: argparse.Namespace) -> tuple[Any, Any]:

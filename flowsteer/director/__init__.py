@@ -4,7 +4,7 @@
 >>> trajectory = Director(director_model).run("What is 12 + 30?", executor_model)  # doctest: +SKIP
 """
 
-from flowsteer.director.config import DEFAULT_FALLBACKS, ConstraintFactory, DirectorConfig
+from flowsteer.director.config import ConstraintFactory, DirectorConfig
 from flowsteer.director.loop import CanvasTarget, Director
 from flowsteer.director.single import SingleTurnDesign, adesign_once, arun_single_turn, design_once
 from flowsteer.director.trajectory import TokenRecord, Trajectory, TurnRecord
@@ -12,7 +12,6 @@ from flowsteer.director.trajectory import TokenRecord, Trajectory, TurnRecord
 __all__ = [
     "CanvasTarget",
     "ConstraintFactory",
-    "DEFAULT_FALLBACKS",
     "Director",
     "DirectorConfig",
     "SingleTurnDesign",

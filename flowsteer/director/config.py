@@ -14,20 +14,16 @@ if TYPE_CHECKING:
 
     from flowsteer.operators.registry import OperatorRegistry
 
-__all__ = ["DirectorConfig", "ConstraintFactory", "DEFAULT_FALLBACKS"]
+__all__ = ["DirectorConfig", "ConstraintFactory"]
 
 ConstraintFactory = Callable[["Any", "OperatorRegistry", "BaseChatModel"], "Mapping[str, Any] | None"]
-"""``(observation, registry, model) -> extra model-call kwargs | None``, called before every BUILDING
-turn. For a :class:`~flowsteer.integrations.chat_models.local.LocalChatModel` return
+"""``(canvas, registry, model) -> extra model-call kwargs | None``, called before every director call
+(the canvas gives the state, exact node ids and whether finish would be accepted; a turn in
+AWAITING_PROMPT is free text). :func:`flowsteer.constrain.action_constraint` builds one. For a :class:`~flowsteer.integrations.chat_models.local.LocalChatModel` return
 ``{"logits_processor_factory": f}`` with ``f(prompt_ids, messages) -> LogitsProcessor`` (the action
 grammar for this canvas state); for a vLLM server return e.g. ``{"extra_body": {"structured_outputs":
 {...}}}``. ``None`` leaves the turn unconstrained."""
 
-DEFAULT_FALLBACKS: Mapping[str, str] = MappingProxyType({
-    "math": "Plan -> Programmer -> Verify ? Revise : done -> Format",
-    "qa": "Plan -> AnswerGenerate -> Verify ? Revise : done -> Format",
-    "code": "Programmer -> Test ? Revise : done -> Format",
-})
 
 
 @dataclass(frozen=True)
@@ -63,10 +59,11 @@ class DirectorConfig:
     constraint: ConstraintFactory | None = None
     """Grammar constraint for BUILDING turns (see :data:`ConstraintFactory`)."""
     fallback: bool = False
-    """When the episode ends without an answer (empty or failing workflow), run the task kind's
-    template from ``fallback_templates`` and mark the trajectory as such."""
-    fallback_templates: Mapping[str, str] = field(default_factory=lambda: DEFAULT_FALLBACKS)
-    """Task kind -> DSL of the fallback workflow."""
+    """When the episode ends without a finishable workflow, answer with a named template workflow
+    and mark the trajectory (see :mod:`flowsteer.fallback`). On for ``flowsteer run``; keep it off
+    for training and evaluation, where it would hide the director's failures."""
+    fallback_templates: Mapping[str, str] | None = None
+    """Template name or task kind -> DSL (None: :data:`flowsteer.fallback.FALLBACK_TEMPLATES`)."""
     system_prompt_file: str = "system.txt"
     """Package-data template of the system prompt (in ``flowsteer/director/prompts``)."""
     extra_call_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -98,5 +95,6 @@ class DirectorConfig:
         for ok, message in checks:
             if not ok:
                 raise UserError(f"DirectorConfig: {message}")
-        object.__setattr__(self, "fallback_templates", MappingProxyType(dict(self.fallback_templates)))
+        if self.fallback_templates is not None:
+            object.__setattr__(self, "fallback_templates", MappingProxyType(dict(self.fallback_templates)))
         object.__setattr__(self, "extra_call_kwargs", MappingProxyType(dict(self.extra_call_kwargs)))

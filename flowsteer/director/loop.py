@@ -25,7 +25,7 @@ from flowsteer.director.context import BudgetParts, fit_messages, token_counter,
 from flowsteer.director.prompts import first_action, load_template, system_prompt
 from flowsteer.director.trajectory import Trajectory, TurnRecord
 from flowsteer.errors import ParseFailure, UserError
-from flowsteer.interpreter import ExecutionResult, Interpreter
+from flowsteer.interpreter import Interpreter
 from flowsteer.ir import OperatorNode, Workflow
 from flowsteer.operators.base import Usage
 from flowsteer.operators.registry import OperatorRegistry, default_registry
@@ -150,7 +150,8 @@ class Director:
             kwargs["seed"] = int(kwargs["seed"]) + ep.calls  # reproducible, yet different per call
         ep.calls += 1
         if cfg.constraint is not None:
-            kwargs.update(cfg.constraint(obs, self.registry, self.model) or {})
+            # the canvas itself, not only its observation: exact node ids and the finish verdict
+            kwargs.update(cfg.constraint(ep.canvas, self.registry, self.model) or {})
         return kwargs
 
     async def _action_calls(self, ep: _Episode, obs: Observation, turn: int) -> tuple[list[_Pending], str]:
@@ -248,48 +249,22 @@ class Director:
         executor_usage = sum((i.execution.usage for i in canvas.history if i.execution is not None), Usage())
         if execution is not None and not canvas.done:
             executor_usage = executor_usage + execution.usage
-        workflow, fallback = canvas.workflow, None
-        reason = _needs_fallback(canvas.workflow, execution)
-        if reason and self.config.fallback:
-            workflow, execution, fallback = await self._run_fallback(task, canvas, reason)
-            executor_usage = executor_usage + execution.usage
         usage = sum((r.usage for r in ep.records), Usage())
-        return Trajectory(
-            task=task, turns=ep.records, workflow=workflow,
+        trajectory = Trajectory(
+            task=task, turns=ep.records, workflow=canvas.workflow,
             answer=execution.answer if execution is not None else "",
             stop_reason=canvas.stop_reason or "max_turns", execution=execution, usage=usage,
-            fallback=fallback, executor_usage=executor_usage,
+            executor_usage=executor_usage,
             max_context_tokens=max((r.context_tokens for r in ep.records), default=0),
             designed=canvas.workflow, seconds=seconds,
         )
+        if self.config.fallback:
+            from flowsteer.fallback import aapply_fallback
 
-    async def _run_fallback(self, task: Task, canvas: Canvas, reason: str) -> tuple[Workflow, ExecutionResult, str]:
-        from flowsteer.dsl import parse
-
-        template = self.config.fallback_templates.get(task.kind)
-        if not template:
-            raise UserError(f"no fallback template for task kind {task.kind!r}; add one to "
-                            "DirectorConfig.fallback_templates or turn fallback off")
-        try:
-            workflow = parse(template, self.registry)
-        except UserError as exc:
-            raise UserError(f"fallback template {template!r} does not parse with this registry ({exc}); "
-                            "set DirectorConfig.fallback_templates") from exc
-        logger.info("episode ended without an answer (%s); running the fallback %s", reason, template)
-        execution = await canvas.interpreter.arun(workflow, task)
-        return workflow, execution, f"{template} ({reason})"
-
-
-def _needs_fallback(workflow: Workflow, execution: ExecutionResult | None) -> str | None:
-    if workflow.is_empty:
-        return "the director built no workflow"
-    if execution is None:
-        return "the workflow never ran"
-    if execution.error is not None:
-        return "the workflow failed"
-    if not execution.answer.strip():
-        return "the workflow gave no answer"
-    return None
+            finish = getattr(canvas.config, "finish", None)
+            trajectory = await aapply_fallback(trajectory, canvas, templates=self.config.fallback_templates,
+                                               registry=self.registry, finish=finish)
+        return trajectory
 
 
 def _is_target(obj: object) -> bool:
