@@ -278,7 +278,10 @@ def run(
         pid_namespace = not spawned.bwrap and any(
             e.get("event") == "start" and e.get("namespaces", 0) & CLONE_NEWPID for e in events
         )
-        if timed_out or (handle is not None and handle.cancelled) or not pid_namespace:
+        # A supervisor that died by a signal (the program can kill its own process group) did not
+        # wait for the namespace to empty: reap then too.
+        interrupted = timed_out or returncode < 0 or (handle is not None and handle.cancelled)
+        if interrupted or not pid_namespace:
             reap(spawned.uid, spawned.run_id)
         stdout, cut_out = _read_capped(out, limits.max_output_bytes)
         stderr, cut_err = _read_capped(err, limits.max_output_bytes)
