@@ -42,10 +42,15 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 
 
-def _libc():
-    import ctypes
+_LIBC: list = []  # the libc handle, loaded on first use
 
-    return ctypes.CDLL(None, use_errno=True)
+
+def _libc():
+    if not _LIBC:
+        import ctypes
+
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
 
 
 def _blocked_parent(path):
@@ -100,15 +105,20 @@ def _drop_privileges(drop):
     os.setresuid(drop, drop, drop)
 
 
+def _prctl(option, value):
+    try:
+        _libc().prctl(option, value, 0, 0, 0)
+    except (AttributeError, OSError):  # not Linux: the other layers still apply
+        pass
+
+
 def _unshare(flags):
     if not flags:
         return 0
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(flags) != 0:
+    try:
+        return flags if _libc().unshare(flags) == 0 else 0
+    except (AttributeError, OSError):
         return 0
-    return flags
 
 
 def _guard_network():
@@ -139,6 +149,8 @@ def _apply_limits(limits):
 def _processes_of_uid():
     """Tasks (threads included: RLIMIT_NPROC counts them) the current uid runs now."""
     uid, count = os.getuid(), 0
+    if not os.path.isdir("/proc"):
+        return 0
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
@@ -273,7 +285,13 @@ def _set_stdin(text):
     if text is None:
         return  # fd 0 stays /dev/null: reads see end-of-file at once
     data = text.encode("utf-8")
-    fd = os.memfd_create("stdin")
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("stdin")
+    else:
+        import tempfile
+
+        fd, path = tempfile.mkstemp(dir=".")
+        os.unlink(path)
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
@@ -298,10 +316,8 @@ def _fork_tree(status_fd, entered, supervise):
         if child:
             _init(child)
         return
-    import ctypes
-
     # Without a PID namespace the program dies with its supervisor (killed on timeout).
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    _prctl(PR_SET_PDEATHSIG, 9)
     if os.getppid() != supervisor:
         os._exit(72)  # the supervisor died before the death signal was armed
 
@@ -345,9 +361,7 @@ def main():
         limits["RLIMIT_NPROC"] = (cap, cap)
     _apply_limits(limits)
     _fork_tree(status_fd, entered, config["supervise"])
-    import ctypes
-
-    ctypes.CDLL(None).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
     sys.argv = ["program.py"]
     _run_program(programs, status_fd)
 

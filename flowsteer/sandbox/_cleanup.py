@@ -51,7 +51,9 @@ def marked_processes(marker: str, *, exclude: frozenset[str] = frozenset()) -> l
     ``FLOWSTEER_SANDBOX=<marker>-...`` (zombies, and the run ids in ``exclude``, left out)."""
     needle = f"{MARKER_VAR}={marker}".encode()
     skip = {f"{MARKER_VAR}={run_id}".encode() for run_id in exclude}
-    found = []
+    found: list[int] = []
+    if not os.path.isdir("/proc"):
+        return found
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
