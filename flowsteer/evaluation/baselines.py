@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
     from flowsteer.canvas import CanvasConfig
-    from flowsteer.director import Director, DirectorConfig
+    from flowsteer.director import Director
 
 __all__ = [
     "DirectorMethod",

@@ -162,7 +162,8 @@ class CachedChatModel(BaseChatModel):
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(self, inner: BaseChatModel, store: CallStore, *, identity: str | None = None, **kwargs: Any) -> None:
-        super().__init__(inner=inner, store=store, identity=identity or model_identity(inner), **kwargs)
+        super().__init__(inner=inner, store=store, identity=identity or model_identity(inner),  # type: ignore[call-arg]
+                         **kwargs)
 
     @property
     def _llm_type(self) -> str:

@@ -219,17 +219,24 @@ async def aevaluate(
     if isinstance(method, TemplateBaseline):  # a bad template name fails now, not once per item
         for kind_task in {t.kind: t for _, t in plan.todo}.values():
             resolve_template(method, kind_task, workflow_templates(), registry)
+    if sandbox is None:  # one sandbox for the workflows and the scorer
+        from flowsteer.sandbox import Sandbox
+
+        sandbox = Sandbox()
     store = CallStore(out / CACHE_FILE) if out is not None and cache else None
-    model = CachedChatModel(executor, store, identity=executor_identity) if store is not None else executor
+    cached = CachedChatModel(executor, store, identity=executor_identity) if store is not None else None
+    model = cached if cached is not None else executor
     ctx = _context(method, model, director, director_config, registry, sandbox, max_turns)
     if on_start is not None:
         on_start(len(plan.todo) + plan.skipped, plan.skipped)
     logger.info("evaluating %s on %d items (%d already done), concurrency %d", plan.label, len(plan.todo),
                 plan.skipped, concurrency)
-    fresh = await _run_all(plan, ctx, dataset, concurrency, out, sandbox, on_result)
-    if store is not None:
-        logger.info("executor call cache: %d hits, %d misses", model.hits, model.misses)  # type: ignore[union-attr]
-        store.close()
+    try:
+        fresh = await _run_all(plan, ctx, dataset, concurrency, out, sandbox, on_result)
+    finally:
+        if store is not None and cached is not None:
+            logger.info("executor call cache: %d hits, %d misses", cached.hits, cached.misses)
+            store.close()
     summary_source = read_results(out / RESULTS_FILE) if out is not None else fresh
     summary = summarize(summary_source, seed=seed, ran=len(fresh), skipped=plan.skipped)
     if out is not None:
