@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     """The six operator roles of the paper."""
 
     PLANNING = "planning"
