@@ -1,9 +1,10 @@
 """The program the sandbox child runs before (and around) the untrusted code.
 
-This file is never imported by the library: its source is handed to ``python -I -c`` in the child,
-so it may use the standard library only, and imports as little as it can (every import is paid on
-every run). ``sys.argv[1]`` is the configuration, a Python literal written by
-:mod:`flowsteer.sandbox._process`; status records go to the status fd as Python literals, one a line.
+This file is never imported by the library: the library compiles it once and hands the code object
+(marshalled) to ``python -I -S -c <stub>`` in the child. It may use the standard library only, and
+imports as little as it can, since every import is paid on every run. ``sys.argv[1]`` is the
+configuration, a Python literal written by :mod:`flowsteer.sandbox._process`; status records go to
+the status fd as Python literals, one a line.
 
 Order of events in the child (all before any untrusted byte runs):
 
