@@ -55,7 +55,7 @@ def test_timeout(sandbox):
     start = time.monotonic()
     result = sandbox.run("while True:\n    pass", timeout=1.0)
     assert result.status == "timeout" and result.exit_code is None and result.error_type == "Timeout"
-    assert time.monotonic() - start < 3.0
+    assert time.monotonic() - start < 1.0 + 2.0 + 1.0  # timeout + 2 s, + 1 s for a loaded machine
 
 
 def test_output_cap():
