@@ -1,0 +1,182 @@
+"""Grammar-constrained decoding for the untrained embedded director (issue 11).
+
+For N GSM8K and N HumanEval tasks, runs director episodes with the embedded SmolLM2-135M with and
+without the action constraint, and reports the valid-action rate (BUILDING-turn outputs that parse
+to an action), the accepted rate (edits the canvas took), the finish rate and turns-to-finish. The
+executor is the SimulatedExecutor, so only the director is measured. Then it measures the decoding
+overhead per token: time spent in the logits processor per decoded token against the model's own
+per-token decode time (target <= 10%), plus the per-turn cost of building the grammar and automaton.
+
+    python benchmarks/bench_constrained.py            # N = 5 each, short episodes
+    python benchmarks/bench_constrained.py --n 50 --max-turns 20   # the issue's full run (hours on CPU)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import emit, log, parser  # noqa: E402
+
+from flowsteer.canvas import Canvas, CanvasConfig  # noqa: E402
+from flowsteer.constrain import action_constraint  # noqa: E402
+from flowsteer.datasets import load_dataset  # noqa: E402
+from flowsteer.testing import SimulatedExecutor  # noqa: E402
+
+
+def _episode_stats(trajectories: list[Any]) -> dict[str, Any]:
+    building = [t for traj in trajectories for t in traj.turns if t.state == "building"]
+    finished = [traj for traj in trajectories if traj.finished]
+    turns = [max((t.index for t in traj.turns), default=0) for traj in finished]
+    tokens = [len(t.tokens.completion_ids) for t in building if t.tokens is not None]
+    kinds: dict[str, int] = {}
+    for t in building:
+        if t.action is not None:
+            name = type(t.action).__name__
+            kinds[name] = kinds.get(name, 0) + 1
+    return {
+        "episodes": len(trajectories),
+        "building_calls": len(building),
+        "valid_action_rate": sum(t.action is not None for t in building) / max(1, len(building)),
+        "accepted_rate": sum(t.accepted for t in building) / max(1, len(building)),
+        "finish_rate": len(finished) / max(1, len(trajectories)),
+        "turns_to_finish_median": statistics.median(turns) if turns else None,
+        "tokens_per_building_call": statistics.mean(tokens) if tokens else None,
+        "seconds_per_episode": statistics.mean(traj.seconds for traj in trajectories) if trajectories else None,
+        "actions": kinds,
+        "final_workflows": [traj.designed.dsl if traj.designed is not None else traj.workflow.dsl
+                            for traj in trajectories],
+    }
+
+
+def _director(model: Any, constrained: bool, args: Any) -> Any:
+    from flowsteer.director.config import DirectorConfig
+    from flowsteer.director.loop import Director
+
+    constraint = action_constraint(think_tokens=args.think_tokens) if constrained else None
+    config = DirectorConfig(max_turns=args.max_turns, constraint=constraint, fallback=False,
+                            extra_call_kwargs={"seed": args.seed}, max_action_tokens=args.max_action_tokens)
+    return Director(model, config=config)
+
+
+async def _episodes(model: Any, tasks: list[Any], constrained: bool, args: Any) -> list[Any]:
+    director = _director(model, constrained, args)
+    out = []
+    for i, task in enumerate(tasks):
+        canvas = Canvas(SimulatedExecutor(seed=args.seed), config=CanvasConfig(max_turns=args.max_turns))
+        traj = await director.arun(task, canvas)
+        log(f"{'constrained' if constrained else 'free'} {task.source or task.kind} {i + 1}/{len(tasks)}: "
+            f"{traj.stop_reason} after {len(traj.turns)} calls, valid {traj.valid_action_rate:.2f}")
+        out.append(traj)
+    return out
+
+
+class _Timed:
+    """Wraps a processor factory; sums the seconds its processors spend and the tokens they see."""
+
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
+        self.seconds = 0.0
+        self.calls = 0
+
+    def __call__(self, prompt_ids: list[int], messages: Any) -> Any:
+        proc = self.factory(prompt_ids, messages)
+
+        def timed(ids: Any, scores: Any) -> Any:
+            start = time.perf_counter()
+            out = proc(ids, scores)
+            self.seconds += time.perf_counter() - start
+            self.calls += 1
+            return out
+
+        return timed
+
+
+def _overhead(model: Any, prompts: list[list[dict[str, str]]], args: Any) -> dict[str, Any]:
+    """Processor seconds per decoded token vs the model's decode seconds per token."""
+    from flowsteer.constrain.grammar import GrammarOptions, action_grammar
+    from flowsteer.constrain.processor import GrammarProcessorFactory
+    from flowsteer.director._calls import to_langchain
+
+    short, long = 8, 40
+    decode = []
+    for messages in prompts:
+        lc = to_langchain(messages)
+        times = {}
+        for n in (short, long):
+            start = time.perf_counter()
+            reply = model.invoke(lc, temperature=0.0, max_new_tokens=n)
+            times[n] = (time.perf_counter() - start, len(reply.response_metadata["flowsteer_tokens"]["completion_ids"]))
+        if times[long][1] > times[short][1]:
+            decode.append((times[long][0] - times[short][0]) / (times[long][1] - times[short][1]))
+    start = time.perf_counter()
+    grammar = action_grammar(options=GrammarOptions(think_tokens=args.think_tokens))
+    grammar_s = time.perf_counter() - start
+    start = time.perf_counter()
+    factory = GrammarProcessorFactory(grammar, model.tokenizer)
+    automaton_s = time.perf_counter() - start
+    timed = _Timed(factory)
+    tokens = 0
+    wall = 0.0
+    for messages in prompts:
+        start = time.perf_counter()
+        reply = model.invoke(to_langchain(messages), temperature=0.6, top_p=0.95, seed=args.seed,
+                             max_new_tokens=args.max_action_tokens, logits_processor_factory=timed)
+        wall += time.perf_counter() - start
+        tokens += len(reply.response_metadata["flowsteer_tokens"]["completion_ids"])
+    decode_s = statistics.median(decode) if decode else float("nan")
+    proc_s = timed.seconds / max(1, timed.calls)
+    return {
+        "model_decode_ms_per_token": decode_s * 1e3,
+        "processor_ms_per_token": proc_s * 1e3,
+        "overhead_pct": 100 * proc_s / decode_s if decode else None,
+        "target_pct": 10,
+        "constrained_tokens_per_action": tokens / max(1, len(prompts)),
+        "constrained_wall_ms_per_token": 1e3 * wall / max(1, tokens),
+        "grammar_build_ms": grammar_s * 1e3,
+        "automaton_build_ms": automaton_s * 1e3,
+    }
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=5, help="tasks per dataset (the issue's full run: 50)")
+    p.add_argument("--max-turns", type=int, default=8)
+    p.add_argument("--max-action-tokens", type=int, default=96)
+    p.add_argument("--think-tokens", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--data", default="/work/shared/data", help="folder holding gsm8k/ and humaneval/")
+    args = p.parse_args()
+    if args.quick:
+        args.n, args.max_turns = 1, 3
+    import torch
+
+    from flowsteer.backends import load_chat_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_chat_model("embedded")
+    data = Path(args.data)
+    suites = {"gsm8k": load_dataset("gsm8k", path=data / "gsm8k", limit=args.n),
+              "humaneval": load_dataset("humaneval", path=data / "humaneval", limit=args.n)}
+    report: dict[str, Any] = {"n": args.n, "max_turns": args.max_turns, "think_tokens": args.think_tokens,
+                              "executor": "SimulatedExecutor", "director": "embedded SmolLM2-135M (untrained)"}
+    first_prompts: list[list[dict[str, str]]] = []
+    for name, tasks in suites.items():
+        for constrained in (False, True):
+            trajectories = asyncio.run(_episodes(model, tasks, constrained, args))
+            report[f"{name}_{'constrained' if constrained else 'unconstrained'}"] = _episode_stats(trajectories)
+            first_prompts += [traj.turns[0].messages for traj in trajectories[:2] if traj.turns and constrained]
+    report["decoding"] = _overhead(model, first_prompts[:4], args)
+    emit("constrained", report, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()
