@@ -353,3 +353,51 @@ def test_single_turn_baseline_parses_the_dsl():
     assert bad.workflow is None and bad.failure is not None
     trajectory = asyncio.run(arun_single_turn(ScriptedChatModel([reply]), _task(), _executor()))
     assert trajectory.answer == "72" and trajectory.meta == {"mode": "single_turn"}
+
+
+# -- the CLI (models replaced by fakes; the real embedded run is the slow test and `make demo`) --------
+@pytest.fixture
+def fake_models(monkeypatch):
+    import flowsteer.backends
+
+    def load(director, executor, **kwargs):
+        return ScriptedChatModel(GOOD_EPISODE), _executor()
+
+    monkeypatch.setattr(flowsteer.backends, "load_chat_models", load)
+
+
+def test_cli_run_shows_turns_workflow_mermaid_answer(fake_models, capsys):
+    from flowsteer.cli import main
+
+    assert main(["run", QUESTION, "--director", "openai:x", "--executor", "openai:y", "--max-turns", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "t 1 action ok <action>add</action><operator>Plan</operator>" in out
+    assert "Plan -> [Programmer, Custom] -> ScEnsemble -> Verify ? Revise : done -> Format" in out
+    assert "flowchart" in out or "graph" in out  # the mermaid diagram
+    assert "stop: finish" in out and "director tokens" in out
+    assert "\n72\n" in out
+
+
+def test_cli_run_json_prints_the_trajectory(fake_models, capsys):
+    import json
+
+    from flowsteer.cli import main
+
+    assert main(["run", QUESTION, "--director", "openai:x", "--executor", "openai:y", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["answer"] == "72" and data["stop_reason"] == "finish" and len(data["turns"]) == 13
+
+
+def test_cli_design_prints_only_the_workflow(fake_models, capsys):
+    from flowsteer.cli import main
+
+    assert main(["design", QUESTION, "--director", "openai:x", "--executor", "openai:y"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out == "Plan -> [Programmer, Custom] -> ScEnsemble -> Verify ? Revise : done -> Format"
+
+
+def test_cli_reports_bad_specs_as_errors(capsys):
+    from flowsteer.cli import main
+
+    assert main(["run", "What is 1+1?", "--director", "gpt4"]) == 2
+    assert "unknown model spec" in capsys.readouterr().err

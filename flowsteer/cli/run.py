@@ -189,6 +189,8 @@ def _design(args: argparse.Namespace) -> int:
 
     trajectory = _episode(args, live=False)
     out = console()
+    if trajectory.fallback:
+        console(stderr=True).print(f"[yellow]fallback:[/] {escape(trajectory.fallback)}", highlight=False)
     if args.json:
         from flowsteer.serialize import to_json
 

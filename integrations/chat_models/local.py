@@ -223,13 +223,12 @@ class LocalChatModel(BaseChatModel):
 
     def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> SamplingParams:
         stops = tuple(stop if stop is not None else kwargs.get("stop") or self.stop or ())
-        seed = kwargs.get("seed", self.seed)
         return SamplingParams(
             max_new_tokens=int(kwargs.get("max_new_tokens", kwargs.get("max_tokens", self.max_new_tokens))),
             temperature=float(kwargs.get("temperature", self.temperature)),
             top_p=float(kwargs.get("top_p", self.top_p)),
             stop=stops,
-            seed=seed if seed is not None else None,
+            seed=kwargs.get("seed", self.seed),
         )
 
     def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Request:
