@@ -53,6 +53,7 @@ class State:
         self.args = args
         self.started = time.monotonic()
         self.adapters = {}  # name -> (root, digest)
+        self.last = {}
         for item in args.lora_modules or []:
             name, _, path = item.partition("=")
             self.adapters[name] = (path, weights_digest(path))
@@ -79,6 +80,8 @@ def make_handler(state):
                 data += [{"id": n, "root": r, "parent": state.args.served_model_name}
                          for n, (r, _) in state.adapters.items()]
                 return self.reply(200, {"object": "list", "data": data})
+            if self.path == "/fake/last":
+                return self.reply(200, state.last)
             if self.path == "/fake/info":
                 env = {k: v for k, v in os.environ.items() if k.startswith("VLLM")}
                 return self.reply(200, {"argv": sys.argv[1:], "env": env})
@@ -104,6 +107,17 @@ def make_handler(state):
                 if state.adapters.pop(body["lora_name"], None) is None:
                     return self.reply(404, {"error": {"message": "not loaded"}})
                 return self.reply(200, "Success")
+            if self.path == "/v1/chat/completions":
+                state.last = body
+                ids = [7, 8, 9]
+                content = [{"token": f"token_id:{i}", "logprob": -0.5 * k, "bytes": None, "top_logprobs": []}
+                           for k, i in enumerate(ids)]
+                choice = {"index": 0, "finish_reason": "stop", "token_ids": ids,
+                          "message": {"role": "assistant", "content": "<add>Plan</add>"},
+                          "logprobs": {"content": content}}
+                return self.reply(200, {"id": "c1", "object": "chat.completion", "created": 0,
+                                        "model": body["model"], "choices": [choice], "prompt_token_ids": [1, 2],
+                                        "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}})
             if self.path == "/v1/completions":
                 model = body["model"]
                 if model == state.args.served_model_name:
@@ -113,7 +127,7 @@ def make_handler(state):
                 else:
                     return self.reply(404, {"error": {"message": f"The model `{model}` does not exist."}})
                 n = body.get("max_tokens", 8)
-                h = hashlib.sha256((seed + body["prompt"]).encode()).digest()
+                h = hashlib.sha256((seed + json.dumps(body["prompt"])).encode()).digest()
                 tokens = [f"token_id:{100 + h[i] }" for i in range(n)]
                 logprobs = [-(h[i] + 1) / 256.0 for i in range(n)]
                 choice = {"text": "x" * n, "logprobs": {"tokens": tokens, "token_logprobs": logprobs}}
@@ -413,3 +427,99 @@ def test_cli_module_registers_serve():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert "serve" in sub.choices
+
+
+# -- the token-reporting chat model -----------------------------------------------------------------------
+
+
+def test_chat_model_reports_tokens_and_merges_extra_body(running):
+    from flowsteer.director.trajectory import TokenRecord
+    from flowsteer.serving import vllm_chat_model
+
+    server, _, _ = running
+    chat = vllm_chat_model("director", server.base_url, temperature=0.0, max_tokens=16,
+                           extra_body={"top_k": 5})
+    reply = chat.invoke("hi", extra_body={"structured_outputs": {"regex": "<add>Plan</add>"}})
+    assert reply.content == "<add>Plan</add>"
+    assert reply.response_metadata["flowsteer_tokens"] == {
+        "prompt_ids": [1, 2], "completion_ids": [7, 8, 9], "logprobs": [0.0, -0.5, -1.0]}
+    record = TokenRecord.from_metadata(reply.response_metadata)
+    assert record is not None and record.completion_ids == [7, 8, 9]
+    sent = request_json("GET", server.root_url + "/fake/last").json()
+    assert sent["structured_outputs"] == {"regex": "<add>Plan</add>"} and sent["top_k"] == 5
+    assert sent["return_token_ids"] is True and sent["logprobs"] is True
+
+
+def test_tokens_from_choice_falls_back_on_token_strings_and_rejects_mismatches():
+    from flowsteer.serving import tokens_from_choice
+
+    content = [{"token": "token_id:5", "logprob": -0.1}, {"token": "token_id:6", "logprob": -0.2}]
+    assert tokens_from_choice({"logprobs": {"content": content}}, [1]) == {
+        "prompt_ids": [1], "completion_ids": [5, 6], "logprobs": [-0.1, -0.2]}
+    assert tokens_from_choice({"logprobs": {"content": content}}, None) is None
+    assert tokens_from_choice({"token_ids": [5], "logprobs": {"content": content}}, [1]) is None
+
+
+# -- the trainer's vLLM engine ------------------------------------------------------------------------------
+
+
+class _StubTokenizer:
+    def __call__(self, text):
+        return {"input_ids": [3, 4, 5]}
+
+
+def _tiny_peft_model():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from flowsteer.training.config import LoRAConfig
+    from flowsteer.training.policy import wrap_lora
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=512, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2)
+    return wrap_lora(LlamaForCausalLM(config), LoRAConfig(r=4, alpha=8, dropout=0.0))
+
+
+def _perturb(model) -> None:
+    import torch
+
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if "lora_B" in n).add_(0.01)
+
+
+def test_vllm_engine_pushes_only_changed_adapters_and_verifies_them(running, monkeypatch):
+    from flowsteer.training.config import RolloutConfig
+    from flowsteer.training.engines.vllm import VLLMEngine
+
+    server, client, tmp_path = running
+    model = _tiny_peft_model()
+    engine = VLLMEngine(model, _StubTokenizer(), RolloutConfig(), base_url=server.base_url,
+                        adapter_name="director", work_dir=tmp_path / "versions", keep_versions=2)
+    monkeypatch.setattr(engine, "trainer_logprobs", lambda probe: list(probe.logprobs))  # an exact server
+    engine.before_rollout(0)
+    assert client.served()["director"].root == str(tmp_path / "versions" / "step-000000")
+    assert engine.probe is not None and engine.probe.prompt == (3, 4, 5)
+    assert engine.refresh(1) is None  # same weights: nothing pushed
+    assert not (tmp_path / "versions" / "step-000001").exists()
+    for step in (2, 3):
+        _perturb(model)
+        before = engine.probe
+        assert engine.refresh(step).difference(before) > 0
+        assert client.served()["director"].root == str(tmp_path / "versions" / f"step-{step:06d}")
+    assert sorted(p.name for p in (tmp_path / "versions").iterdir()) == ["step-000002", "step-000003"]
+    assert engine.chat_model.model_name == "director" and engine.chat_model.openai_api_base == server.base_url
+    monkeypatch.undo()  # the tiny model's real log-probs are not the fake server's
+    _perturb(model)
+    with pytest.raises(StaleAdapterError, match="differ from the trainer"):
+        engine.refresh(4)
+
+
+def test_vllm_engine_needs_a_lora_model_and_a_server():
+    from flowsteer.training.config import RolloutConfig
+    from flowsteer.training.engines.vllm import VLLMEngine
+
+    with pytest.raises(UserError, match="lora"):
+        VLLMEngine(object(), _StubTokenizer(), RolloutConfig(), base_url="http://127.0.0.1:1/v1")
+    with pytest.raises(UserError, match="base_url"):
+        VLLMEngine(_tiny_peft_model(), _StubTokenizer(), RolloutConfig())

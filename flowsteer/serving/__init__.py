@@ -17,6 +17,7 @@ from flowsteer.serving.adapters import (
     ServedModel,
     StaleAdapterError,
 )
+from flowsteer.serving.chat import tokens_from_choice, vllm_chat_model
 from flowsteer.serving.server import (
     BASE_ALIAS,
     ServerConfig,
@@ -42,5 +43,7 @@ __all__ = [
     "find_free_port",
     "lora_rank_of",
     "resolve_python",
+    "tokens_from_choice",
+    "vllm_chat_model",
     "write_zero_adapter",
 ]

@@ -62,7 +62,8 @@ class Probe:
     """A greedy continuation of a prompt: its tokens and their log-probs under the served weights."""
 
     model: str
-    prompt: str
+    prompt: str | tuple[int, ...]
+    """The probe prompt: text, or token ids (exact: no tokenizer differences between client and server)."""
     tokens: tuple[str, ...]
     logprobs: tuple[float, ...]
     token_ids: tuple[int, ...] | None = None
@@ -129,9 +130,11 @@ class AdapterClient:
         if not reply.ok:
             raise AdapterError(f"unloading adapter {name!r} failed: {reply.status} {reply.text[:500]}")
 
-    def probe(self, model: str, prompt: str = PROBE_PROMPT, *, max_tokens: int = 8) -> Probe:
-        """Greedy ``max_tokens`` continuation of ``prompt`` by ``model`` with each token's log-prob."""
-        body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0,
+    def probe(self, model: str, prompt: str | Sequence[int] = PROBE_PROMPT, *, max_tokens: int = 8) -> Probe:
+        """Greedy ``max_tokens`` continuation of ``prompt`` (text or token ids) by ``model`` with each
+        token's log-prob."""
+        prompt = prompt if isinstance(prompt, str) else tuple(int(i) for i in prompt)
+        body = {"model": model, "prompt": prompt if isinstance(prompt, str) else list(prompt), "max_tokens": max_tokens, "temperature": 0.0,
                 "logprobs": 1, "return_tokens_as_token_ids": True, "seed": 0}
         reply = self._post("/completions", body)
         data = reply.json() if reply.ok else None
@@ -156,7 +159,7 @@ class AdapterClient:
 
     def refresh(self, name: str, path: str | Path, *, previous: Probe | None = None,
                 expected: Sequence[float] | None = None, tolerance: float = 1e-3, min_change: float = 1e-7,
-                prompt: str = PROBE_PROMPT, max_tokens: int = 8) -> Probe:
+                prompt: str | Sequence[int] = PROBE_PROMPT, max_tokens: int = 8) -> Probe:
         """Swap ``name``'s weights for the folder ``path`` and prove the server uses them.
 
         ``previous`` (the probe of the old version) must differ from the new probe by more than

@@ -120,10 +120,10 @@ def resolve_python(python: str | None = None) -> str:
     if python:
         if not Path(python).is_file():
             raise UserError(f"--python {python}: no such interpreter; give the python of a vLLM environment")
-        return str(python)
+        return str(Path(python).absolute())  # absolute, not resolved: a venv's python is a symlink
     for candidate in (os.environ.get("FLOWSTEER_VLLM_PYTHON"), str(Path(VLLM_VENV_DIR) / "bin" / "python")):
         if candidate and Path(candidate).is_file():
-            return candidate
+            return str(Path(candidate).absolute())
     if importlib.util.find_spec("vllm") is not None:
         return sys.executable
     raise UserError(
