@@ -172,7 +172,7 @@ def _load_hf(path: str, device: str | None) -> tuple[Any, Any]:
     if getattr(tokenizer, "chat_template", None) is None:
         raise UserError(f"hf:{path}: the tokenizer has no chat template; use an instruct/chat model")
     if device:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]  # transformers' stub types .to() too narrowly
     model.eval()
     return model, tokenizer
 

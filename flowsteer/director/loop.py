@@ -23,7 +23,7 @@ from flowsteer.director._calls import CallResult, call_model
 from flowsteer.director.config import DirectorConfig
 from flowsteer.director.context import BudgetParts, fit_messages, token_counter, truncate_middle
 from flowsteer.director.prompts import first_action, load_template, system_prompt
-from flowsteer.director.trajectory import Trajectory, TurnRecord
+from flowsteer.director.trajectory import Trajectory, TurnKind, TurnRecord
 from flowsteer.errors import ParseFailure, UserError
 from flowsteer.interpreter import Interpreter
 from flowsteer.ir import OperatorNode, Workflow
@@ -283,7 +283,7 @@ class _Pending:
     turn: int
     messages: list[dict[str, str]]
     result: CallResult
-    kind: str
+    kind: TurnKind
     context_tokens: int
     parsed: Any
     sent: bool = True

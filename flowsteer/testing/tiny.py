@@ -114,6 +114,7 @@ def build_tiny_model(
         initializer_range=0.5,
     )
     torch.manual_seed(seed)
+    model: Any
     match arch:
         case "llama":
             model = LlamaForCausalLM(LlamaConfig(**common))

@@ -283,7 +283,9 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> list[Any]:
         """Like ``Runnable.batch`` but every input is submitted at once, so they share model batches."""
-        configs = [{**c, "max_concurrency": max(len(inputs), 1)} for c in get_config_list(config, len(inputs))]
+        configs: list[RunnableConfig] = [
+            {**c, "max_concurrency": max(len(inputs), 1)} for c in get_config_list(config, len(inputs))
+        ]
         return super().batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
 
 
