@@ -113,6 +113,13 @@ class RolloutConfig:
     """Director prompt budget in tokens."""
     concurrency: int = 36
     """Episodes run concurrently (the engine batches their generations)."""
+    constrain: bool = False
+    """Grammar-constrain director outputs to valid actions (``flowsteer.constrain``). The behaviour
+    log-probs are then those of the constrained sampler; keep ``loss.old_logprobs: recompute``."""
+    constrain_options: Mapping[str, Any] = field(default_factory=dict)
+    """``GrammarOptions`` fields for the constraint (e.g. ``{finish: when_allowed, think_tokens: 0}``)."""
+    director_options: Mapping[str, Any] = field(default_factory=dict)
+    """Other ``DirectorConfig`` fields (e.g. ``{max_prompt_tokens: 64, usage_hints: false}``)."""
     executor: str = "simulated"
     """Executor model spec: ``simulated`` (the shipped SimulatedExecutor) or a ``load_chat_model`` spec."""
     executor_options: Mapping[str, Any] = field(default_factory=dict)

@@ -12,7 +12,7 @@ from .engines.hf import HFEngine
 from .policy import load_policy
 from .rollout import DirectorRollout, make_executor
 
-__all__ = ["load_tasks", "build_components", "director_config", "canvas_config"]
+__all__ = ["load_tasks", "build_components", "build_rollout", "director_config", "canvas_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +35,17 @@ def director_config(config: CWRPOConfig) -> Any:
     from flowsteer.director import DirectorConfig
 
     r = config.rollout
-    return DirectorConfig(max_turns=r.max_turns, context_budget=r.context_budget, temperature=r.temperature,
-                          top_p=r.top_p, max_action_tokens=r.max_new_tokens)
+    constraint = None
+    if r.constrain:
+        from flowsteer.constrain.constraint import action_constraint
+
+        constraint = action_constraint(**dict(r.constrain_options))
+    try:
+        return DirectorConfig(max_turns=r.max_turns, context_budget=r.context_budget, temperature=r.temperature,
+                              top_p=r.top_p, max_action_tokens=r.max_new_tokens, constraint=constraint,
+                              **dict(r.director_options))
+    except TypeError as exc:
+        raise UserError(f"rollout.director_options: {exc}; use DirectorConfig field names") from None
 
 
 def canvas_config(config: CWRPOConfig) -> Any:
@@ -48,10 +57,15 @@ def canvas_config(config: CWRPOConfig) -> Any:
 
 def build_components(config: CWRPOConfig) -> tuple[Any, Any, DirectorRollout, list[Any]]:
     """``(model, tokenizer, rollout, tasks)`` for :class:`~flowsteer.training.trainer.CWRPOTrainer`."""
-    from flowsteer.operators import default_registry
-
     tasks = load_tasks(config)
     model, tokenizer = load_policy(config.model, config.lora)
+    return model, tokenizer, build_rollout(config, model, tokenizer, tasks), tasks
+
+
+def build_rollout(config: CWRPOConfig, model: Any, tokenizer: Any, tasks: list[Any]) -> DirectorRollout:
+    """Director rollouts over ``model`` (already prepared with LoRA) through the HF engine."""
+    from flowsteer.operators import default_registry
+
     engine = HFEngine(model, tokenizer, config.rollout, seed=config.seed)
     executor = make_executor(config.rollout.executor, tasks, config.rollout.executor_options)
     sandbox = None
@@ -70,4 +84,4 @@ def build_components(config: CWRPOConfig) -> tuple[Any, Any, DirectorRollout, li
         concurrency=config.rollout.concurrency,
         before_collect=engine.before_rollout,
     )
-    return model, tokenizer, rollout, tasks
+    return rollout
