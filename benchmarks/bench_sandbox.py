@@ -104,7 +104,7 @@ def _systems(problem: dict) -> dict:
             assert result.ok, result
 
         def many(jobs: int, concurrency: int, mode=mode):
-            pool = Sandbox(SandboxLimits(timeout_s=10.0), mode=mode, max_concurrency=concurrency)
+            pool = Sandbox(SandboxLimits(timeout_s=10.0), mode=mode, max_concurrency=concurrency, prewarm=concurrency)
 
             async def gather():
                 return await asyncio.gather(

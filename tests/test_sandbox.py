@@ -393,3 +393,21 @@ def test_remove_tree_fixes_permissions_only_inside_the_tree():
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["0o751", "False", "[]"]
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+async def test_bwrap_spares_survive_and_concurrent_runs_all_pass():
+    """Spares must outlive the thread that started them (bwrap's --die-with-parent is per thread)."""
+    try:
+        box = Sandbox(SandboxLimits(timeout_s=10.0), mode="bwrap", max_concurrency=4, prewarm=4)
+        assert box.mode_in_effect == "bwrap"
+    except UserError as exc:
+        pytest.skip(f"bwrap present but not usable here: {exc}")
+    assert box.run("pass").ok
+    await asyncio.sleep(1.0)
+    assert box._spares and all(spare.usable() for spare in box._spares)
+    results = await asyncio.gather(
+        *(box.acheck("def f():\n    return 1\n", ["assert f() == 1"]) for _ in range(12))
+    )
+    assert [r.status for r in results] == ["ok"] * 12
+    box.close()

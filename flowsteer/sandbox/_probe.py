@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 import time
 
 from flowsteer.errors import UserError
@@ -26,47 +27,67 @@ _PROBE_LIMITS = SandboxLimits(timeout_s=20.0)
 _PROBE_CODE = "print('flowsteer-probe')"
 
 
-def _works(features: Features) -> tuple[bool, int]:
-    """Run the probe program; returns (it worked, namespace flags the bootstrap entered)."""
+def _attempt(features: Features) -> tuple[int | None, str]:
+    """Run the probe program once: (namespace flags entered, or None on failure; the reason)."""
     start = time.perf_counter()
     try:
         outcome = execute(
             [("probe.py", _PROBE_CODE)], limits=_PROBE_LIMITS, features=features, timeout_s=20.0,
             run_id=f"probe-{os.getpid()}",
         )  # fmt: skip
-        seconds = time.perf_counter() - start
     except (OSError, subprocess.SubprocessError) as exc:
-        logger.info("sandbox probe %s failed to start: %s", features, exc)
-        return False, 0
-    result = build_result(outcome, seconds, 20.0, require_completion=True)
-    entered = next((e.get("namespaces", 0) for e in outcome.events if e.get("event") == "start"), 0)
+        return None, f"could not start: {exc}"
+    result = build_result(outcome, time.perf_counter() - start, 20.0, require_completion=True)
     if not (result.ok and result.stdout.strip() == "flowsteer-probe"):
-        logger.info("sandbox probe %s failed: %s %s", features, result, result.stderr[-500:])
-        return False, 0
-    return True, int(entered)
+        return None, f"{result}: {result.stderr.strip()[-300:]}"
+    return int(next((e.get("namespaces", 0) for e in outcome.events if e.get("event") == "start"), 0)), ""
+
+
+def _works(features: Features, attempts: int = 3) -> tuple[bool, int, str]:
+    """Whether ``features`` work here (retried: a loaded machine can fail one start); the
+    namespace flags the bootstrap entered; the last failure's reason."""
+    reason = ""
+    for _ in range(attempts):
+        entered, reason = _attempt(features)
+        if entered is not None:
+            return True, entered, ""
+        logger.info("sandbox probe %s failed: %s", features, reason)
+    return False, 0, reason
+
+
+_lock = threading.Lock()
+
+
+def probe(mode: str) -> Features:
+    """The strongest working :class:`Features` for ``mode`` ("auto", "bwrap" or "process")."""
+    with _lock:  # concurrent first runs wait for one probe instead of racing several
+        return _probe(mode)
 
 
 @functools.cache
-def probe(mode: str) -> Features:
-    """The strongest working :class:`Features` for ``mode`` ("auto", "bwrap" or "process")."""
+def _probe(mode: str) -> Features:
     own_uid = os.geteuid() == 0
-    if own_uid and not _works(Features("process", own_uid=True))[0]:
-        logger.warning(
-            "sandbox: running programs under a separate uid failed (is the interpreter "
-            "readable by other users?); falling back to the library's own uid"
-        )
-        own_uid = False
+    if own_uid:
+        ok, _, reason = _works(Features("process", own_uid=True))
+        if not ok:
+            logger.warning(
+                "sandbox: running programs under a separate uid failed (%s); programs will run "
+                "as root. Is the interpreter readable by other users?",
+                reason,
+            )
+            own_uid = False
     if mode in ("auto", "bwrap"):
         bwrap = shutil.which("bwrap")
-        if bwrap and _works(Features("bwrap", bwrap=bwrap, own_uid=own_uid))[0]:
+        ok, _, reason = _works(Features("bwrap", bwrap=bwrap, own_uid=own_uid)) if bwrap else (False, 0, "")
+        if ok:
             return Features("bwrap", bwrap=bwrap, own_uid=own_uid)
         if mode == "bwrap":
+            state = f"not working here ({reason})" if bwrap else "not installed"
             raise UserError(
-                "Sandbox(mode='bwrap'): bubblewrap is "
-                + ("not working here" if bwrap else "not installed")
-                + ". Install it (apt-get install bubblewrap) or use mode='auto' or mode='process'."
+                f"Sandbox(mode='bwrap'): bubblewrap is {state}. Install it (apt-get install "
+                "bubblewrap) or use mode='auto' or mode='process'."
             )
-    ok, entered = _works(Features("process", own_uid=own_uid, namespaces=NAMESPACES))
+    ok, entered, _ = _works(Features("process", own_uid=own_uid, namespaces=NAMESPACES))
     namespaces = entered if ok else 0
     if namespaces != NAMESPACES:
         logger.info(

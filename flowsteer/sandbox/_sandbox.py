@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 import os
+import queue
 import re
 import threading
 import time
@@ -180,7 +181,7 @@ class Sandbox:
                 if taken is not None or not self._refilling or not self._spares_cond.wait(timeout=2.0):
                     break
         if self.prewarm:
-            threading.Thread(target=self._refill, args=(features,), daemon=True).start()
+            _SPAWNER.submit(_refill_later(weakref.ref(self), features))
         return taken or self._spawn(features)
 
     def _refill(self, features: Features) -> None:
@@ -235,6 +236,52 @@ class Sandbox:
         if pool is not None:
             pool.shutdown(wait=False)
         _discard_all(self._spares, self._spares_cond)
+
+
+def _refill_later(ref: weakref.ref[Sandbox], features: Features):
+    def refill() -> None:
+        sandbox = ref()  # the spawner must not keep a sandbox alive
+        if sandbox is not None:
+            sandbox._refill(features)
+
+    return refill
+
+
+class _Spawner:
+    """One long-lived thread that starts the spare interpreters of every sandbox in this process.
+
+    A spare must be started by a thread that outlives it: bubblewrap's ``--die-with-parent``
+    (``PR_SET_PDEATHSIG``) fires when the *thread* that forked the process exits, which killed
+    spares started by short-lived threads.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def submit(self, job) -> None:
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._serve, name="flowsteer-sandbox-spawner", daemon=True
+                )
+                self._thread.start()
+        self._queue.put(job)
+
+    def _serve(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                job()
+            except Exception:  # a failed refill only costs the next run a cold start
+                logger.exception("sandbox: starting a spare interpreter failed")
+            del job
+
+
+_SPAWNER = _Spawner()
 
 
 def _discard_all(spares: list[Spawned], lock: threading.Condition) -> None:
