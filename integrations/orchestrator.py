@@ -264,8 +264,9 @@ class _Node:
 
     def __init__(self, engine: Orchestration, *, input_key: str, task_kind: str,
                  output_keys: Mapping[str, str], require_approval: bool) -> None:
-        from langgraph.func import task
+        from langgraph.func import task as as_task
 
+        task: Any = as_task  # its overloads do not type methods or lambdas
         self.engine = engine
         self.input_key = input_key
         self.task_kind = task_kind
@@ -296,7 +297,7 @@ class _Node:
         from langgraph.config import get_stream_writer
 
         workflow, status = self._review(design)
-        answer, run_usage = "", {}
+        answer, run_usage = "", dict[str, int]()
         if workflow is not None and not workflow.is_empty:
             answer, run_usage = await self.engine.execute(workflow, task, design["design_id"], config)
         elif workflow is not None:
@@ -378,7 +379,7 @@ def create_orchestrator_node(
 
     Returns a runnable with sync and async paths; pass it to ``builder.add_node(name, node)``.
     """
-    keys = dict(DEFAULT_OUTPUT_KEYS)
+    keys: dict[str, str | None] = dict(DEFAULT_OUTPUT_KEYS)
     unknown = sorted(set(output_keys or {}) - set(keys))
     if unknown:
         raise UserError(f"unknown output_keys {unknown}; valid fields: {sorted(keys)}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Literal
 
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun
 from langchain_core.callbacks.manager import adispatch_custom_event
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import get_config_list
@@ -81,7 +82,8 @@ class FlowSteerRunnable(RunnableSerializable[Any, Any]):
         return self._engine
 
     # -- the one real implementation ------------------------------------------------------------
-    async def _arun(self, value: Any, config: RunnableConfig) -> Any:
+    async def _arun(self, value: Any, run_manager: AsyncCallbackManagerForChainRun,
+                    config: RunnableConfig) -> Any:
         task = read_task(value, self.task_kind, self.input_key)
         engine = self.engine
         loop = asyncio.get_running_loop()
@@ -93,7 +95,7 @@ class FlowSteerRunnable(RunnableSerializable[Any, Any]):
         design = await engine.design(task, emit)
         await asyncio.gather(*pending)
         workflow = from_json(design["workflow_json"])
-        answer, run_usage, status = design["design_answer"], {}, "empty"
+        answer, run_usage, status = design["design_answer"], dict[str, int](), "empty"
         if not workflow.is_empty:
             answer, run_usage = await engine.execute(workflow, task, design["design_id"], config)
             status = "auto"
