@@ -86,7 +86,7 @@ def models(args: argparse.Namespace, *, registry: OperatorRegistry | None = None
     from flowsteer.constrain import action_constraint
     from flowsteer.director import Director, DirectorConfig
 
-    max_turns = args.max_turns or 12
+    max_turns = args.max_turns or 8
     config = DirectorConfig.small_model(max_turns=max_turns)
     config = dataclasses.replace(config, constraint=action_constraint(
         registry, max_new_tokens=config.max_action_tokens))

@@ -124,3 +124,10 @@ def test_invalid_input_raises_with_the_fix():
         flowsteer.invoke({"topic": "nothing"})
     with pytest.raises(UserError, match="chat model"):
         FlowSteerRunnable(director=scripted_director(), executor="embedded").invoke(QUESTION)
+
+
+async def test_sync_invoke_inside_a_running_loop_keeps_callbacks():
+    recorder = _Recorder()
+    flowsteer = FlowSteerRunnable(director=scripted_director(), executor=_executor())
+    assert flowsteer.invoke(QUESTION, config={"callbacks": [recorder]}) == "72"  # runs in a worker thread
+    assert recorder.custom.count("flowsteer.canvas_edit") == 13 and "flowsteer_workflow" in recorder.chains
