@@ -8,8 +8,9 @@ Each call reads the task from the state (``state[input_key]``, else the last hum
 ``messages``), lets the director design a workflow on a fresh canvas, compiles the design with
 :func:`~flowsteer.integrations.compile_workflow` and runs that graph (as a subgraph of yours, so your
 callbacks and ``subgraphs=True`` streaming see its nodes), then writes back the answer, the workflow
-(DSL and JSON), usage and a status; an :class:`~langchain_core.messages.AIMessage` is appended to
-``messages`` when the state has that key.
+(DSL and JSON), usage and a status; when the state has ``messages``, the reply is written there
+as a one-element list holding an :class:`~langchain_core.messages.AIMessage` (appended by the
+``add_messages`` reducer of ``MessagesState``; a key without a reducer would be replaced).
 
 *Streaming.* Every director turn is written with ``langgraph.config.get_stream_writer()``: stream
 the parent graph with ``stream_mode="custom"`` to watch the canvas being edited (events are dicts
