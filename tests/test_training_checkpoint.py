@@ -105,3 +105,36 @@ def test_config_errors_name_the_field(tmp_path):
     toml = tmp_path / "c.toml"
     toml.write_text("seed = 1\n[loss]\nbeta = 0.0\naggregation = 'seq-mean-token-mean'\n")
     assert load_config(toml).loss.aggregation == "seq-mean-token-mean"
+
+
+def test_plot_and_export_director_from_a_run(tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    from flowsteer.cli import main
+    from flowsteer.testing.tiny import build_tiny_model, build_tiny_tokenizer
+    from flowsteer.training.policy import token_logprobs
+
+    tok = build_tiny_tokenizer()
+    base_dir = tmp_path / "base"
+    build_tiny_model(tok, seed=3).save_pretrained(base_dir)
+    tok.save_pretrained(base_dir)
+    trainer = make_trainer(tmp_path / "run", max_steps=1)
+    object.__setattr__(trainer.config.model, "name_or_path", str(base_dir))  # what config.yaml records
+    trainer.train()
+
+    assert main(["plot", str(tmp_path / "run")]) == 0
+    png = tmp_path / "run" / "training_curves.png"
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+
+    assert main(["export-director", str(tmp_path / "run"), "-o", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "vllm serve" in printed and "--enable-lora" in printed
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "merged")
+    assert (tmp_path / "out" / "adapter" / "adapter_config.json").is_file()
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    attn = torch.ones_like(ids)
+    trainer.model.eval()
+    with torch.no_grad():
+        expected = token_logprobs(trainer.model, ids, attn)
+        got = token_logprobs(merged, ids, attn)
+    assert torch.allclose(got, expected, atol=1e-4)
