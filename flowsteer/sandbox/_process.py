@@ -11,8 +11,13 @@ Layers, from the strongest available down (the probe in :mod:`._probe` decides w
 * namespaces from the bootstrap: an unprivileged user namespace holding a network namespace (no
   network) and a PID namespace (the kernel kills the whole tree when the program exits).
 * always: a new session and process group killed with ``killpg`` on timeout, a scan of ``/proc`` for
-  the run's marker environment variable, rlimits, a scrubbed environment, a temporary working
-  directory removed afterwards.
+  the run's marker environment variable, rlimits (RLIMIT_NPROC as a per-run cap even without a uid
+  of its own), ``no_new_privs``, a scrubbed environment, a temporary working directory removed
+  afterwards, a supervisor between the library and the program.
+
+Each interpreter runs exactly one program. :func:`spawn` starts it; it waits, already initialised,
+until :func:`run` sends the sources through a pipe (so a :class:`~flowsteer.sandbox.Sandbox` can keep
+a spare started ahead of need).
 """
 
 from __future__ import annotations
@@ -47,10 +52,6 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 NAMESPACES = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID
 
-_BOOTSTRAP_SOURCE = resources.files("flowsteer.sandbox").joinpath("_bootstrap.py").read_text(encoding="utf-8")
-# Compiling the bootstrap costs the child ~5-20 ms of CPU per start; the child gets it compiled
-# instead (marshal's format is private to a Python version: the child runs the same interpreter).
-_BOOTSTRAP_CODE = marshal.dumps(compile(_BOOTSTRAP_SOURCE, "<flowsteer-sandbox-bootstrap>", "exec")).hex()
 _STUB = "import marshal, sys; exec(marshal.loads(bytes.fromhex(sys.argv.pop(1))))"
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _UID_BASE = 420_000
@@ -151,6 +152,17 @@ def _read_events(handle: IO[bytes]) -> list[dict]:
 
 
 @functools.cache
+def _bootstrap_code() -> str:
+    """The bootstrap, compiled once here and marshalled (hex) for the child's command line.
+
+    Compiling it costs a child ~5-20 ms of CPU per start. marshal's format is private to a Python
+    version, which is fine: the child runs this very interpreter.
+    """
+    source = resources.files("flowsteer.sandbox").joinpath("_bootstrap.py").read_text(encoding="utf-8")
+    return marshal.dumps(compile(source, "<flowsteer-sandbox-bootstrap>", "exec")).hex()
+
+
+@functools.cache
 def _site_packages() -> list[str]:
     """The interpreter's site-packages directories (virtual environment included), no user site."""
     import site
@@ -180,7 +192,7 @@ def _command(
     }
     # -S: ``site`` would process every .pth file (an editable install's finder alone costs ~35 ms
     # per start); the bootstrap adds the site-packages directories to sys.path itself instead.
-    command = [sys.executable, "-I", "-S", "-c", _STUB, _BOOTSTRAP_CODE, repr(config)]
+    command = [sys.executable, "-I", "-S", "-c", _STUB, _bootstrap_code(), repr(config)]
     if bwrap:
         command = _bwrap_prefix(bwrap, workdir) + command
     if uid is None:
@@ -188,7 +200,7 @@ def _command(
     # Root: a first bootstrap stage drops to the run's uid (making the interpreter reachable in a
     # private mount namespace), then goes on in the same process or execs bubblewrap.
     stage = dict(config, drop=uid, exec=command if bwrap else None)
-    return [sys.executable, "-I", "-S", "-c", _STUB, _BOOTSTRAP_CODE, repr(stage)]
+    return [sys.executable, "-I", "-S", "-c", _STUB, _bootstrap_code(), repr(stage)]
 
 
 @dataclass
