@@ -228,6 +228,7 @@ ATTACKS = [
         ANY,
     ),
     Attack("double_fork_daemon", DAEMON, ANY),
+    Attack("daemon_then_hang", DAEMON + "while True:\n    pass\n", TIMEOUT_ONLY),
     Attack(
         "double_fork_clear_env",
         DAEMON.replace(
