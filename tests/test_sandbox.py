@@ -411,3 +411,27 @@ async def test_bwrap_spares_survive_and_concurrent_runs_all_pass():
     )
     assert [r.status for r in results] == ["ok"] * 12
     box.close()
+
+
+def test_program_sees_only_its_own_processes_and_holds_no_capabilities(sandbox):
+    from flowsteer.sandbox._process import CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUSER
+
+    if sandbox.features.namespaces & (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUSER) != (
+        CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUSER
+    ):
+        pytest.skip("no user/mount/PID namespaces on this machine")
+    with open("/proc/self/mountinfo") as fh:
+        if any(line.split()[4].startswith("/proc/") for line in fh):
+            pytest.skip("the host /proc has overmounts: the kernel refuses a fresh procfs")
+    code = (
+        "import ctypes, os\n"
+        "pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+        "caps = open('/proc/self/status').read().split('CapEff:')[1].split()[0]\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(pids, caps, libc.umount2(b'/proc', 2), ctypes.get_errno())\n"
+    )
+    result = sandbox.run(code)
+    assert result.ok, result.stderr
+    pids, caps, umount, errno = result.stdout.rsplit(" ", 3)
+    assert eval(pids) == [1, 2] and os.getpid() not in eval(pids)
+    assert int(caps, 16) == 0 and umount == "-1" and errno.strip() == "1"  # EPERM

@@ -41,6 +41,10 @@ PR_SET_NO_NEW_PRIVS = 38
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+CAP_VERSION_3 = 0x20080522
 
 
 _LIBC: list = []  # the libc handle, loaded on first use
@@ -113,13 +117,27 @@ def _prctl(option, value):
         pass
 
 
+def _drop_capabilities():
+    """Give up the capabilities a new user namespace grants (the program must not unmount the
+    run's /proc or reshape its namespaces)."""
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(CAP_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable x 2: all empty
+    if _libc().capset(header, data) != 0:
+        os._exit(73)  # never run the program with capabilities we meant to drop
+
+
 def _unshare(flags):
     if not flags:
         return 0
     try:
-        return flags if _libc().unshare(flags) == 0 else 0
+        for attempt in (flags, flags & ~CLONE_NEWNS):  # the mount namespace is a bonus
+            if attempt and _libc().unshare(attempt) == 0:
+                return attempt
     except (AttributeError, OSError):
-        return 0
+        pass
+    return 0
 
 
 def _guard_network():
@@ -313,6 +331,10 @@ def _fork_tree(status_fd, entered, supervise):
         # We are PID 1 of the new namespace. PID 1 ignores signals it has no handler for, so the
         # program runs as PID 2 with normal signal semantics; when PID 1 exits (or is killed with
         # its process group on timeout), the kernel kills everything left in the namespace.
+        if entered & CLONE_NEWNS:
+            # A /proc of the run's own PID namespace: the host's processes (their command lines,
+            # pids) become invisible. Best effort: a container may forbid the mount.
+            _libc().mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
         child = _fork(status_fd)
         if child:
             _init(child)
@@ -363,6 +385,8 @@ def main():
     _apply_limits(limits)
     _fork_tree(status_fd, entered, config["supervise"])
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    if entered & CLONE_NEWUSER:
+        _drop_capabilities()
     sys.argv = ["program.py"]
     _run_program(programs, status_fd)
 

@@ -47,10 +47,11 @@ __all__ = ["Features", "RunHandle", "Spawned", "spawn", "run", "execute"]
 
 logger = logging.getLogger(__name__)
 
+CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-NAMESPACES = CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID
+NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID
 
 _STUB = "import marshal, sys; exec(marshal.loads(bytes.fromhex(sys.argv.pop(1))))"
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
