@@ -11,8 +11,10 @@ Two operators go into a registry of their own (a copy of the built-ins):
 
 Then the script shows them in the director's system prompt, in the action parser, in the DSL and its
 validation, in the workflow statistics the reward reads, and finally in a workflow the director
-designs and the orchestrator runs as a LangGraph graph. Retraining the director so that it learns
-when to use them is the training example's job (``flowsteer train`` with this registry).
+designs and the orchestrator runs as a LangGraph graph. To retrain the director so that it learns
+when to use them, put the two ``register_operator`` calls (without ``registry=``, so they go into
+the process-wide registry) in a module ``my_ops.py`` and run
+``python examples/train_embedded_lora.py --custom-operators my_ops``.
 """
 
 from __future__ import annotations
