@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -28,9 +28,12 @@ __all__ = ["TokenRecordLike", "Row", "PolicyBatch", "trajectory_rows", "build_ba
 class TokenRecordLike(Protocol):
     """What the batch builder reads from a turn (``flowsteer.director.TokenRecord`` fits)."""
 
-    prompt_ids: Sequence[int]
-    completion_ids: Sequence[int]
-    logprobs: Sequence[float]
+    @property
+    def prompt_ids(self) -> Sequence[int]: ...
+    @property
+    def completion_ids(self) -> Sequence[int]: ...
+    @property
+    def logprobs(self) -> Sequence[float]: ...
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ class PolicyBatch:
             ref_logprobs=pick(self.ref_logprobs),
         )
 
-    def to(self, device: object) -> PolicyBatch:
+    def to(self, device: Any) -> PolicyBatch:
         """A copy with every tensor on ``device``."""
         return PolicyBatch(
             input_ids=self.input_ids.to(device),

@@ -348,7 +348,7 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
             raise UserError(f"config field {name!r} must be a table/mapping of its fields, got {value!r}")
-        return _build(hint, dict(value), name)
+        return _build(typing.cast(type, hint), dict(value), name)
     if origin in (types.UnionType, typing.Union):
         if value is None and type(None) in args:
             return None

@@ -94,7 +94,7 @@ def trainable_parameters(model: Any) -> list[Any]:
 
 def load_policy(model_config: ModelConfig, lora_config: LoRAConfig) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` on the configured device, with the LoRA adapter when enabled."""
-    torch = _torch()
+    _torch()  # a clear MissingExtraError before anything else
     device = resolve_device(model_config)
     dtype = resolve_dtype(model_config, device)
     if model_config.name_or_path == "embedded":

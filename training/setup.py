@@ -39,7 +39,8 @@ def director_config(config: CWRPOConfig) -> Any:
     if r.constrain:
         from flowsteer.constrain.constraint import action_constraint
 
-        constraint = action_constraint(**dict(r.constrain_options))
+        options = {"max_new_tokens": r.max_new_tokens, **dict(r.constrain_options)}  # actions end within budget
+        constraint = action_constraint(**options)
     try:
         return DirectorConfig(max_turns=r.max_turns, context_budget=r.context_budget, temperature=r.temperature,
                               top_p=r.top_p, max_action_tokens=r.max_new_tokens, constraint=constraint,
