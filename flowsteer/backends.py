@@ -144,7 +144,9 @@ def generation_kwargs(model: BaseChatModel, *, max_tokens: int | None = None,
 def _local(model: Any, tokenizer: Any, name: str, gen_kwargs: dict[str, Any]) -> BaseChatModel:
     from flowsteer.integrations.chat_models.local import LocalChatModel
 
-    return LocalChatModel(model=model, tokenizer=tokenizer, model_name=name, **gen_kwargs)
+    # inference weights are fixed here, so reusing the director's shared system-prompt prefix is safe
+    options = {"prefix_cache_entries": 4, **gen_kwargs}
+    return LocalChatModel(model=model, tokenizer=tokenizer, model_name=name, **options)
 
 
 def _load_hf(path: str, device: str | None) -> tuple[Any, Any]:

@@ -168,3 +168,20 @@ def test_errors_reach_the_caller(lm):
     with pytest.raises(RuntimeError, match="processor exploded"):
         lm.invoke("hi", logits_processor_factory=broken)
     assert lm.invoke("hi").content is not None  # the worker keeps serving
+
+
+def test_prefix_cache_reuses_a_shared_prompt_prefix(tiny):
+    model, tok = tiny
+    system = SystemMessage("You are the Flow-Director. " * 20)
+    fresh = LocalChatModel(model=model, tokenizer=tok, max_new_tokens=10)
+    cached = LocalChatModel(model=model, tokenizer=tok, max_new_tokens=10, prefix_cache_entries=2)
+    for question in ("first task 12+30", "second task Natalia", "third task"):
+        a = fresh.invoke([system, HumanMessage(question)], temperature=0.8, seed=1)
+        b = cached.invoke([system, HumanMessage(question)], temperature=0.8, seed=1)
+        ta, tb = a.response_metadata["flowsteer_tokens"], b.response_metadata["flowsteer_tokens"]
+        assert ta["completion_ids"] == tb["completion_ids"]
+        assert max(abs(x - y) for x, y in zip(ta["logprobs"], tb["logprobs"], strict=True)) < 1e-4
+    assert cached.engine.prefix_cache.hits == 2 and fresh.engine.prefix_cache.hits == 0
+    cached.engine.prefix_cache.clear()
+    cached.invoke([system, HumanMessage("fourth")])
+    assert cached.engine.prefix_cache.hits == 2

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SamplingParams", "Sampled", "sample_batch"]
+__all__ = ["SamplingParams", "Sampled", "PrefixCache", "sample_batch"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,62 @@ class Sampled:
 
 # (prompt ids + completion so far as [1, T], scores [1, V]) -> scores; transformers' LogitsProcessor shape
 RowProcessor = Callable[[Any, Any], Any]
+
+
+class PrefixCache:
+    """The KV caches of the last few single-prompt prefills, reused for a shared prompt prefix.
+
+    A director sends the same system prompt and worked example every turn (~1,000 tokens), with
+    prompt-writing and executor calls in between; reusing their keys and values makes a turn's
+    prefill cost only its new tokens. Only batch-size-1 calls use it (the CLI's case); the reused
+    prefix changes results only by float rounding (chunked vs whole prefill).
+    """
+
+    def __init__(self, entries: int = 4, min_tokens: int = 64) -> None:
+        self.entries = entries
+        self.min_tokens = min_tokens
+        self._items: list[tuple[list[int], Any]] = []
+        self.hits = 0
+
+    def lookup(self, prompt: list[int]) -> tuple[int, Any]:
+        """``(n, cache)``: a private copy of the cache for the longest stored prefix of ``prompt``
+        (cropped to ``n`` tokens, leaving at least one new token), or ``(0, None)``."""
+        import copy
+
+        best, best_cache = 0, None
+        for ids, cache in self._items:
+            n = _common_prefix(ids, prompt)
+            if n > best:
+                best, best_cache = n, cache
+        best = min(best, len(prompt) - 1)
+        if best < self.min_tokens or best_cache is None:
+            return 0, None
+        cache = copy.deepcopy(best_cache)
+        surplus = cache.get_seq_length() - best
+        if surplus > 0:
+            cache.crop(-surplus)  # negative = tokens to drop (the form every transformers version takes)
+        self.hits += 1
+        return best, cache
+
+    def clear(self) -> None:
+        """Forget every stored prefix (call it whenever the model's weights change)."""
+        self._items = []
+
+    def store(self, prompt: list[int], cache: Any) -> None:
+        import copy
+
+        self._items = [(ids, c) for ids, c in self._items if ids != prompt]
+        self._items.append((list(prompt), copy.deepcopy(cache)))
+        del self._items[: -self.entries]
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _top_p_filter(logits: Any, top_p: float) -> Any:
@@ -102,6 +158,7 @@ def sample_batch(
     processors: Sequence[RowProcessor | None] | None = None,
     eos_ids: Sequence[int] = (),
     generators: Sequence[Any] | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> list[Sampled]:
     """Generate a completion for each prompt (token ids, unpadded) in one left-padded batch."""
     import torch
@@ -123,12 +180,20 @@ def sample_batch(
     eos = set(eos_ids)
     past = None
     step_ids, step_pos = input_ids, positions
+    reuse = prefix_cache is not None and prefix_cache.entries > 0 and batch == 1
+    if reuse:
+        assert prefix_cache is not None
+        done, past = prefix_cache.lookup(list(prompts[0]))
+        step_ids, step_pos = input_ids[:, done:], positions[:, done:]
     cache_arg, extra = _forward_args(model)
     with torch.inference_mode():
-        for _ in range(params.max_new_tokens):
+        for step in range(params.max_new_tokens):
             out = model(input_ids=step_ids, attention_mask=attention, position_ids=step_pos,
                         use_cache=True, **{cache_arg: past}, **extra)
             past = getattr(out, "cache", None) or out.past_key_values
+            if reuse and step == 0:
+                assert prefix_cache is not None
+                prefix_cache.store(list(prompts[0]), past)
             rows = [list(prompts[i]) + completions[i] for i in range(batch)]
             logits = _process(out.logits[:, -1, :], rows, processors, params)  # [B, V]
             logp = torch.log_softmax(logits, dim=-1)  # [B, V]

@@ -32,7 +32,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from flowsteer.integrations.chat_models._sampling import Sampled, SamplingParams, sample_batch
+from flowsteer.integrations.chat_models._sampling import PrefixCache, Sampled, SamplingParams, sample_batch
 
 __all__ = ["LocalChatModel", "LogitsProcessorFactory", "messages_to_dicts"]
 
@@ -71,7 +71,8 @@ class _Request:
 class _Engine:
     """One worker thread that owns a model: it groups pending calls into batches and runs them."""
 
-    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int, batch_wait_s: float) -> None:
+    def __init__(self, model: Any, tokenizer: Any, max_batch_size: int, batch_wait_s: float,
+                 prefix_cache_entries: int = 0) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -80,6 +81,7 @@ class _Engine:
         self._cv = threading.Condition()
         self._worker: threading.Thread | None = None
         self.batch_sizes: list[int] = []
+        self.prefix_cache = PrefixCache(entries=prefix_cache_entries)
 
     def submit(self, request: _Request) -> Future:
         with self._cv:
@@ -131,7 +133,7 @@ class _Engine:
                 generators.append(g)
         started = time.perf_counter()
         results = sample_batch(self.model, self.tokenizer, [r.prompt_ids for r in batch], batch[0].params,
-                               processors, self._eos_ids(), generators)
+                               processors, self._eos_ids(), generators, self.prefix_cache)
         logger.debug("generated a batch of %d in %.2fs", len(batch), time.perf_counter() - started)
         return results
 
@@ -176,6 +178,10 @@ class LocalChatModel(BaseChatModel):
     batch_wait_s: float = 0.01
     """How long the worker waits for more concurrent calls before running a batch."""
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+    prefix_cache_entries: int = 0
+    """Keep the KV caches of this many recent prompts and reuse a shared prefix (a director's system
+    prompt) for single-prompt calls. 0 = off. Only for fixed weights: while training updates them,
+    leave it off or call ``engine.prefix_cache.clear()`` after each update."""
 
     _engine: _Engine | None = PrivateAttr(default=None)
 
@@ -192,7 +198,8 @@ class LocalChatModel(BaseChatModel):
     def engine(self) -> _Engine:
         """The worker that owns the weights (shared by copies made with :meth:`share`)."""
         if self._engine is None:
-            self._engine = _Engine(self.model, self.tokenizer, self.max_batch_size, self.batch_wait_s)
+            self._engine = _Engine(self.model, self.tokenizer, self.max_batch_size, self.batch_wait_s,
+                                   self.prefix_cache_entries)
         return self._engine
 
     @property
