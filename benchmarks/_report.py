@@ -41,6 +41,9 @@ def _overhead(r: dict) -> list[Row]:
         ("hand-written asyncio floor, ms/node", _f(per["floor"], 3), "(floor)", ""),
         ("interpreter ms/node (overhead over floor)", f"{_f(per['interpreter'], 3)} ({_f(over['interpreter'], 3)})", "", ""),
         ("LangGraph ms/node (overhead over floor)", f"{_f(per['graph'], 3)} ({_f(over['graph'], 3)})", "", ""),
+        *([("hand-written LangGraph StateGraph ms/node (overhead over floor)",
+            f"{_f(per['langgraph_floor'], 3)} ({_f(over['langgraph_floor'], 3)})", "(LangGraph's own cost)", "")]
+          if "langgraph_floor" in per else []),
         ("graph / interpreter per-node overhead", _f(ratio), "<= 2", _verdict(ratio is not None and ratio <= 2)),
         ("graph / interpreter wall time", _f(r["graph_over_interpreter_wall_ratio"]), "(info)", ""),
     ]

@@ -179,7 +179,8 @@ def reference_turn(record, previous_feedback: str, task: Task, registry, count_t
 
 
 def analyse(trajectory, count_messages, count_text, registry) -> dict:
-    ours = [count_messages(r.messages) for r in trajectory.turns]
+    # the director fitted every call with ``count_messages`` and recorded the size it measured
+    ours = [r.context_tokens or count_messages(r.messages) for r in trajectory.turns]
     ref, accumulated = [], []
     previous_feedback, history = "", 0
     base = REFERENCE_SYSTEM_TOKENS + count_text(trajectory.task.question)
@@ -205,7 +206,16 @@ async def run_episodes(tasks: list[Task], count_messages) -> list:
     director = Director(ScriptedChatModel(default=random_policy), config=DirectorConfig())
     director.count_tokens = count_messages  # the budget is fitted with the same tokenizer we report
     answers = {t.question: str(t.answer) for t in tasks if t.answer is not None and t.kind != "code"}
-    return await director.arun_many(tasks, lambda: VerboseExecutor(answers, seed=1), concurrency=8)
+    started = 0
+
+    def executor() -> VerboseExecutor:
+        nonlocal started
+        started += 1
+        if started % 25 == 0:
+            log(f"context: episode {started}/{len(tasks)} started")
+        return VerboseExecutor(answers, seed=1)
+
+    return await director.arun_many(tasks, executor, concurrency=8)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
 
     registry = default_registry()
     per = [analyse(t, count_messages, count_text, registry) for t in trajectories]
+    first = trajectories[0].turns
+    recount_ok = all(r.context_tokens == count_messages(r.messages) for r in first)
     ours = summarize([e["ours"] for e in per])
     ref = summarize([e["reference"] for e in per])
     acc = summarize([e["accumulated"] for e in per])
@@ -228,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     emit("context", {
         "method": __doc__.split("\n\n")[1].replace("\n", " ") + " " + __doc__.split("\n\n")[2].replace("\n", " "),
         "tokenizer": how,
+        "recorded_sizes_match_recount": recount_ok,
         "episodes": len(per),
         "sources": sources,
         "turns_per_episode_median": median_of([e["turns"] for e in per]),

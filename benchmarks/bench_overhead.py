@@ -6,7 +6,10 @@ make the very same operator calls:
 * ``floor``: a hand-written asyncio chain, ``await operator.arun(OperatorCall(...))`` node after
   node, passing each output (and checker feedback) on, nothing else;
 * ``interpreter``: ``Interpreter.arun`` (tracing, runnable config per node, result assembly);
-* ``graph``: the compiled LangGraph graph's ``ainvoke``.
+* ``graph``: the compiled LangGraph graph's ``ainvoke``;
+* ``langgraph_floor`` (for reference): a hand-written LangGraph ``StateGraph`` of 20 nodes, each
+  making the same operator call, so the part of the graph's cost that is LangGraph's own runtime
+  (channels, supersteps, checkpoint-free Pregel loop) is visible apart from our compiler.
 
 Per-node overhead = (median wall - median floor wall) / 20. Target: graph overhead <= 2x the
 interpreter's. Runs are interleaved so load changes hit all three alike; medians quoted.
@@ -59,6 +62,41 @@ def make_floor(interpreter: Interpreter, workflow: Workflow, task: Task):
     return run
 
 
+def make_langgraph_floor(interpreter: Interpreter, workflow: Workflow, task: Task):
+    from typing import Any, TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    class State(TypedDict, total=False):
+        value: Any
+        feedback: str | None
+
+    graph = StateGraph(State)
+    previous = START
+    for node in workflow.steps:
+        assert isinstance(node, OperatorNode)
+
+        async def step(state: State, node: OperatorNode = node) -> State:
+            call = OperatorCall(task=task, input=state.get("value"), prompt=node.prompt,
+                                feedback=state.get("feedback"), params=node.params, node_id=node.id)
+            result = await interpreter.operator(node.operator).arun(call)
+            update: State = {"value": result.output}
+            if result.verdict is not None:
+                update["feedback"] = result.feedback
+            return update
+
+        graph.add_node(node.id, step)
+        graph.add_edge(previous, node.id)
+        previous = node.id
+    graph.add_edge(previous, END)
+    compiled = graph.compile()
+
+    async def run() -> None:
+        await compiled.ainvoke({"value": None, "feedback": None})
+
+    return run
+
+
 async def measure(repeats: int) -> dict:
     workflow = parse(workflow_text())
     task = Task(QUESTION)
@@ -74,7 +112,7 @@ async def measure(repeats: int) -> dict:
         await graph.ainvoke({"question": QUESTION})
 
     runners = {"floor": make_floor(interpreter, workflow, task), "interpreter": run_interpreter,
-               "graph": run_graph}
+               "graph": run_graph, "langgraph_floor": make_langgraph_floor(interpreter, workflow, task)}
     before = len(executor.calls)
     await run_interpreter()
     calls = len(executor.calls) - before
@@ -83,7 +121,7 @@ async def measure(repeats: int) -> dict:
     samples: dict[str, list[float]] = {name: [] for name in runners}
     names = list(runners)
     for i in range(repeats):
-        for name in names[i % 3:] + names[:i % 3]:
+        for name in names[i % len(names):] + names[:i % len(names)]:
             start = time.perf_counter()
             await runners[name]()
             samples[name].append(time.perf_counter() - start)
@@ -97,7 +135,8 @@ async def measure(repeats: int) -> dict:
         "executor_calls_per_run": calls,
         "wall_s": med,
         "per_node_ms": per_node_ms,
-        "overhead_per_node_ms": {"interpreter": over_interp, "graph": over_graph},
+        "overhead_per_node_ms": {"interpreter": over_interp, "graph": over_graph,
+                                 "langgraph_floor": (med["langgraph_floor"] - med["floor"]) / NODES * 1000},
         "graph_over_interpreter_overhead_ratio": over_graph / over_interp if over_interp > 0 else None,
         "graph_over_interpreter_wall_ratio": med["graph"] / med["interpreter"],
     }

@@ -24,7 +24,7 @@ from _report import render_report
 
 HERE = Path(__file__).resolve().parent
 # seconds per benchmark (full mode); quick mode uses QUICK_TIMEOUT for all
-TIMEOUTS = {"training": 1500, "demo": 1200, "context": 900, "constrained": 900}
+TIMEOUTS = {"training": 1800, "demo": 3000, "context": 1800, "constrained": 900}
 DEFAULT_TIMEOUT = 600
 QUICK_TIMEOUT = 300
 # sandbox's own knobs for a smoke run (it has no --quick flag of its own)
