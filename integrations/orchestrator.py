@@ -220,19 +220,22 @@ class Orchestration:
                   "turns": design["turns"], "stop_reason": design["stop_reason"], "fallback": design["fallback"]})
         return design
 
-    async def execute(self, workflow: Workflow, task: Task, design_id: str | None = None,
-                      config: RunnableConfig | None = None) -> tuple[str, dict[str, int]]:
+    def _graph(self, workflow: Workflow, design_id: str | None) -> Any:
+        cache = self._caches.get(design_id or "") or NodeCache()
+        return compile_workflow(workflow, executor=self.interpreter, cache=cache, name=f"{self.name}_workflow")
+
+    async def aexecute(self, workflow: Workflow, task: Task, design_id: str | None = None,
+                       config: RunnableConfig | None = None) -> tuple[str, dict[str, int]]:
         """Run ``workflow`` through its compiled LangGraph graph; returns the answer and the executor
         usage of this run. Nodes the canvas already ran for this design come from its cache."""
-        cache = self._caches.get(design_id or "") or NodeCache()
-        graph = compile_workflow(workflow, executor=self.interpreter, cache=cache, name=f"{self.name}_workflow")
-        result = await graph.ainvoke(task_input(task), config=config)
-        usage = {"input_tokens": 0, "output_tokens": 0, "calls": 0}
-        for entry in result.get("trace", []):
-            if not entry["cached"]:
-                for key in usage:
-                    usage[key] += entry["usage"].get(key, 0)
-        return result.get("answer", ""), usage
+        result = await self._graph(workflow, design_id).ainvoke(task_input(task), config=config)
+        return result.get("answer", ""), _run_usage(result)
+
+    def execute(self, workflow: Workflow, task: Task, design_id: str | None = None,
+                config: RunnableConfig | None = None) -> tuple[str, dict[str, int]]:
+        """:meth:`aexecute` on LangGraph's sync path (sync-only checkpointers such as SqliteSaver)."""
+        result = self._graph(workflow, design_id).invoke(task_input(task), config=config)
+        return result.get("answer", ""), _run_usage(result)
 
     def outcome(self, design: Mapping[str, Any], workflow: Workflow | None, answer: str,
                 run_usage: Mapping[str, int], status: str) -> dict[str, Any]:
@@ -247,6 +250,16 @@ class Orchestration:
                       "fallback": design["fallback"]},
             "status": status,
         }
+
+
+def _run_usage(result: Mapping[str, Any]) -> dict[str, int]:
+    """Executor usage of the nodes a graph run executed (cache hits cost nothing)."""
+    usage = {"input_tokens": 0, "output_tokens": 0, "calls": 0}
+    for entry in result.get("trace", []):
+        if not entry["cached"]:
+            for key in usage:
+                usage[key] += entry["usage"].get(key, 0)
+    return usage
 
 
 def _edit_event(name: str, record: TurnRecord, canvas: Canvas) -> dict[str, Any]:
@@ -288,26 +301,30 @@ class _Node:
     async def ainvoke(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         task = read_task(state, self.task_kind, self.input_key)
         design = await self._adesign(dict(task_to_state(task)))
-        return await self._finish(state, task, design, config)
+        workflow, status = self._review(design)
+        answer, usage = "", dict[str, int]()
+        if workflow is not None and not workflow.is_empty:
+            answer, usage = await self.engine.aexecute(workflow, task, design["design_id"], config)
+        return self._update(state, design, workflow, answer, usage, status)
 
     def invoke(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         task = read_task(state, self.task_kind, self.input_key)
         design = self._sdesign(dict(task_to_state(task))).result()
-        return run_sync(self._finish(state, task, design, config))
+        workflow, status = self._review(design)
+        answer, usage = "", dict[str, int]()
+        if workflow is not None and not workflow.is_empty:
+            answer, usage = self.engine.execute(workflow, task, design["design_id"], config)
+        return self._update(state, design, workflow, answer, usage, status)
 
-    async def _finish(self, state: Mapping[str, Any], task: Task, design: Mapping[str, Any],
-                      config: RunnableConfig) -> dict[str, Any]:
+    def _update(self, state: Mapping[str, Any], design: Mapping[str, Any], workflow: Workflow | None,
+                answer: str, usage: Mapping[str, int], status: str) -> dict[str, Any]:
         from langgraph.config import get_stream_writer
 
-        workflow, status = self._review(design)
-        answer, run_usage = "", dict[str, int]()
-        if workflow is not None and not workflow.is_empty:
-            answer, run_usage = await self.engine.execute(workflow, task, design["design_id"], config)
-        elif workflow is not None:
+        if workflow is not None and workflow.is_empty:
             status = "empty"
         get_stream_writer()({"event": "flowsteer.answered", "node": self.engine.name, "answer": answer,
                              "status": status})
-        values = self.engine.outcome(design, workflow, answer, run_usage, status)
+        values = self.engine.outcome(design, workflow, answer, usage, status)
         update = {key: values[field] for field, key in self.output_keys.items()}
         if "messages" in state:
             update["messages"] = [AIMessage(content=_reply(answer, status), name=self.engine.name)]

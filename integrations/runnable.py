@@ -97,7 +97,7 @@ class FlowSteerRunnable(RunnableSerializable[Any, Any]):
         workflow = from_json(design["workflow_json"])
         answer, run_usage, status = design["design_answer"], dict[str, int](), "empty"
         if not workflow.is_empty:
-            answer, run_usage = await engine.execute(workflow, task, design["design_id"], config)
+            answer, run_usage = await engine.aexecute(workflow, task, design["design_id"], config)
             status = "auto"
         await adispatch_custom_event("flowsteer.answered", {"event": "flowsteer.answered", "answer": answer,
                                                             "status": status}, config=config)

@@ -9,6 +9,8 @@ import pytest
 from director_scripts import DESIGN, QUESTION, policy_director, scripted_director
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command
 
@@ -16,7 +18,7 @@ from flowsteer.errors import UserError
 from flowsteer.integrations.orchestrator import OrchestratorState, create_orchestrator_node, read_task
 from flowsteer.serialize import from_json
 from flowsteer.tasks import Task
-from flowsteer.testing import SimulatedExecutor
+from flowsteer.testing import ScriptedChatModel, SimulatedExecutor
 
 
 def _executor() -> SimulatedExecutor:
@@ -134,6 +136,22 @@ def test_rejected_design_is_not_run():
     result = app.invoke(Command(resume=False), config)
     assert result["status"] == "rejected" and result["answer"] == ""
     assert len(executor.calls) == executed
+
+
+def test_approval_survives_a_restart_with_a_sqlite_checkpointer(tmp_path):
+    db = str(tmp_path / "threads.sqlite")
+    config = {"configurable": {"thread_id": "restart"}}
+    with SqliteSaver.from_conn_string(db) as saver:
+        saver.serde = JsonPlusSerializer(allowed_msgpack_modules=None)  # strict: plain data only
+        app = _app(create_orchestrator_node(director=scripted_director(), executor=_executor(),
+                                            require_approval=True), saver)
+        assert _interrupted(app, config)["workflow"] == DESIGN
+    # a new process: a fresh node whose director has nothing to say (it must not be asked again)
+    with SqliteSaver.from_conn_string(db) as saver:
+        app = _app(create_orchestrator_node(director=ScriptedChatModel([]), executor=_executor(),
+                                            require_approval=True), saver)
+        result = app.invoke(Command(resume=True), config)
+    assert result["status"] == "approved" and result["answer"] == "72" and result["workflow"] == DESIGN
 
 
 async def test_edited_design_runs_the_edit_and_an_invalid_edit_asks_again():
