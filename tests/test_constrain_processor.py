@@ -78,7 +78,7 @@ def test_processor_leaves_exactly_the_allowed_tokens(chat):
 
 
 def test_200_constrained_samples_are_valid_actions_the_canvas_accepts(chat, canvas):
-    constraint = action_constraint(think_tokens=12)
+    constraint = action_constraint(think_tokens=4)
     kwargs = constraint(canvas, canvas.registry, chat)
     assert set(kwargs) == {"logits_processor_factory"}
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -321,10 +321,9 @@ class _Targets:
 
     @classmethod
     def of(cls, registry: OperatorRegistry, workflow: Workflow) -> _Targets:
-        deletable = [i for i in workflow.ids() if _feasible(workflow, registry, lambda b, i=i: b.delete(i))]
+        deletable = [i for i in workflow.ids() if _feasible(workflow, registry, "delete", i)]
         operator_ids = [ref.node.id for ref in workflow.walk() if isinstance(ref.node, OperatorNode)]
-        modifiable = {i: [s.name for s in registry
-                          if _feasible(workflow, registry, lambda b, i=i, n=s.name: b.modify(i, n))]
+        modifiable = {i: [s.name for s in registry if _feasible(workflow, registry, "modify", i, s.name)]
                       for i in operator_ids}
         return cls(deletable, {i: ops for i, ops in modifiable.items() if ops}, operator_ids)
 
@@ -360,13 +359,13 @@ def _edits(g: _Graph, head: int, final: int, targets: _Targets, options: Grammar
         g.edge(text, "</prompt>", final)
 
 
-def _feasible(workflow: Workflow, registry: OperatorRegistry, change: Callable[[Any], object]) -> bool:
-    """Whether the edit succeeds and leaves a valid workflow (the canvas editor's own test)."""
+def _feasible(workflow: Workflow, registry: OperatorRegistry, edit: str, *args: str) -> bool:
+    """Whether ``builder.<edit>(*args)`` succeeds and leaves a valid workflow (the canvas editor's test)."""
     from flowsteer.builder import WorkflowBuilder
 
     builder = WorkflowBuilder(workflow, registry=registry)
     try:
-        change(builder)
+        getattr(builder, edit)(*args)
     except UserError:
         return False
     return not builder.validate()

@@ -41,7 +41,10 @@ def _cache(tokenizer: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, bytear
     key = id(tokenizer)
     entry = _CACHES.get(key)
     if entry is None or entry[0]() is not tokenizer:
-        entry = (weakref.ref(tokenizer, lambda _ref, k=key: _CACHES.pop(k, None)), {}, {})
+        def forget(_ref: Any, k: int = key) -> None:
+            _CACHES.pop(k, None)
+
+        entry = (weakref.ref(tokenizer, forget), {}, {})
         _CACHES[key] = entry
     return entry[1], entry[2]
 
@@ -225,7 +228,8 @@ class TokenAutomaton:
     def sample_ids(self, rng: random.Random, max_tokens: int = 200) -> list[int]:
         """A random complete token sequence (uniform over allowed options; the end token, which
         counts against ``max_tokens``, not included); for tests."""
-        state, out = self.start(), []
+        state = self.start()
+        out: list[int] = []
         for step in range(max_tokens):
             allowed = self.allowed(state, max_tokens - step)
             options = sorted(allowed.tokens)
