@@ -77,9 +77,9 @@ def test_custom_operators_quickstart_offline():
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_examples_with_the_embedded_director(tmp_path: Path):
-    out = run_example("embed_in_langgraph_app.py", "--embedded", "--max-turns", "8", timeout=1500)
+    out = run_example("embed_in_langgraph_app.py", "--embedded", "--max-turns", "6", timeout=1500)
     assert "canvas turn  1" in out and "reply: The answer is" in out and "invoke:" in out
-    out = run_example("export_workflow.py", "--embedded", "--max-turns", "8", "--out", str(tmp_path), timeout=900)
+    out = run_example("export_workflow.py", "--embedded", "--max-turns", "6", "--out", str(tmp_path), timeout=900)
     assert "matches in-memory: True" in out and (tmp_path / "designed_graph.py").exists()
-    out = run_example("custom_operators_quickstart.py", "--embedded", "--max-turns", "8", timeout=900)
+    out = run_example("custom_operators_quickstart.py", "--embedded", "--max-turns", "6", timeout=900)
     assert "designed: " in out and "answer: " in out
