@@ -61,6 +61,8 @@ class State:
 
 def make_handler(state):
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, like uvicorn: pooled connections outlive a request
+
         def log_message(self, *a):
             pass
 
@@ -448,6 +450,18 @@ def test_chat_model_reports_tokens_and_merges_extra_body(running):
     sent = request_json("GET", server.root_url + "/fake/last").json()
     assert sent["structured_outputs"] == {"regex": "<add>Plan</add>"} and sent["top_k"] == 5
     assert sent["return_token_ids"] is True and sent["logprobs"] is True
+
+
+def test_chat_model_survives_successive_event_loops(running):
+    import asyncio
+
+    from flowsteer.serving import vllm_chat_model
+
+    server, _, _ = running
+    chat = vllm_chat_model("director", server.base_url, max_tokens=8)
+    for _ in range(2):  # each asyncio.run is a new loop, as in Director.run and every training step
+        reply = asyncio.run(chat.ainvoke("hi"))
+        assert reply.response_metadata["flowsteer_tokens"]["completion_ids"] == [7, 8, 9]
 
 
 def test_tokens_from_choice_falls_back_on_token_strings_and_rejects_mismatches():

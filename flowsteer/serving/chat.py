@@ -14,6 +14,7 @@ top-p, so a trainer using them must recompute behaviour log-probs at its tempera
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -47,12 +48,29 @@ def vllm_chat_model(model: str, base_url: str, *, api_key: str = "EMPTY", **kwar
     ``kwargs`` go to ``ChatOpenAI`` (``temperature``, ``top_p``, ``max_tokens``, ``extra_body``, ...).
     """
     try:
+        import openai
         from langchain_openai import ChatOpenAI
     except ImportError:
         raise MissingExtraError("langchain-openai", "local", "Talking to a vLLM server") from None
 
     class VLLMChatOpenAI(ChatOpenAI):
         """ChatOpenAI that asks vLLM for token ids and log-probs and reports them."""
+
+        loop_id: int | None = None
+        """The event loop the async client belongs to (see :meth:`_agenerate`)."""
+
+        async def _agenerate(self, *args: Any, **kw: Any) -> Any:
+            # langchain-openai shares one cached async HTTP client per base URL across event loops,
+            # so the second asyncio.run() (the next Director.run, the next training step) fails
+            # with "Event loop is closed". Give every event loop its own client.
+            loop = id(asyncio.get_running_loop())
+            if loop != self.loop_id:
+                self.root_async_client = openai.AsyncOpenAI(
+                    api_key=self.openai_api_key.get_secret_value() if self.openai_api_key else api_key,
+                    base_url=self.openai_api_base, max_retries=self.max_retries, timeout=self.request_timeout)
+                self.async_client = self.root_async_client.chat.completions
+                self.loop_id = loop
+            return await super()._agenerate(*args, **kw)
 
         def _get_request_payload(self, input_: Any, *, stop: list[str] | None = None, **kw: Any) -> dict:
             payload = super()._get_request_payload(input_, stop=stop, **kw)
