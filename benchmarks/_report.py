@@ -141,8 +141,13 @@ RENDERERS: dict[str, Callable[[dict], list[Row]]] = {
 ORDER = ["parallel", "overhead", "incremental", "rollout", "context", "sandbox", "training", "demo"]
 
 
+def _machine(r: dict) -> dict:
+    m = r.get("machine")
+    return m if isinstance(m, dict) else {}
+
+
 def _section(name: str, r: dict) -> list[str]:
-    m = r.get("machine", {})
+    m = _machine(r)
     head = [f"### {name}", ""]
     if r.get("status") != "ok":
         return head + [f"Not measured: {r.get('status')} ({m.get('date', '?')}). "
@@ -160,10 +165,40 @@ def _section(name: str, r: dict) -> list[str]:
     return head + [""]
 
 
-def render_report(results: dict[str, dict[str, Any]]) -> str:
-    """The whole RESULTS.md for ``results`` (benchmark name -> its JSON object)."""
+def _misses(results: dict[str, dict[str, Any]], names: list[str]) -> list[str]:
+    lines = []
+    for name in names:
+        r = results[name]
+        if r.get("status") != "ok":
+            lines.append(f"- **{name}**: not measured ({r.get('status')}).")
+            continue
+        try:
+            rows = RENDERERS.get(name, _generic)(r)
+        except (KeyError, TypeError):
+            continue
+        for figure, measured, target, verdict in rows:
+            if verdict == "**MISSED**":
+                lines.append(f"- **{name}**: {figure} = {measured}, target {target}.")
+    return lines
+
+
+def _load_warning(results: dict[str, dict[str, Any]]) -> list[str]:
+    loads = [(n, _machine(r).get("load_average"), _machine(r).get("cpus")) for n, r in results.items()]
+    busy = [(n, la[0], c) for n, la, c in loads if la and c and la[0] > c]
+    if not busy:
+        return []
+    worst = max(busy, key=lambda x: x[1])
+    return [f"The machine was shared while measuring: 1-minute load average above the core count for "
+            f"{len(busy)} of {len(results)} benchmarks (up to {worst[1]:.1f} on {worst[2]} cores, {worst[0]}). "
+            "Wall-clock figures that depend on CPU time (overheads, throughput at high concurrency, "
+            "training, the demo) are pessimistic; ratios taken within one run are more robust than "
+            "absolute times.", ""]
+
+
+def render_report(results: dict[str, dict[str, Any]], notes: str = "") -> str:
+    """The whole RESULTS.md for ``results`` (benchmark name -> its JSON object) and hand-written ``notes``."""
     names = [n for n in ORDER if n in results] + sorted(n for n in results if n not in ORDER)
-    machine = next((r["machine"] for r in results.values() if "machine" in r), {})
+    machine = next((_machine(r) for r in results.values() if _machine(r)), {})
     lines = [
         "# FlowSteer benchmark results",
         "",
@@ -193,7 +228,12 @@ def render_report(results: dict[str, dict[str, Any]]) -> str:
         met = sum(v == "**met**" for v in verdicts)
         summary = f"{met}/{len(verdicts)}" if verdicts else "no numeric target"
         lines.append(f"| {name} | {r.get('status')}{' (quick)' if r.get('quick') else ''} | {summary} |")
-    lines += ["", "## Details", ""]
+    lines += ["", "## Targets missed", ""]
+    lines += _misses(results, names) or ["None."]
+    lines += [""] + _load_warning(results)
+    if notes.strip():
+        lines += ["## Notes", "", notes.strip(), ""]
+    lines += ["## Details", ""]
     for name in names:
         lines += _section(name, results[name])
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from typing import Any, TypedDict
 
 from _common import emit, log, median_of, parser
 
@@ -62,14 +63,15 @@ def make_floor(interpreter: Interpreter, workflow: Workflow, task: Task):
     return run
 
 
+class State(TypedDict, total=False):
+    """State of the hand-written LangGraph chain."""
+
+    value: Any
+    feedback: str | None
+
+
 def make_langgraph_floor(interpreter: Interpreter, workflow: Workflow, task: Task):
-    from typing import Any, TypedDict
-
     from langgraph.graph import END, START, StateGraph
-
-    class State(TypedDict, total=False):
-        value: Any
-        feedback: str | None
 
     graph = StateGraph(State)
     previous = START

@@ -3,6 +3,8 @@
 Each benchmark runs as a subprocess with a timeout; its stdout is one JSON object, stored in
 ``benchmarks/results/<name>.json``. ``RESULTS.md`` is then rebuilt from every stored result, so
 ``--only NAME`` refreshes one benchmark and keeps the others' recorded figures (each with its date).
+``benchmarks/results/NOTES.md`` (hand-written: what the figures mean, why a target is missed) is
+copied into the report.
 
     python benchmarks/run_all.py                 # everything, full size (make bench)
     python benchmarks/run_all.py --quick         # smoke sizes (results go to a temp dir unless --results-dir)
@@ -39,8 +41,8 @@ def _accepts_quick(path: Path) -> bool:
     return "--quick" in path.read_text()
 
 
-def run_one(name: str, path: Path, quick: bool, timeout: float) -> dict:
-    cmd = [sys.executable, str(path)]
+def run_one(name: str, path: Path, quick: bool, timeout: float, extra: list[str] = ()) -> dict:
+    cmd = [sys.executable, str(path), *extra]
     if quick:
         cmd += ["--quick"] if _accepts_quick(path) else QUICK_ARGS.get(name, [])
     start = time.perf_counter()
@@ -59,7 +61,10 @@ def run_one(name: str, path: Path, quick: bool, timeout: float) -> dict:
         return {"benchmark": name, "status": "failed", "returncode": out.returncode, "quick": quick,
                 "stderr_tail": out.stderr[-3000:], "machine": machine_info()}
     report.setdefault("quick", quick)
-    report.setdefault("machine", machine_info())  # scripts that do not add it themselves (sandbox)
+    if not isinstance(report.get("machine"), dict):  # scripts that do not add it (sandbox: arch string)
+        if "machine" in report:
+            report["machine_arch"] = report["machine"]
+        report["machine"] = machine_info()
     report["status"] = "ok"
     report["runner_seconds"] = round(seconds, 1)
     return report
@@ -73,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir", type=Path, default=None,
                    help="where results/*.json and RESULTS.md go (default: benchmarks/, or a temp dir with --quick)")
     p.add_argument("--timeout", type=float, default=None, help="per-benchmark timeout in seconds")
+    p.add_argument("--pass", dest="passthrough", action="append", default=[], metavar="NAME=ARG",
+                   help="give ARG to bench_NAME.py (repeatable), e.g. --pass demo=--skip-cold-run")
     args = p.parse_args(argv)
     found = discover()
     unknown = [n for n in args.only if n not in found]
@@ -86,13 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         timeout = args.timeout or (QUICK_TIMEOUT if args.quick else TIMEOUTS.get(name, DEFAULT_TIMEOUT))
         log(f"== {name} (timeout {timeout:.0f}s)")
-        report = run_one(name, found[name], args.quick, timeout)
+        extra = [a.split("=", 1)[1] for a in args.passthrough if a.split("=", 1)[0] == name]
+        report = run_one(name, found[name], args.quick, timeout, extra)
+        if extra:
+            report["arguments"] = extra
         if report["status"] != "ok":
             failures += 1
             log(f"   {name}: {report['status']}")
         (store / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     results = {p.stem: json.loads(p.read_text()) for p in sorted(store.glob("*.json"))}
-    (out_dir / "RESULTS.md").write_text(render_report(results))
+    results = {k: v for k, v in results.items() if isinstance(v, dict)}
+    notes = store / "NOTES.md"  # hand-written reading of the figures, kept across runs
+    (out_dir / "RESULTS.md").write_text(render_report(results, notes.read_text() if notes.exists() else ""))
     log(f"wrote {out_dir / 'RESULTS.md'}")
     sys.stdout.write(json.dumps({"results_dir": str(out_dir), "ran": names, "failures": failures}) + "\n")
     return 1 if failures else 0
