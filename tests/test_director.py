@@ -339,7 +339,9 @@ def test_config_validation_names_the_fix():
     with pytest.raises(UserError, match="context_budget"):
         DirectorConfig(context_budget=600, max_action_tokens=512)
     small = DirectorConfig.small_model(max_turns=6)
-    assert small.max_action_tokens == 48 and small.max_turns == 6
+    assert small.max_action_tokens == 48 and small.max_turns == 6 and small.constraint is None
+    constrained = DirectorConfig.small_model(constrained=True)
+    assert constrained.constraint is not None and constrained.max_action_tokens == 64
 
 
 def test_single_turn_baseline_parses_the_dsl():

@@ -38,7 +38,9 @@ def test_real_episode_with_the_embedded_model():
 
     director_model, executor = load_chat_models("embedded", "embedded", executor_kwargs={"max_new_tokens": 96})
     assert director_model.model is executor.model  # one copy of the weights for both roles
-    config = DirectorConfig.small_model(max_turns=6, fallback=True, extra_call_kwargs={"seed": 0})
+    # the configuration `flowsteer run` uses for the embedded director (action grammar on)
+    config = DirectorConfig.small_model(constrained=True, max_turns=6, fallback=True,
+                                        extra_call_kwargs={"seed": 0})
     trajectory = Director(director_model, config=config).run(Task(QUESTION, answer="72"), executor)
 
     indices = sorted({t.index for t in trajectory.turns})
@@ -52,6 +54,7 @@ def test_real_episode_with_the_embedded_model():
         assert record.context_tokens + config.max_action_tokens <= config.context_budget
         if record.state == "building":
             assert (record.action is None) != (record.parse_failure is None)
+            assert record.action is not None  # the grammar makes every action turn valid
         if record.sent:
             assert record.feedback.startswith("<feedback>")
     # whatever the model did, the user gets a runnable workflow and an answer string

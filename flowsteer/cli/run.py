@@ -43,10 +43,6 @@ def register(subparsers: Any) -> None:
         p.set_defaults(func=func)
 
 
-_ACTION_TOKENS_CONSTRAINED = 64
-"""Room for the longest grammar action (a conditional is ~40 tokens of SmolLM2's tokenizer)."""
-
-
 def _config(args: argparse.Namespace, local_director: bool) -> Any:
     from flowsteer.director import DirectorConfig
 
@@ -57,15 +53,7 @@ def _config(args: argparse.Namespace, local_director: bool) -> Any:
         overrides["extra_call_kwargs"] = {"seed": args.seed}
     if not local_director:
         return DirectorConfig(**overrides)
-    if not args.no_constraint:
-        from flowsteer.constrain import action_constraint
-
-        base = DirectorConfig.small_model()
-        overrides["max_action_tokens"] = _ACTION_TOKENS_CONSTRAINED
-        # finish is offered only when the canvas would accept it, so no turn is lost to a refusal
-        overrides["constraint"] = action_constraint(max_new_tokens=_ACTION_TOKENS_CONSTRAINED,
-                                                    prompt_tokens=base.max_prompt_tokens, finish="when_allowed")
-    return DirectorConfig.small_model(**overrides)
+    return DirectorConfig.small_model(constrained=not args.no_constraint, **overrides)
 
 
 def _models(args: argparse.Namespace) -> tuple[Any, Any]:

@@ -70,13 +70,24 @@ class DirectorConfig:
     """Passed to every director model call (e.g. ``{"seed": 0}``)."""
 
     @classmethod
-    def small_model(cls, **overrides: Any) -> DirectorConfig:
+    def small_model(cls, *, constrained: bool = False, **overrides: Any) -> DirectorConfig:
         """Settings for a small local director on CPU (the embedded SmolLM2-135M): short outputs,
-        a compact prompt and a 2K context keep a turn to a few seconds on two cores."""
+        a compact prompt and a 2K context keep a turn to a few seconds on two cores.
+
+        ``constrained=True`` adds the action grammar (:func:`flowsteer.constrain.action_constraint`),
+        with room for the longest action and ``finish`` offered only when the canvas would accept it.
+        """
         values: dict[str, Any] = dict(
             context_budget=2048, max_action_tokens=48, max_prompt_tokens=40, max_repair_tokens=48,
             usage_hints=False, feedback_chars=600, history_turns=8,
         )
+        if constrained:
+            from flowsteer.constrain import action_constraint
+
+            # a conditional is ~40 tokens of SmolLM2's tokenizer; 64 leaves room for every action
+            values["max_action_tokens"] = 64
+            values["constraint"] = action_constraint(max_new_tokens=64, prompt_tokens=values["max_prompt_tokens"],
+                                                     finish="when_allowed")
         values.update(overrides)
         return cls(**values)
 
