@@ -138,3 +138,38 @@ def test_plot_and_export_director_from_a_run(tmp_path, capsys):
         expected = token_logprobs(trainer.model, ids, attn)
         got = token_logprobs(merged, ids, attn)
     assert torch.allclose(got, expected, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_flowsteer_train_cli_end_to_end(tmp_path):
+    """`flowsteer train --config` on a saved tiny model: datasets, LoRA, engine, director, canvas."""
+    from flowsteer.cli import main
+    from flowsteer.testing.tiny import build_tiny_model, build_tiny_tokenizer
+
+    tok = build_tiny_tokenizer()
+    base = tmp_path / "base"
+    build_tiny_model(tok, seed=0).save_pretrained(base)
+    tok.save_pretrained(base)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"""
+max_steps: 2
+model: {{name_or_path: "{base}", device: cpu}}
+lora: {{r: 4, alpha: 8}}
+rollout:
+  tasks_per_step: 1
+  group_size: 2
+  max_turns: 2
+  max_new_tokens: 40
+  context_budget: 768
+  constrain: true
+  constrain_options: {{set_prompt: false, node_actions: false, max_list: 2}}
+  director_options: {{max_prompt_tokens: 8, repair_attempts: 0}}
+data: {{datasets: [gsm_synthetic], limit: 4}}
+logging: {{run_dir: "{tmp_path / 'run'}", save_every: 1, progress: false}}
+""")
+    assert main(["train", "--config", str(config), "--max-steps", "1"]) == 0
+    assert main(["train", "--config", str(config), "--resume"]) == 0
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2]
+    assert lines[0]["valid_action_rate"] == 1.0 and lines[0]["episodes"] == 2
+    assert latest_checkpoint(tmp_path / "run").name == "step_000002"

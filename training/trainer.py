@@ -72,6 +72,13 @@ class CWRPOTrainer:
     ) -> None:
         import torch
 
+        from flowsteer.errors import UserError
+
+        from .policy import has_adapter
+
+        if config.loss.beta and not has_adapter(model):
+            raise UserError("loss.beta > 0 needs a LoRA adapter (the KL reference is the model with the adapter "
+                            "disabled): enable lora, or set loss.beta: 0 for full fine-tuning")
         self.config = config
         self.model = model
         self.tokenizer = tokenizer
