@@ -20,9 +20,8 @@ import argparse
 import os
 from pathlib import Path
 
-from flowsteer.integrations import compile_workflow, default_executor, export_workflow
-
 from flowsteer.dsl import parse
+from flowsteer.integrations import compile_workflow, default_executor, export_workflow
 
 # What a Flow-Director designed for a math word problem: plan, solve two ways, vote, check and
 # revise up to three times, then format the answer.

@@ -1,7 +1,9 @@
 """FlowSteer inside the LangChain/LangGraph ecosystem (importable as ``flowsteer.integrations``).
 
 * :func:`build_state_graph` / :func:`compile_workflow` -- a designed workflow as a LangGraph graph;
-* :func:`export_workflow` -- the same workflow as a standalone LangGraph module, JSON or Mermaid.
+* :func:`export_workflow` -- the same workflow as a standalone LangGraph module, JSON or Mermaid;
+* :func:`create_orchestrator_node` -- the Flow-Director as a drop-in node of your own graph;
+* :class:`FlowSteerRunnable` -- the same as a LangChain runnable for LCEL chains.
 """
 
 from .langgraph import (
@@ -12,6 +14,8 @@ from .langgraph import (
     task_input,
 )
 from .langgraph.export import EXPORT_FORMATS, default_executor, export_workflow
+from .orchestrator import OrchestratorState, create_orchestrator_node
+from .runnable import FlowSteerResult, FlowSteerRunnable
 
 __all__ = [
     "build_state_graph",
@@ -22,4 +26,8 @@ __all__ = [
     "task_input",
     "WorkflowState",
     "WorkflowInput",
+    "create_orchestrator_node",
+    "OrchestratorState",
+    "FlowSteerRunnable",
+    "FlowSteerResult",
 ]

@@ -197,5 +197,6 @@ def test_public_names_are_pinned():
     assert sorted(integrations.__all__) == sorted([
         "build_state_graph", "compile_workflow", "export_workflow", "EXPORT_FORMATS", "default_executor",
         "task_input", "WorkflowState", "WorkflowInput",
+        "create_orchestrator_node", "OrchestratorState", "FlowSteerRunnable", "FlowSteerResult",
     ])
     assert integrations.EXPORT_FORMATS == ("langgraph-py", "json", "mermaid")
