@@ -128,6 +128,24 @@ def _demo(r: dict) -> list[Row]:
     return rows
 
 
+def _constrained(r: dict) -> list[Row]:
+    rows = []
+    for suite in ("gsm8k", "humaneval"):
+        free, con = r.get(f"{suite}_unconstrained"), r.get(f"{suite}_constrained")
+        if not free or not con:
+            continue
+        for key in ("valid_action_rate", "accepted_rate", "finish_rate"):
+            rows.append((f"{suite}: {key.replace('_', ' ')} free -> constrained",
+                         f"{_f(free[key])} -> {_f(con[key])}", "", ""))
+    d = r.get("decoding", {})
+    if d.get("overhead_pct") is not None:
+        rows.append(("logits-processor time per token / model decode time per token",
+                     f"{_f(d['overhead_pct'], 1)}% ({_f(d['processor_ms_per_token'], 2)} / "
+                     f"{_f(d['model_decode_ms_per_token'], 2)} ms)", f"<= {d.get('target_pct', 10)}%",
+                     _verdict(d["overhead_pct"] <= d.get("target_pct", 10))))
+    return rows
+
+
 def _generic(r: dict) -> list[Row]:
     met = r.get("target_met")
     return [("see the JSON", r.get("summary", "") if isinstance(r.get("summary"), str) else "",
@@ -137,8 +155,9 @@ def _generic(r: dict) -> list[Row]:
 RENDERERS: dict[str, Callable[[dict], list[Row]]] = {
     "parallel": _parallel, "overhead": _overhead, "incremental": _incremental, "rollout": _rollout,
     "context": _context, "sandbox": _sandbox, "training": _training, "demo": _demo,
+    "constrained": _constrained,
 }
-ORDER = ["parallel", "overhead", "incremental", "rollout", "context", "sandbox", "training", "demo"]
+ORDER = ["parallel", "overhead", "incremental", "rollout", "context", "sandbox", "training", "demo", "constrained"]
 
 
 def _machine(r: dict) -> dict:
