@@ -202,7 +202,8 @@ async def aevaluate(
     ``baseline`` is a spec (``io``, ``cot``, ``sc``/``sc:K``, ``template:NAME``, ``single-turn``,
     ``untrained``) or a method object; None evaluates the director. ``dataset`` names the group in
     the results (default: each task's ``source``). ``label`` renames the method in results and
-    tables. ``executor_identity`` keys the call cache (default: derived from the model's class and
+    tables. ``director`` is a chat model (run by a :class:`~flowsteer.director.Director` with
+    ``director_config``) or a ready ``Director``. ``executor_identity`` keys the call cache (default: derived from the model's class and
     parameters). ``on_start(total, skipped)`` and ``on_result(item)`` feed a progress display.
     Returns the summary of ``out_dir``'s whole results file, or of this call's items without one.
     """
@@ -225,13 +226,12 @@ async def aevaluate(
         sandbox = Sandbox()
     store = CallStore(out / CACHE_FILE) if out is not None and cache else None
     cached = CachedChatModel(executor, store, identity=executor_identity) if store is not None else None
-    model = cached if cached is not None else executor
-    ctx = _context(method, model, director, director_config, registry, sandbox, max_turns)
-    if on_start is not None:
-        on_start(len(plan.todo) + plan.skipped, plan.skipped)
-    logger.info("evaluating %s on %d items (%d already done), concurrency %d", plan.label, len(plan.todo),
-                plan.skipped, concurrency)
     try:
+        ctx = _context(method, cached if cached is not None else executor, director, director_config, registry, sandbox, max_turns)
+        if on_start is not None:
+            on_start(len(plan.todo) + plan.skipped, plan.skipped)
+        logger.info("evaluating %s on %d items (%d already done), concurrency %d", plan.label, len(plan.todo),
+                    plan.skipped, concurrency)
         fresh = await _run_all(plan, ctx, dataset, concurrency, out, sandbox, on_result)
     finally:
         if store is not None and cached is not None:
