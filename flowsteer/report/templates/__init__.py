@@ -1,0 +1,1 @@
+"""Package data of the HTML report: the page skeleton and its stylesheet."""
