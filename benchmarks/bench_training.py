@@ -14,9 +14,11 @@ Batch: B sequences of P prompt + C sampled tokens (random ids, seeded), one poli
   completions (no fixed batch) and patches a fused LM head; so its per-token log-probs come from a
   plain forward + TRL's ``selective_log_softmax`` / ``entropy_from_logits`` helpers.
 
-Each case runs in its own process (full mode) so peak RSS is its own; memory = peak RSS sampled every
-5 ms during the timed updates minus the RSS before them, plus the process's ru_maxrss. Medians over
-repeats after one warm-up update.
+Each model runs in its own process (imports paid once); its cases run in the order cwrpo,
+cwrpo_matched, trl_grpo, each on a freshly loaded model. Memory = peak RSS sampled every 5 ms during
+the timed updates minus the RSS just before them (ours first, so memory the allocator kept from an
+earlier case can only flatter TRL), plus the process's ru_maxrss so far. Medians over repeats after
+one warm-up update.
 
     python benchmarks/bench_training.py [--quick]
 """
@@ -36,7 +38,7 @@ from types import SimpleNamespace
 from _common import emit, log, median_of, parser, peak_rss_mb
 
 CASES = ("cwrpo", "cwrpo_matched", "trl_grpo")
-SHAPES = {"tiny": (8, 256, 64), "smollm2": (4, 128, 64), "quick": (4, 32, 16)}
+SHAPES = {"tiny": (8, 256, 64), "smollm2": (2, 128, 32), "quick": (4, 32, 16)}
 
 
 def _rss_mb() -> float:
@@ -203,35 +205,44 @@ def run_case(model_name: str, case: str, shape: tuple[int, int, int], repeats: i
             "trainable_params": sum(x.numel() for x in trainable_parameters(model))}
 
 
-def run_isolated(model_name: str, case: str, shape, repeats: int) -> dict:
-    cmd = [sys.executable, str(Path(__file__)), "--case", case, "--model", model_name, "--repeats", str(repeats),
+def run_isolated(model_name: str, shape, repeats: int) -> list[dict]:
+    cmd = [sys.executable, str(Path(__file__)), "--case", "all", "--model", model_name, "--repeats", str(repeats),
            "--shape", ",".join(map(str, shape))]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1700)
     if out.returncode != 0:
-        return {"model": model_name, "case": case, "error": out.stderr[-2000:]}
+        return [{"model": model_name, "case": "all", "error": out.stderr[-2000:]}]
     return json.loads(out.stdout)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--case", choices=CASES, help=argparse_hidden())
+    p.add_argument("--case", choices=[*CASES, "all"], help=argparse_hidden())
+    p.add_argument("--models", default="tiny,smollm2", help="comma-separated: tiny, smollm2 (full mode)")
     p.add_argument("--model", default="tiny")
     p.add_argument("--repeats", type=int, default=0)
     p.add_argument("--shape", default="")
     args = p.parse_args(argv)
-    if args.case:  # child mode: one case, its JSON on stdout
+    if args.case:  # child mode: one model's cases, a JSON list on stdout
         shape = tuple(int(x) for x in args.shape.split(","))
-        sys.stdout.write(json.dumps(run_case(args.model, args.case, shape, args.repeats)) + "\n")
+        cases = CASES if args.case == "all" else (args.case,)
+        out = []
+        for case in cases:
+            log(f"training {args.model} {case} {shape}")
+            out.append(run_case(args.model, case, shape, args.repeats))
+        sys.stdout.write(json.dumps(out) + "\n")
         return 0
-    plan = [("tiny", SHAPES["quick"], 2)] if args.quick else [("tiny", SHAPES["tiny"], 5), ("smollm2", SHAPES["smollm2"], 2)]
+    repeats = {"tiny": 3, "smollm2": 2}
+    plan = ([("tiny", SHAPES["quick"], 2)] if args.quick else
+            [(m, SHAPES[m], repeats[m]) for m in args.models.split(",")])
     results = []
-    for model_name, shape, repeats in plan:
-        for case in CASES:
-            log(f"training {model_name} {case} {shape}")
-            if args.quick:
-                results.append(run_case(model_name, case, shape, repeats))
-            else:
-                results.append(run_isolated(model_name, case, shape, repeats))
+    for model_name, shape, n in plan:
+        if args.quick:
+            for case in CASES:
+                log(f"training {model_name} {case} {shape}")
+                results.append(run_case(model_name, case, shape, n))
+        else:
+            log(f"training {model_name} {shape}: one process, cases {', '.join(CASES)}")
+            results.extend(run_isolated(model_name, shape, n))
     ratios = {}
     for model_name, _, _ in plan:
         by = {r["case"]: r for r in results if r["model"] == model_name and "error" not in r}
@@ -241,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     emit("training", {
         "method": " ".join(__doc__.split("\n\n")[2:4]).replace("\n", " "),
         "device": "cpu (float32)",
-        "memory_note": "quick mode runs every case in one process: ru_maxrss is shared" if args.quick else
-                       "one process per case",
+        "memory_note": "cases of one model share a process (ours first): process_peak_rss_mb is cumulative; "
+                       "update_peak_rss_increase_mb is per case",
         "results": results,
         "time_ratios": ratios,
         "target": "report tokens/s and peak memory next to TRL's GRPO loss path (no numeric target)",
