@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from pathlib import Path
 
@@ -126,12 +127,20 @@ def test_only_baselines_and_an_unparsable_design(tmp_path: Path) -> None:
 
 # -- training reports ----------------------------------------------------------------------------
 def director_metrics(steps: int) -> list[dict]:
-    """Lines shaped like CWRPOTrainer's metrics.jsonl for director episodes."""
-    keys = ("clip_fraction", "episodes", "fallback", "finished", "grad_norm", "kl", "loss", "lr", "operators",
-            "r_answer", "r_div", "reward_std", "time_rollout", "time_step", "time_update", "turns")
-    return [{**{k: 0.1 * s for k, v in zip(keys, range(len(keys)), strict=True)}, "step": s,
-             "reward_mean": 0.2 + 0.01 * s, "valid_action_rate": min(1.0, 0.5 + 0.005 * s)}
-            for s in range(1, steps + 1)]
+    """Lines shaped like CWRPOTrainer's metrics.jsonl for director episodes (a slowly improving run)."""
+    out = []
+    for s in range(1, steps + 1):
+        wobble = 0.03 * math.sin(s)
+        out.append({
+            "step": s, "reward_mean": 0.2 + 0.01 * s, "reward_std": 0.3 - 0.002 * s + wobble,
+            "r_div": 0.4 + 0.005 * s, "r_answer": 0.1 + 0.008 * s + wobble, "answer_score": 0.1 + 0.008 * s,
+            "valid_action_rate": min(1.0, 0.5 + 0.005 * s), "turns": 8 - 0.05 * s, "finished": 0.6 + 0.005 * s,
+            "fallback": max(0.0, 0.3 - 0.005 * s), "operators": 4 + 0.03 * s, "kl": 0.001 * s * (1 + wobble),
+            "clip_fraction": 0.05 + wobble / 3, "grad_norm": 1.5 - 0.01 * s + wobble, "lr": 1e-4, "loss": wobble,
+            "episodes": 16.0, "zero_variance_fraction": 0.25, "time_rollout": 30 + 10 * wobble,
+            "time_update": 6.0, "time_step": 36 + 10 * wobble,
+        })
+    return out
 
 
 def test_training_report_from_metrics(tmp_path: Path) -> None:

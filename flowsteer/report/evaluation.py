@@ -82,11 +82,12 @@ def _scores(groups: Sequence[GroupSummary]) -> str:
                      g.n, g.correct, g.errors, g.fallbacks, f"{g.mean_turns:.1f}",
                      f"{g.tokens['mean_in'] + g.tokens['mean_out']:.0f}", f"{g.latency['p50']:.2f}"))
     headers = ("dataset", "method", "metric", "score %", "95% CI", "", "n", "correct", "errors", "fallbacks",
-               "mean turns", "tokens / item", "p50 latency s")
-    method = {g.ci.method for g in groups}
-    note = ("Intervals: Wilson for accuracy, pass@1 and EM; seeded percentile bootstrap for mean F1."
-            if method else "")
-    return (f"<section id='scores'><h2>Scores</h2>{table(headers, rows, numeric=(3, 6, 7, 8, 9, 10, 11, 12), raw=(5,))}"
+               "turns", "tokens/item", "p50 s")
+    note = "Intervals: Wilson for accuracy, pass@1 and EM; seeded percentile bootstrap for mean F1."
+    return (f"<section id='scores'><h2>Scores</h2>"
+            f"<div class='scroll'>{table(headers, rows, numeric=(3, 6, 7, 8, 9, 10, 11, 12), raw=(5,), css='compact')}"
+            "</div><p class='note'>turns: mean director turns per item; tokens/item: director + executor, in + out; "
+            "p50 s: median seconds per item.</p>"
             f"<p class='note'>{esc(note)}</p></section>")
 
 
@@ -107,6 +108,10 @@ def design_block(dsl: str, meta: str = "") -> str:
             f"<details><summary>Mermaid source</summary><pre>{esc(mermaid)}</pre></details></div>")
 
 
+def _common(items: Sequence[ItemResult], limit: int) -> set[str]:
+    return {dsl for dsl, _ in Counter(r.workflow for r in items if r.workflow).most_common(limit)}
+
+
 def _designs(items: Sequence[ItemResult], limit: int) -> str:
     counts = Counter(r.workflow for r in items if r.workflow)
     if not counts:
@@ -121,9 +126,16 @@ def _designs(items: Sequence[ItemResult], limit: int) -> str:
                                         f"{methods}"))
     legend = "".join(f"<span style='background:{c}'>{esc(role)}</span>" for role, c in _role_colours())
     return (f"<section id='designs'><h2>Most common workflow designs</h2>"
-            f"<p>{len(counts)} distinct design{'s' if len(counts) > 1 else ''}; "
-            f"{'the ' + str(min(limit, len(counts))) + ' most used' if len(counts) > 1 else 'it'}:</p>"
+            f"<p>{_count_line(len(counts), limit)}</p>"
             f"<p class='legend'>{legend}</p><div class='designs'>{''.join(blocks)}</div></section>")
+
+
+def _count_line(distinct: int, limit: int) -> str:
+    if distinct == 1:
+        return "One design for every item with a workflow:"
+    if distinct <= limit:
+        return f"{distinct} distinct designs, by use:"
+    return f"{distinct} distinct designs; the {limit} most used:"
 
 
 def _role_colours() -> list[tuple[str, str]]:
@@ -133,8 +145,9 @@ def _role_colours() -> list[tuple[str, str]]:
 
 
 def _pick(items: Sequence[ItemResult], k: int) -> tuple[list[ItemResult], list[ItemResult]]:
-    """The ``k`` best and ``k`` worst items (director items when any, else all), never the same twice."""
-    pool = [r for r in items if r.workflow] or list(items)
+    """The ``k`` best and ``k`` worst items, never the same twice: director episodes when there are any,
+    else items with a workflow, else all."""
+    pool = [r for r in items if r.turns > 0] or [r for r in items if r.workflow] or list(items)
     best = sorted(pool, key=lambda r: (-r.value, r.tokens_in + r.tokens_out))[:k]
     chosen = {r.key for r in best}
     worst = [r for r in sorted(pool, key=lambda r: (r.value, -len(r.errors))) if r.key not in chosen][:k]
@@ -161,44 +174,60 @@ def _turns(trajectory: Mapping[str, Any]) -> str:
         what = turn.get("action") or (f"invalid: {turn['parse_failure']}" if turn.get("parse_failure") else
                                       turn.get("raw_output", ""))
         verdict = "accepted" if turn.get("accepted") else ("not sent" if not turn.get("sent", True) else "rejected")
+        feedback = str(turn.get("feedback", ""))
+        full = f"<details><summary>full feedback</summary><pre>{esc(_clip(feedback))}</pre></details>" if feedback else ""
         rows.append((turn.get("index", ""), turn.get("kind", ""), f"<pre>{esc(_clip(str(what), 400))}</pre>", verdict,
-                     f"<pre>{esc(_clip(str(turn.get('feedback', '')), 600))}</pre>"))
+                     esc(_feedback_gist(feedback)) + full))
     return table(("turn", "kind", "director output", "verdict", "canvas feedback"), rows, numeric=(0,), raw=(2, 4))
 
 
-def _episode(item: ItemResult, trajectory: Mapping[str, Any] | None, good: bool) -> str:
+def _feedback_gist(feedback: str) -> str:
+    """The canvas's ``[Message]`` line (what happened), else its first line of content."""
+    lines = [ln.strip() for ln in feedback.splitlines() if ln.strip() and not ln.strip().startswith("<")]
+    message = next((ln for ln in lines if ln.startswith("[Message]")), lines[0] if lines else "")
+    return _clip(message.removeprefix("[Message]:").strip(), 300)
+
+
+def _episode(item: ItemResult, trajectory: Mapping[str, Any] | None, good: bool, drawn: set[str],
+             first: bool) -> str:
+    """One item's card; ``first`` opens its turn table (the others start folded)."""
     verdict = "correct" if item.correct else "wrong"
     tags = "".join(f"<span class='tag'>{esc(t)}</span>" for t in (item.dataset, item.method, item.task_id))
     tags += f"<span class='tag {'good' if item.correct else 'bad'}'>{item.metric} {_pct(item.value)} · {verdict}</span>"
     parts = [f"<div class='episode {'good' if good else 'bad'}'><div>{tags}</div>"]
+    answer = f"<div><h3>Answer</h3><pre>{esc(_clip(item.answer or '(no answer)'))}</pre></div>"
     if trajectory is not None:
         question = trajectory.get("task", {}).get("question", "")
-        parts.append(f"<h3>Task</h3><pre>{esc(_clip(str(question)))}</pre>")
-    parts.append(f"<h3>Answer</h3><pre>{esc(_clip(item.answer or '(no answer)'))}</pre>")
+        answer = f"<div><h3>Task</h3><pre>{esc(_clip(str(question)))}</pre></div>" + answer
+    parts.append(f"<div class='pair'>{answer}</div>")
     if item.errors:
         parts.append("<h3>Errors</h3><pre>" + esc(_clip("\n".join(item.errors))) + "</pre>")
     if item.workflow:
-        parts.append("<h3>Workflow</h3>" + design_block(item.workflow))
+        shown = item.workflow in drawn
+        parts.append(f"<h3>Workflow</h3><details{'' if shown else ' open'}><summary>"
+                     f"{'diagram (drawn above)' if shown else 'diagram'}</summary>{design_block(item.workflow)}"
+                     "</details>")
     designed = item.details.get("designed")
     if designed and designed != item.workflow:
         parts.append("<h3>Designed by the director (replaced by the fallback)</h3>" + design_block(str(designed)))
     parts.append("<details><summary>Item details</summary>" + _details_table(item) + "</details>")
     if trajectory is not None and trajectory.get("turns"):
-        parts.append(f"<details open><summary>Turns ({len(trajectory['turns'])} director calls)</summary>"
+        parts.append(f"<details{' open' if first else ''}><summary>Turns ({len(trajectory['turns'])} director calls)</summary>"
                      f"{_turns(trajectory)}</details>")
     parts.append("</div>")
     return "".join(parts)
 
 
 def _episodes(items: Sequence[ItemResult], trajectories: Mapping[tuple[str, str, str], Mapping[str, Any]],
-              k: int) -> str:
+              k: int, drawn: set[str]) -> str:
     best, worst = _pick(items, k)
     note = ("" if trajectories else
             f"<p class='note'>This run stored no per-turn data ({TRAJECTORIES_FILE}); items show their final "
             "workflow, answer and recorded details.</p>")
-    body = "<h3>Best</h3>" + "".join(_episode(r, trajectories.get(r.key), True) for r in best)
+    body = "<h3>Best</h3>" + "".join(_episode(r, trajectories.get(r.key), True, drawn, i == 0) for i, r in enumerate(best))
     if worst:
-        body += "<h3>Worst</h3>" + "".join(_episode(r, trajectories.get(r.key), False) for r in worst)
+        body += "<h3>Worst</h3>" + "".join(_episode(r, trajectories.get(r.key), False, drawn, i == 0)
+                                   for i, r in enumerate(worst))
     return f"<section id='episodes'><h2>Best and worst items</h2>{note}{body}</section>"
 
 
@@ -218,6 +247,6 @@ def eval_page(run_dir: Path, *, episodes: int = 3, designs: int = 4) -> Page:
         f"<section id='overview'><h2>Overview</h2>{_cards(items, groups)}</section>",
         _scores(groups),
         _designs(items, designs),
-        _episodes(items, trajectories, episodes),
+        _episodes(items, trajectories, episodes, _common(items, designs)),
     )
     return Page(title=f"FlowSteer evaluation: {run_dir.name}", subtitle=subtitle, sections=sections)

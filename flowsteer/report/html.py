@@ -50,8 +50,11 @@ def esc(value: object) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, numeric: Iterable[int] = (),
-          raw: Iterable[int] = ()) -> str:
-    """An HTML table; columns in ``numeric`` are right-aligned, cells in ``raw`` columns are HTML."""
+          raw: Iterable[int] = (), css: str = "") -> str:
+    """An HTML table; columns in ``numeric`` are right-aligned, cells in ``raw`` columns are HTML.
+
+    ``css`` is the table's class (``compact``: cells never wrap).
+    """
     right, html_cols = set(numeric), set(raw)
     num = ' class="num"'
     head = "".join(f"<th{num if i in right else ''}>{esc(h)}</th>" for i, h in enumerate(headers))
@@ -61,7 +64,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, numeric: 
             f"<td{num if i in right else ''}>{cell if i in html_cols else esc(cell)}</td>"
             for i, cell in enumerate(row))
         body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    opening = f"<table class='{esc(css)}'>" if css else "<table>"
+    return f"{opening}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def png_data_uri(data: bytes) -> str:
