@@ -288,3 +288,21 @@ async def test_eval_with_retries_recovers_most_items_within_concurrency(tmp_path
     assert faulty.max_in_flight <= 3  # a sequential template: one executor call per running item
     # errors of items that gave up say how many attempts were made
     assert all("failed after 4 attempt" in r.errors[0] for r in aborted)
+
+
+# -- a faulty director ----------------------------------------------------------------------------------------
+async def test_director_backend_faults_need_retries_to_finish_the_batch() -> None:
+    """Director calls are not retried by the loop: a raised call ends the episode (and ``arun_many``).
+    Wrapped with :func:`with_retries` (no generation kwargs are lost for fakes) every episode ends."""
+    tasks = math_tasks(6)
+    executor = SimulatedExecutor({t.question: t.answer or "" for t in tasks}, skill=0.8)
+    raising = FaultyChatModel(policy_director(), fail_rate=0.3, seed=4)
+    bare = Director(raising, config=DirectorConfig(max_turns=20, fallback=False))
+    with pytest.raises(InjectedFault):
+        await bare.arun_many(tasks, executor, concurrency=3)
+    flaky = FaultyChatModel(policy_director(), fail_rate=0.2, timeout_rate=0.1, hang_s=30.0, seed=4)
+    wrapped = with_retries(flaky, attempts=8, backoff=0.001, max_backoff=0.01, timeout=0.2)
+    director = Director(wrapped, config=DirectorConfig(max_turns=20, fallback=False))
+    trajectories = await director.arun_many(tasks, executor, concurrency=3)
+    assert len(trajectories) == 6 and all(t.stop_reason in ("finish", "max_turns") for t in trajectories)
+    assert wrapped.stats.retries > 0 and wrapped.stats.gave_up == 0
