@@ -150,8 +150,10 @@ class NodeCache:
         return result
 
     def put(self, key: str, result: OperatorResult) -> None:
-        if result.error is None:  # failures are retried next time
-            self.entries[key] = result
+        # Results with ``error`` set are values the operator returned (a parse failure, code that
+        # failed in the sandbox): re-running the same call would repeat them, so they are cached
+        # too. Raised failures never reach the cache.
+        self.entries[key] = result
 
 
 @dataclass
