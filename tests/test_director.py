@@ -403,3 +403,16 @@ def test_cli_reports_bad_specs_as_errors(capsys):
 
     assert main(["run", "What is 1+1?", "--director", "gpt4"]) == 2
     assert "unknown model spec" in capsys.readouterr().err
+
+
+def test_repair_calls_stay_within_the_budget():
+    long_prose = "I would first think about the problem in a lot of detail. " * 200
+    model = ScriptedChatModel([], default=long_prose)
+    config = DirectorConfig(max_turns=3, context_budget=1200, max_action_tokens=64, max_repair_tokens=32,
+                            max_prompt_tokens=32, feedback_chars=5000)
+    trajectory = Director(model, config=config).run(Task(QUESTION + " more" * 400), _executor())
+    repairs = [t for t in trajectory.turns if t.kind == "repair"]
+    assert len(repairs) == 3
+    for record in trajectory.turns:
+        limit = 32 if record.kind == "repair" else 64
+        assert record.context_tokens + limit <= 1200

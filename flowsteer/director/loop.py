@@ -172,6 +172,9 @@ class Director:
             failed = pending[-1]
             repair_messages = self._repair_messages(messages, failed)
             used = self.count_tokens(repair_messages)
+            if used + cfg.max_repair_tokens > cfg.context_budget:  # never over budget: drop the echo
+                repair_messages[-2] = {"role": "assistant", "content": "(no action)"}
+                used = self.count_tokens(repair_messages)
             kwargs = self._kwargs(ep, obs, cfg.max_repair_tokens)
             result = await call_model(self.model, repair_messages, kwargs, used)
             pending.append(_Pending(turn, repair_messages, result, "repair", used, self._parse(ep, result)))
