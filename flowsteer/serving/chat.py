@@ -66,8 +66,8 @@ def vllm_chat_model(model: str, base_url: str, *, api_key: str = "EMPTY", **kwar
             loop = id(asyncio.get_running_loop())
             if loop != self.loop_id:
                 self.root_async_client = openai.AsyncOpenAI(
-                    api_key=self.openai_api_key.get_secret_value() if self.openai_api_key else api_key,
-                    base_url=self.openai_api_base, max_retries=self.max_retries, timeout=self.request_timeout)
+                    api_key=api_key, base_url=self.openai_api_base, max_retries=int(self.max_retries or 0),
+                    timeout=self.request_timeout)  # type: ignore[arg-type]
                 self.async_client = self.root_async_client.chat.completions
                 self.loop_id = loop
             return await super()._agenerate(*args, **kw)
@@ -89,4 +89,5 @@ def vllm_chat_model(model: str, base_url: str, *, api_key: str = "EMPTY", **kwar
                     generation.message.response_metadata["flowsteer_tokens"] = tokens
             return result
 
-    return VLLMChatOpenAI(model=model, base_url=base_url, api_key=api_key, max_retries=1, **kwargs)
+    return VLLMChatOpenAI(model=model, base_url=base_url, api_key=api_key,  # type: ignore[arg-type]
+                          max_retries=1, **kwargs)

@@ -176,6 +176,7 @@ class VLLMServer:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._log_path = Path(log_path) if log_path is not None else None
         self._cpu: bool | None = None
+        self._argv: list[str] = []
         self.adapters: dict[str, str] = dict(config.adapters)
 
     # -- addresses -----------------------------------------------------------------------------
@@ -257,7 +258,7 @@ class VLLMServer:
         if zero and cfg.adapters:
             template = next(iter(cfg.adapters.values()))
             self.adapters[BASE_ALIAS] = str(write_zero_adapter(template, Path(self._tmp.name) / BASE_ALIAS))
-        argv = self.command(python, cpu=self._cpu)
+        argv = self._argv = self.command(python, cpu=self._cpu)
         logger.info("starting vLLM: %s", shlex.join(argv))
         log = open(self._log_path, "ab")  # noqa: SIM115 - the child writes to it for its whole life
         try:
@@ -286,7 +287,7 @@ class VLLMServer:
             if self.process is not None and self.process.poll() is not None:
                 raise ServerStartError(
                     f"the vLLM server exited with code {self.process.returncode} before it was ready.\n"
-                    f"Command: {shlex.join(map(str, self.process.args))}\n--- log tail ---\n{self.log_tail()}")
+                    f"Command: {shlex.join(self._argv)}\n--- log tail ---\n{self.log_tail()}")
             if self.is_ready():
                 return time.monotonic() - started
             if time.monotonic() - started > timeout_s:
