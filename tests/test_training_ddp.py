@@ -17,6 +17,16 @@ from flowsteer.training.distributed import DistContext  # noqa: E402
 from flowsteer.training.toy import ToyTokenRecord  # noqa: E402
 from flowsteer.training.update import UpdateSettings, accumulate_gradients, fill_logprobs, ppo_update  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a shared 2-core machine, thread oversubscription costs more than it gives."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 GROUPS, G = 4, 3
 SETTINGS = UpdateSettings(loss=LossConfig(beta=0.05, aggregation="seq-mean-token-mean", num_minibatches=1),
                           temperature=0.7, micro_batch_size=2, max_grad_norm=1.0)
@@ -70,6 +80,7 @@ def gradients_and_update(eps, dist):
 def _worker(rank, world, init_file, out_dir):
     import torch.distributed as tdist
 
+    torch.set_num_threads(1)
     tdist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         dist = DistContext(rank=rank, world_size=world, backend="gloo")
@@ -80,6 +91,7 @@ def _worker(rank, world, init_file, out_dir):
         tdist.destroy_process_group()
 
 
+@pytest.mark.slow  # two spawned interpreters importing torch/transformers: 20 s idle, minutes on a busy machine
 def test_two_gloo_processes_match_one_process_on_the_whole_batch(tmp_path):
     import torch.multiprocessing as mp
 

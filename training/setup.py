@@ -67,7 +67,11 @@ def build_rollout(config: CWRPOConfig, model: Any, tokenizer: Any, tasks: list[A
     """Director rollouts over ``model`` (already prepared with LoRA) through the HF engine."""
     from flowsteer.operators import default_registry
 
-    engine = HFEngine(model, tokenizer, config.rollout, seed=config.seed)
+    match config.rollout.engine:
+        case "hf":
+            engine = HFEngine(model, tokenizer, config.rollout, seed=config.seed)
+        case other:
+            raise UserError(f"rollout.engine {other!r} is not available: use 'hf'")
     executor = make_executor(config.rollout.executor, tasks, config.rollout.executor_options)
     sandbox = None
     if any(t.kind == "code" for t in tasks):
