@@ -124,9 +124,15 @@ def _training(r: dict) -> list[Row]:
 
 
 def _demo(r: dict) -> list[Row]:
-    rows = []
+    loads = r.get("model_load_s", {})
+    rows = [(f"model load alone, {k.removesuffix('_s')} (s)", _f(v, 1), "", "") for k, v in loads.items()]
     for x in r.get("runs", []):
-        rows.append((f"`flowsteer run` wall, model {x['cache']} (s)", _f(x.get("wall_s"), 1), "", "" if x.get("ok") else "failed"))
+        state = "" if x.get("ok") else (f"timed out after {_f(x['timed_out_after_s'], 0)} s"
+                                        if x.get("timed_out_after_s") else "failed")
+        rows.append((f"`flowsteer run` ({x.get('max_turns')} turns) wall, model {x['cache']} (s)",
+                     _f(x.get("wall_s"), 1), "", state))
+        if x.get("output_tokens_per_s") is not None:
+            rows.append((f"  director + executor output tokens/s ({x['cache']})", _f(x["output_tokens_per_s"], 1), "", ""))
         if x.get("director_tokens_per_s") is not None:
             rows.append((f"  director output tokens/s ({x['cache']})", _f(x["director_tokens_per_s"], 1), "", ""))
     return rows
@@ -172,7 +178,7 @@ def _machine(r: dict) -> dict:
 def _section(name: str, r: dict) -> list[str]:
     m = _machine(r)
     head = [f"### {name}", ""]
-    if r.get("status") != "ok":
+    if r.get("status") not in ("ok", "partial"):
         return head + [f"Not measured: {r.get('status')} ({m.get('date', '?')}). "
                        f"{(r.get('stderr_tail') or '').strip().splitlines()[-1:] or ''}", ""]
     try:
@@ -192,7 +198,7 @@ def _misses(results: dict[str, dict[str, Any]], names: list[str]) -> list[str]:
     lines = []
     for name in names:
         r = results[name]
-        if r.get("status") != "ok":
+        if r.get("status") not in ("ok", "partial"):
             lines.append(f"- **{name}**: not measured ({r.get('status')}).")
             continue
         try:
@@ -243,7 +249,7 @@ def render_report(results: dict[str, dict[str, Any]], notes: str = "") -> str:
     for name in names:
         r = results[name]
         verdicts = []
-        if r.get("status") == "ok":
+        if r.get("status") in ("ok", "partial"):
             try:
                 verdicts = [d for *_, d in RENDERERS.get(name, _generic)(r) if d in ("**met**", "**MISSED**")]
             except (KeyError, TypeError):

@@ -42,16 +42,23 @@ def _env(cache_dir: str | None) -> dict[str, str]:
 
 
 def time_load(cache_dir: str | None) -> float | None:
-    out = subprocess.run([sys.executable, "-c", LOAD_SNIPPET], capture_output=True, text=True, env=_env(cache_dir),
-                         timeout=900, cwd=ROOT)
+    try:
+        out = subprocess.run([sys.executable, "-c", LOAD_SNIPPET], capture_output=True, text=True,
+                             env=_env(cache_dir), timeout=900, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return None
     return float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
 
 
-def run_demo(cache: str, cache_dir: str | None, max_turns: int) -> dict:
+def run_demo(cache: str, cache_dir: str | None, max_turns: int, timeout: float) -> dict:
     cmd = [sys.executable, "-m", "flowsteer", "run", TASK, "--type", "math", "--max-turns", str(max_turns),
            "--json", "--seed", "0"]
     start = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(cache_dir), timeout=1100, cwd=ROOT)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=_env(cache_dir), timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"cache": cache, "wall_s": None, "ok": False, "max_turns": max_turns,
+                "timed_out_after_s": timeout}
     wall = time.perf_counter() - start
     result: dict = {"cache": cache, "wall_s": wall, "ok": out.returncode == 0, "max_turns": max_turns}
     if out.returncode != 0:
@@ -85,11 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--skip-cold-run", action="store_true", help="time the cold model load only, not a cold episode")
     p.add_argument("--max-turns", type=int, default=12)
+    p.add_argument("--run-timeout", type=float, default=2400, help="seconds allowed per flowsteer run")
     args = p.parse_args(argv)
     runs, loads = [], {}
     if args.quick:
         log("demo (quick): cached, 2 turns")
-        runs.append(run_demo("cached", None, 2))
+        runs.append(run_demo("cached", None, 2, args.run_timeout))
     else:
         with tempfile.TemporaryDirectory(prefix="flowsteer-cold-") as cold:
             log("demo: cold model load alone")
@@ -99,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_cold_run:
             with tempfile.TemporaryDirectory(prefix="flowsteer-cold-") as cold:
                 log("demo: flowsteer run, cold cache")
-                runs.append(run_demo("cold", cold, args.max_turns))
+                runs.append(run_demo("cold", cold, args.max_turns, args.run_timeout))
         log("demo: flowsteer run, cached")
-        runs.append(run_demo("cached", None, args.max_turns))
+        runs.append(run_demo("cached", None, args.max_turns, args.run_timeout))
     emit("demo", {
         "method": "`flowsteer run` (embedded director + executor, CPU, --seed 0) as a subprocess; cold = empty "
                   "FLOWSTEER_CACHE_DIR (GGUF converted again); tokens/s over the episode's own seconds",
@@ -113,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "target": "report wall time (cold and cached) and tokens/s (no numeric target)",
         "target_met": None,
     }, quick=args.quick)
-    return 0 if all(r["ok"] for r in runs) else 1
+    return 0  # a run that failed or timed out is a measured outcome, recorded in the JSON
 
 
 if __name__ == "__main__":

@@ -57,15 +57,18 @@ def run_one(name: str, path: Path, quick: bool, timeout: float, extra: list[str]
         report = json.loads(text[text.index("{"):]) if text else None
     except ValueError:
         report = None
-    if out.returncode != 0 or not isinstance(report, dict):
+    if not isinstance(report, dict):
         return {"benchmark": name, "status": "failed", "returncode": out.returncode, "quick": quick,
                 "stderr_tail": out.stderr[-3000:], "machine": machine_info()}
+    if out.returncode != 0:  # it printed figures but says something could not run: keep both
+        report["returncode"] = out.returncode
+        report["stderr_tail"] = out.stderr[-3000:]
     report.setdefault("quick", quick)
     if not isinstance(report.get("machine"), dict):  # scripts that do not add it (sandbox: arch string)
         if "machine" in report:
             report["machine_arch"] = report["machine"]
         report["machine"] = machine_info()
-    report["status"] = "ok"
+    report["status"] = "ok" if out.returncode == 0 else "partial"
     report["runner_seconds"] = round(seconds, 1)
     return report
 
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run_one(name, found[name], args.quick, timeout, extra)
         if extra:
             report["arguments"] = extra
-        if report["status"] != "ok":
+        if report["status"] not in ("ok",):
             failures += 1
             log(f"   {name}: {report['status']}")
         (store / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
