@@ -237,3 +237,97 @@ def test_sigkill_at_random_times_then_resume_gives_the_same_adapter(reference, t
     print(f"{len(progress)} kills; newest checkpoint after each: {progress}")
     assert len(progress) >= 2
     _assert_same(_adapter(run), _adapter(full))
+
+
+_CLI_WRAPPER = textwrap.dedent("""
+    import io, os, sys, time
+    from pathlib import Path
+
+    import torch
+
+    pause_step, marker = int(sys.argv[1]), Path(sys.argv[2])
+    real_save = torch.save
+
+    def save(obj, f, *args, **kwargs):  # half of optimizer.pt on disk, then wait for the SIGKILL
+        path = Path(f) if isinstance(f, (str, os.PathLike)) else None
+        if path is not None and path.name == "optimizer.pt" and f"step_{pause_step:06d}" in path.parent.name:
+            buffer = io.BytesIO()
+            real_save(obj, buffer, *args, **kwargs)
+            path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+            marker.write_text(str(path))
+            time.sleep(600)
+        return real_save(obj, f, *args, **kwargs)
+
+    torch.save = save
+    from flowsteer.cli import main
+
+    sys.exit(main(sys.argv[3:]))
+""")
+
+
+@pytest.mark.slow
+def test_flowsteer_train_cli_killed_mid_checkpoint_resumes(tmp_path):
+    """The real ``flowsteer train`` path (tiny model, director, canvas, simulated executor): SIGKILLed
+    while writing the step-2 checkpoint, ``--resume`` continues from step 1 and finishes."""
+    from flowsteer.testing.tiny import build_tiny_model, build_tiny_tokenizer
+
+    tok = build_tiny_tokenizer()
+    base = tmp_path / "base"
+    build_tiny_model(tok, seed=0).save_pretrained(base)
+    tok.save_pretrained(base)
+    wrapper = tmp_path / "cli.py"
+    wrapper.write_text(_CLI_WRAPPER)
+
+    def config(run_dir: Path) -> Path:
+        path = tmp_path / f"{run_dir.name}.yaml"
+        path.write_text(f"""
+seed: 5
+max_steps: 3
+model: {{name_or_path: "{base}", device: cpu}}
+lora: {{r: 4, alpha: 8, dropout: 0.0}}
+rollout:
+  tasks_per_step: 1
+  group_size: 2
+  max_turns: 2
+  max_new_tokens: 40
+  context_budget: 768
+  concurrency: 1
+  constrain: true
+  constrain_options: {{set_prompt: false, node_actions: false, max_list: 2}}
+  director_options: {{max_prompt_tokens: 8, repair_attempts: 0}}
+data: {{datasets: [gsm_synthetic], limit: 4}}
+logging: {{run_dir: "{run_dir}", save_every: 1, keep_last: 3, progress: false}}
+""")
+        return path
+
+    def cli(run_dir: Path, *extra: str, pause: int = 0) -> subprocess.Popen[bytes]:
+        marker = tmp_path / "paused"
+        return subprocess.Popen([sys.executable, str(wrapper), str(pause), str(marker), "train", "--config",
+                                 str(config(run_dir)), *extra], env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+
+    full, run = tmp_path / "full", tmp_path / "run"
+    done = cli(full)
+    _, err = done.communicate(timeout=500)
+    assert done.returncode == 0, err.decode()[-3000:]
+
+    proc = cli(run, pause=2)
+    marker = tmp_path / "paused"
+    deadline = time.monotonic() + 500
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    _assert_valid_checkpoint(run, 1)
+    assert any(p.name.startswith(".tmp_step_000002") for p in (run / "checkpoints").iterdir())
+
+    resumed = cli(run, "--resume")
+    _, err = resumed.communicate(timeout=500)
+    assert resumed.returncode == 0, err.decode()[-3000:]
+    assert [m["step"] for m in _steps(run)] == [1, 2, 3]
+    assert latest_checkpoint(run).name == "step_000003"
+    got = load_file(str(latest_checkpoint(run) / "trainable.safetensors"))
+    expected = load_file(str(latest_checkpoint(full) / "trainable.safetensors"))
+    _assert_same(got, expected)
