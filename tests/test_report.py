@@ -17,6 +17,7 @@ from flowsteer.dsl import parse
 from flowsteer.errors import UserError
 from flowsteer.evaluation import evaluate, wilson_interval
 from flowsteer.report import build_report, detect_run, workflow_svg, write_report
+from flowsteer.report.evaluation import trajectory_record
 from flowsteer.tasks import Task
 from flowsteer.testing import ScriptedChatModel, SimulatedExecutor
 
@@ -43,9 +44,8 @@ def make_eval_run(out: Path, *, trajectories: bool = True) -> list[Task]:
         director = Director(policy_director())
         with (out / "trajectories.jsonl").open("w") as fh:
             for task in tasks:
-                record = director.run(task, SimulatedExecutor({task.question: str(task.answer)}, skill=0.5)).to_dict()
-                fh.write(json.dumps({"dataset": "toy", "method": "flowsteer", "task_id": task.id, **record},
-                                    default=str) + "\n")
+                episode = director.run(task, SimulatedExecutor({task.question: str(task.answer)}, skill=0.5))
+                fh.write(json.dumps(trajectory_record("toy", "flowsteer", task.id, episode), default=str) + "\n")
     return tasks
 
 

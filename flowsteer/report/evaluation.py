@@ -21,12 +21,17 @@ from flowsteer.evaluation.harness import RESULTS_FILE
 from flowsteer.evaluation.results import GroupSummary, ItemResult, latest, read_results, summarize
 from flowsteer.report.html import Page, esc, table
 
-__all__ = ["eval_page", "TRAJECTORIES_FILE", "read_trajectories", "design_block"]
+__all__ = ["eval_page", "TRAJECTORIES_FILE", "read_trajectories", "trajectory_record", "design_block"]
 
 logger = logging.getLogger(__name__)
 
 TRAJECTORIES_FILE = "trajectories.jsonl"
 _TEXT_LIMIT = 1500
+
+
+def trajectory_record(dataset: str, method: str, task_id: str, trajectory: Any) -> dict[str, Any]:
+    """One ``trajectories.jsonl`` line: the item's key next to ``trajectory.to_dict()``."""
+    return {"dataset": dataset, "method": method, "task_id": task_id, **trajectory.to_dict()}
 
 
 def read_trajectories(run_dir: Path) -> dict[tuple[str, str, str], Mapping[str, Any]]:
