@@ -137,11 +137,22 @@ def _place(layout: _Layout, insertion: list[str]) -> None:
             xs = [layout.boxes[p].x for p in preds.get(box.name, [])]
             box.order_key = sum(xs) / len(xs) if xs else 0.0
         row.sort(key=lambda b: (b.order_key, rank.get(b.name.split("->")[0], 0)))
-        total = sum(b.width for b in row) + _GAP * (len(row) - 1)
-        left = -total / 2
-        for box in row:
-            box.x = left + box.width / 2
-            left += box.width + _GAP
+        _spread(row)
+
+
+def _spread(row: list[_Box]) -> None:
+    """Put each box under its predecessors' mean, then push neighbours apart (keeping the order)
+    and shift the row so that, on average, boxes sit where they wanted to."""
+    wanted = [b.order_key for b in row]
+    xs = list(wanted)
+    for i in range(1, len(row)):  # left to right: no overlap
+        xs[i] = max(xs[i], xs[i - 1] + (row[i - 1].width + row[i].width) / 2 + _GAP)
+    shift = (sum(wanted) - sum(xs)) / len(xs)
+    xs = [x + shift for x in xs]
+    for i in range(len(row) - 2, -1, -1):  # right to left after the shift: still no overlap
+        xs[i] = min(xs[i], xs[i + 1] - (row[i].width + row[i + 1].width) / 2 - _GAP)
+    for box, x in zip(row, xs, strict=True):
+        box.x = x
 
 
 def _shape(box: _Box, dx: float) -> str:
