@@ -47,5 +47,9 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+docs: venv
+	$(PIP) install -q -r docs/requirements-docs.txt
+	PYTHON=$(BIN)/python scripts/build_docs.sh
+
 clean:
 	rm -rf $(VENV) build *.egg-info
