@@ -99,8 +99,12 @@ class RolloutConfig:
     """B: distinct tasks drawn per step."""
     group_size: int = 6
     """G: episodes per task; advantages are normalised within each group."""
-    engine: Literal["hf"] = "hf"
-    """Rollout engine. ``hf`` samples with transformers ``generate`` from the very model being trained."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """Rollout engine. ``hf`` samples from the very model being trained (CPU or GPU); ``vllm`` samples
+    from a vLLM server that gets the adapter pushed (and verified) before every step."""
+    engine_options: Mapping[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the engine (vllm: ``base_url`` of a running server, or ``server_config``;
+    ``adapter_name``, ``tolerance``, ...). The base model defaults to ``model.name_or_path``."""
     temperature: float = 0.6
     """Sampling temperature; the policy log-probs are computed at the same temperature."""
     top_p: float = 0.95

@@ -72,6 +72,7 @@ class DirectorRollout:
         sandbox: Any = None,
         concurrency: int = 8,
         before_collect: Callable[[int], None] | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         from flowsteer.director import Director
 
@@ -83,6 +84,12 @@ class DirectorRollout:
         self.sandbox = sandbox
         self.concurrency = concurrency
         self.before_collect = before_collect
+        self.on_close = on_close
+
+    def close(self) -> None:
+        """Release the engine (e.g. stop a vLLM server the engine started)."""
+        if self.on_close is not None:
+            self.on_close()
 
     def make_canvas(self, *_: Any) -> Any:
         """A fresh canvas over the configured executor."""

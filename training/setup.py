@@ -67,11 +67,18 @@ def build_rollout(config: CWRPOConfig, model: Any, tokenizer: Any, tasks: list[A
     """Director rollouts over ``model`` (already prepared with LoRA) through the HF engine."""
     from flowsteer.operators import default_registry
 
+    engine: Any
     match config.rollout.engine:
         case "hf":
             engine = HFEngine(model, tokenizer, config.rollout, seed=config.seed)
+        case "vllm":
+            from .engines.vllm import VLLMEngine
+            from .export import base_model_path
+
+            options = {"base_model": base_model_path(config.model.name_or_path), **dict(config.rollout.engine_options)}
+            engine = VLLMEngine(model, tokenizer, config.rollout, **options)
         case other:
-            raise UserError(f"rollout.engine {other!r} is not available: use 'hf'")
+            raise UserError(f"rollout.engine {other!r} is not available: use 'hf' or 'vllm'")
     executor = make_executor(config.rollout.executor, tasks, config.rollout.executor_options)
     sandbox = None
     if any(t.kind == "code" for t in tasks):
@@ -88,5 +95,6 @@ def build_rollout(config: CWRPOConfig, model: Any, tokenizer: Any, tasks: list[A
         sandbox=sandbox,
         concurrency=config.rollout.concurrency,
         before_collect=engine.before_rollout,
+        on_close=getattr(engine, "close", None),
     )
     return rollout

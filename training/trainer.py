@@ -129,13 +129,18 @@ class CWRPOTrainer:
         history = []
         every = self.config.logging.save_every
         last = self.config.max_steps if until is None else min(until, self.config.max_steps)
-        while self.step < last:
-            metrics = self.train_step()
-            history.append(metrics)
-            if every and self.step % every == 0 and self.step < last:
-                self.save()
-        self.save()
-        self._close_sinks()
+        try:
+            while self.step < last:
+                metrics = self.train_step()
+                history.append(metrics)
+                if every and self.step % every == 0 and self.step < last:
+                    self.save()
+            self.save()
+        finally:
+            self._close_sinks()
+            close = getattr(self.rollout, "close", None)
+            if callable(close):
+                close()
         return history
 
     def train_step(self) -> dict[str, float]:
