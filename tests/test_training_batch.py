@@ -81,3 +81,12 @@ def test_policy_logprobs_align_with_tokens_and_match_the_sampler():
     # right padding does not change the real tokens' log-probs
     alone = token_logprobs(model, ids[1:, :3], attn[1:, :3], temperature=0.5)
     assert torch.allclose(alone, lp[1:, :3], atol=1e-5)
+
+
+def test_forced_tokens_can_be_left_out_of_the_loss():
+    # log-prob 0.0: the grammar allowed only this token; the EOS was a real choice (-0.2)
+    turn = Rec([1, 2], [10, 11, EOS], [0.0, -0.7, -0.2])
+    assert trajectory_rows([turn])[0].loss_mask == (0, 0, 1, 1, 1)
+    assert trajectory_rows([turn], mask_forced=True)[0].loss_mask == (0, 0, 0, 1, 1)
+    batch = build_batch([[turn]], [1.0], mask_forced=True)
+    assert batch.loss_mask.tolist() == [[0, 0, 0, 1, 1]]

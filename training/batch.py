@@ -45,8 +45,14 @@ class Row:
     engine_logprobs: tuple[float, ...]
 
 
-def trajectory_rows(records: Sequence[TokenRecordLike | None], *, max_row_tokens: int | None = None) -> list[Row]:
-    """Rows for one trajectory's turns (``None`` records, turns without sampled tokens, are skipped)."""
+def trajectory_rows(records: Sequence[TokenRecordLike | None], *, max_row_tokens: int | None = None,
+                    mask_forced: bool = False) -> list[Row]:
+    """Rows for one trajectory's turns (``None`` records, turns without sampled tokens, are skipped).
+
+    ``mask_forced`` gives loss mask 0 to tokens the engine sampled with probability 1 (log-prob 0:
+    forced by a grammar constraint). No choice was made there, so under the constrained policy their
+    gradient is exactly 0; training them would only move the unconstrained logits.
+    """
     rows: list[Row] = []
     ids: list[int] = []
     mask: list[int] = []
@@ -71,7 +77,7 @@ def trajectory_rows(records: Sequence[TokenRecordLike | None], *, max_row_tokens
             ids, mask, lps = [], [], []
         new_context = prompt[len(ids):]
         ids += new_context + completion
-        mask += [0] * len(new_context) + [1] * len(completion)
+        mask += [0] * len(new_context) + [0 if mask_forced and lp >= 0.0 else 1 for lp in logprobs]
         lps += [0.0] * len(new_context) + logprobs
     if ids:
         rows.append(Row(tuple(ids), tuple(mask), tuple(lps)))
@@ -154,6 +160,7 @@ def build_batch(
     *,
     pad_token_id: int = 0,
     max_row_tokens: int | None = None,
+    mask_forced: bool = False,
 ) -> PolicyBatch:
     """Pad every trajectory's rows into one :class:`PolicyBatch`.
 
@@ -170,7 +177,7 @@ def build_batch(
     row_adv: list[float] = []
     present: list[int] = []
     for episode, (records, advantage) in enumerate(zip(trajectories, advantages, strict=True)):
-        episode_rows = trajectory_rows(records, max_row_tokens=max_row_tokens)
+        episode_rows = trajectory_rows(records, max_row_tokens=max_row_tokens, mask_forced=mask_forced)
         if not episode_rows:
             continue
         for row in episode_rows:

@@ -158,6 +158,9 @@ class LossConfig:
     """Passes over each step's episodes."""
     num_minibatches: int = 1
     """Optimizer updates per epoch (episodes are split by trajectory)."""
+    mask_forced_tokens: bool = True
+    """Leave out of the loss the tokens sampled with probability 1 (forced by a grammar constraint):
+    they carry no decision, and pushing on them only drifts the unconstrained logits."""
     old_logprobs: Literal["recompute", "engine"] = "recompute"
     """Behaviour log-probs: recomputed by the trainer before the update (robust to engine numerics,
     top-p and grammar constraints) or taken from the engine's sampled-token log-probs."""

@@ -164,7 +164,7 @@ class CWRPOTrainer:
                                scale_std=loss_cfg.scale_std, eps=loss_cfg.adv_eps)
         max_row = self.config.rollout.context_budget + self.config.rollout.max_new_tokens
         batch = build_batch([e.tokens for e in episodes], adv.advantages, pad_token_id=self.pad_token_id,
-                            max_row_tokens=max_row)
+                            max_row_tokens=max_row, mask_forced=loss_cfg.mask_forced_tokens)
         started = time.perf_counter()
         metrics = fill_logprobs(self.model, batch, self.settings, self.device)
         metrics["time_logprobs"] = time.perf_counter() - started
