@@ -309,3 +309,47 @@ def test_duplicate_and_missing_task_ids_get_unique_keys(tmp_path: Path) -> None:
     summary = evaluate(tasks, executor=ScriptedChatModel(default="\\boxed{2}"), baseline="io", out_dir=tmp_path)
     ids = [r.task_id for r in summary.results]
     assert len(set(ids)) == 2 and ids[1] == ids[0] + "#2"
+
+
+# -- director episodes: trajectories.jsonl -----------------------------------------------------------
+def test_director_items_store_their_episode_and_question(tmp_path: Path) -> None:
+    from director_scripts import policy_director
+
+    from flowsteer.report.evaluation import read_trajectories
+
+    tasks = math_tasks(3)
+    executor = SimulatedExecutor({t.question: t.answer or "" for t in tasks}, skill=1.0)
+    evaluate(tasks, executor=executor, director=policy_director(), out_dir=tmp_path, concurrency=2)
+    lines = [json.loads(x) for x in (tmp_path / "trajectories.jsonl").read_text().splitlines()]
+    assert sorted(x["task_id"] for x in lines) == ["m0", "m1", "m2"]
+    results = {r.key: r for r in read_results(tmp_path / "results.jsonl")}
+    stored = read_trajectories(tmp_path)
+    assert set(stored) == set(results)
+    for key, episode in stored.items():
+        item = results[key]
+        assert item.question == episode["task"]["question"] and item.question.startswith("What is")
+        assert episode["turns"] and episode["answer"] == item.answer and episode["workflow"] == item.workflow
+
+    # a kill after an item's episode line but before its result line: resume runs it again, and
+    # the reader keeps one episode per item, the one of the surviving result
+    kept = (tmp_path / "results.jsonl").read_text().splitlines()
+    (tmp_path / "results.jsonl").write_text("\n".join(x for x in kept if '"m1"' not in x) + "\n")
+    again = evaluate(tasks, executor=executor, director=policy_director(), out_dir=tmp_path)
+    assert again.ran == 1 and again.skipped == 2
+    assert len((tmp_path / "trajectories.jsonl").read_text().splitlines()) == 4
+    stored = read_trajectories(tmp_path)
+    assert len(stored) == 3
+    latest_m1 = next(r for r in again.results if r.task_id == "m1")
+    assert stored[("toy", "flowsteer", "m1")]["answer"] == latest_m1.answer
+
+
+def test_single_turn_items_store_episodes_and_baselines_do_not(tmp_path: Path) -> None:
+    tasks = math_tasks(2)
+    executor = SimulatedExecutor({t.question: t.answer or "" for t in tasks}, skill=1.0)
+    director = ScriptedChatModel(default="Plan -> Custom -> Format")
+    evaluate(tasks, executor=executor, director=director, baseline="single-turn", out_dir=tmp_path / "st")
+    lines = [json.loads(x) for x in (tmp_path / "st" / "trajectories.jsonl").read_text().splitlines()]
+    assert [x["method"] for x in lines] == ["single-turn", "single-turn"] and all(x["turns"] for x in lines)
+    evaluate(tasks, executor=executor, baseline="io", out_dir=tmp_path / "io")
+    assert not (tmp_path / "io" / "trajectories.jsonl").exists()
+    assert [r.question for r in read_results(tmp_path / "io" / "results.jsonl")] == [t.question for t in tasks]

@@ -40,7 +40,9 @@ def make_eval_run(out: Path, *, trajectories: bool = True) -> list[Task]:
     evaluate(tasks, executor=ScriptedChatModel(default=wrong_on_odd), baseline="io", out_dir=out, concurrency=2)
     executor = SimulatedExecutor({t.question: str(t.answer) for t in tasks}, skill=0.5, seed=3)
     evaluate(tasks, executor=executor, director=policy_director(), label="flowsteer", out_dir=out, concurrency=2)
-    if trajectories:
+    if not trajectories:  # the harness stores the director's episodes itself: drop them
+        (out / "trajectories.jsonl").unlink()
+    else:
         director = Director(policy_director())
         with (out / "trajectories.jsonl").open("w") as fh:
             for task in tasks:

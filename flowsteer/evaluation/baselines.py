@@ -118,7 +118,10 @@ class MethodOutput:
     stop_reason: str = ""
     fallback: str | None = None
     errors: tuple[str, ...] = ()
+    """Why the run failed: the exception that ended it, or the error that aborted its workflow run."""
     details: Mapping[str, Any] = field(default_factory=dict)
+    trajectory: Any = field(default=None, repr=False, compare=False)
+    """The director's :class:`~flowsteer.director.Trajectory` (director and single-turn methods)."""
 
 
 @dataclass(frozen=True)
@@ -328,6 +331,7 @@ async def _designed(method: DirectorMethod | SingleTurn, task: Task, ctx: Method
         stop_reason=trajectory.stop_reason, fallback=trajectory.fallback, errors=errors,
         details={"node_errors": node_errors, "invalid_outputs": len(failures), "designed": designed,
                  "valid_action_rate": round(trajectory.valid_action_rate, 4)},
+        trajectory=trajectory,
     )
 
 

@@ -8,6 +8,13 @@ cached in ``calls.sqlite``, and a re-run with the same directory skips the finis
 that raised are run again) and replays the cached calls of the items a crash interrupted. The
 summary (``summary.json``, ``summary.md``) is recomputed from the whole results file, so several
 methods and datasets evaluated into one directory share one table.
+
+Director and single-turn items also append their episode to ``trajectories.jsonl`` (one
+:func:`flowsteer.report.evaluation.trajectory_record` line, written just before the item's result
+line). Both files are append-only: an item run again on resume appends a new line to each, and
+readers keep the last line per (dataset, method, task id) (:func:`latest`,
+:func:`flowsteer.report.evaluation.read_trajectories`), so the surviving trajectory is always the
+one of the surviving result.
 """
 
 from __future__ import annotations
@@ -54,12 +61,15 @@ if TYPE_CHECKING:
     from flowsteer.director import Director, DirectorConfig
     from flowsteer.sandbox import Sandbox
 
-__all__ = ["evaluate", "aevaluate", "metric_for", "task_ids", "RESULTS_FILE", "CACHE_FILE", "EvalPlan"]
+__all__ = ["evaluate", "aevaluate", "metric_for", "task_ids", "RESULTS_FILE", "CACHE_FILE", "TRAJECTORIES_FILE",
+           "EvalPlan"]
 
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.jsonl"
 CACHE_FILE = "calls.sqlite"
+TRAJECTORIES_FILE = "trajectories.jsonl"
+"""Director episodes of an evaluation (the name :mod:`flowsteer.report.evaluation` reads)."""
 _KIND_METRICS = {"math": "accuracy", "qa": "f1", "code": "pass@1"}
 
 
@@ -124,12 +134,13 @@ def _item(tid: str, task: Task, dataset: str, plan: EvalPlan, out: MethodOutput,
         director_tokens_in=d.input_tokens, director_tokens_out=d.output_tokens, executor_tokens_in=e.input_tokens,
         executor_tokens_out=e.output_tokens, executor_calls=e.calls, cache_hits=stats.hits,
         latency_s=round(seconds, 4), errors=out.errors, stop_reason=out.stop_reason, fallback=out.fallback,
-        baseline=plan.baseline, status=status, details=details,  # type: ignore[arg-type]
+        baseline=plan.baseline, status=status, details=details, question=task.question,  # type: ignore[arg-type]
     )
 
 
 async def _run_one(tid: str, task: Task, dataset: str, plan: EvalPlan, ctx: MethodContext,
-                   sandbox: Sandbox | None) -> ItemResult:
+                   sandbox: Sandbox | None) -> tuple[ItemResult, Any]:
+    """The item's result and, for director methods, its trajectory (None otherwise)."""
     from flowsteer.scoring import ascore
 
     started = time.perf_counter()
@@ -141,10 +152,10 @@ async def _run_one(tid: str, task: Task, dataset: str, plan: EvalPlan, ctx: Meth
         except Exception as exc:  # noqa: BLE001 - a failing item is recorded, never the end of the run
             logger.warning("item %s failed: %s: %s", tid, type(exc).__name__, exc)
             out = MethodOutput("", errors=(f"{type(exc).__name__}: {exc}",), stop_reason="error")
-            return _item(tid, task, dataset, plan, out, None, time.perf_counter() - started, stats, "error")
+            return _item(tid, task, dataset, plan, out, None, time.perf_counter() - started, stats, "error"), None
         seconds = time.perf_counter() - started
         score = await ascore(task, out.answer, sandbox=sandbox)
-    return _item(tid, task, dataset, plan, out, score, seconds, stats, "ok")
+    return _item(tid, task, dataset, plan, out, score, seconds, stats, "ok"), out.trajectory
 
 
 def _context(method: Method, executor: BaseChatModel, director: BaseChatModel | Director | None,
@@ -246,13 +257,18 @@ async def aevaluate(
 
 async def _run_all(plan: EvalPlan, ctx: MethodContext, dataset: str | None, concurrency: int, out: Path | None,
                    sandbox: Sandbox | None, on_result: Callable[[ItemResult], None] | None) -> list[ItemResult]:
+    from flowsteer.report.evaluation import trajectory_record
+
     gate = asyncio.Semaphore(concurrency)
     writer = ResultsWriter(out / RESULTS_FILE) if out is not None else None
+    episodes = ResultsWriter(out / TRAJECTORIES_FILE) if out is not None and needs_director(plan.method) else None
     fresh: list[ItemResult] = []
 
     async def one(tid: str, task: Task) -> None:
         async with gate:
-            result = await _run_one(tid, task, dataset or task.source or "tasks", plan, ctx, sandbox)
+            result, trajectory = await _run_one(tid, task, dataset or task.source or "tasks", plan, ctx, sandbox)
+        if episodes is not None and trajectory is not None:  # first: a result line never lacks its episode
+            episodes.write_record(trajectory_record(result.dataset, result.method, result.task_id, trajectory))
         if writer is not None:
             writer.write(result)
         fresh.append(result)
@@ -269,8 +285,9 @@ async def _run_all(plan: EvalPlan, ctx: MethodContext, dataset: str | None, conc
             await asyncio.gather(*jobs, return_exceptions=True)
             raise
     finally:
-        if writer is not None:
-            writer.close()
+        for handle in (writer, episodes):
+            if handle is not None:
+                handle.close()
     order = {tid: i for i, (tid, _) in enumerate(plan.todo)}
     return sorted(fresh, key=lambda r: order[r.task_id])
 

@@ -81,9 +81,12 @@ class ItemResult:
     baseline: str | None = None
     """The baseline spec that ran (None for the director path)."""
     status: Literal["ok", "error"] = "ok"
-    """``error`` when the method raised; such items are run again on resume."""
+    """``error`` when the method raised or its workflow run was aborted (an executor failure ended
+    it); such items are run again on resume. Node-level errors a run survived leave it ``ok``."""
     details: Mapping[str, Any] = field(default_factory=dict)
     """Scorer details and method extras (votes, extracted answer)."""
+    question: str = ""
+    """The task's question (what the report shows next to the answer)."""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -116,7 +119,7 @@ class ItemResult:
 
 
 class ResultsWriter:
-    """Appends :class:`ItemResult` lines to a JSONL file, flushed and fsynced per line."""
+    """Appends :class:`ItemResult` lines (or any JSON records) to a JSONL file, flushed and fsynced per line."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -127,7 +130,11 @@ class ResultsWriter:
             self._handle.write("\n")
 
     def write(self, result: ItemResult) -> None:
-        self._handle.write(json.dumps(result.to_dict(), ensure_ascii=False, default=str) + "\n")
+        self.write_record(result.to_dict())
+
+    def write_record(self, record: Mapping[str, Any]) -> None:
+        """Append one JSON object as a line."""
+        self._handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         self._handle.flush()
         os.fsync(self._handle.fileno())
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from flowsteer.errors import FlowSteerError, UserError
-from flowsteer.evaluation.harness import RESULTS_FILE
+from flowsteer.evaluation.harness import RESULTS_FILE, TRAJECTORIES_FILE
 from flowsteer.evaluation.results import GroupSummary, ItemResult, latest, read_results, summarize
 from flowsteer.report.html import Page, esc, table
 
@@ -25,7 +25,6 @@ __all__ = ["eval_page", "TRAJECTORIES_FILE", "read_trajectories", "trajectory_re
 
 logger = logging.getLogger(__name__)
 
-TRAJECTORIES_FILE = "trajectories.jsonl"
 _TEXT_LIMIT = 1500
 
 
@@ -35,7 +34,8 @@ def trajectory_record(dataset: str, method: str, task_id: str, trajectory: Any) 
 
 
 def read_trajectories(run_dir: Path) -> dict[tuple[str, str, str], Mapping[str, Any]]:
-    """Stored episodes keyed like :attr:`ItemResult.key` (none when the file is absent)."""
+    """Stored episodes keyed like :attr:`ItemResult.key`, the last line of a key winning (an item the
+    harness ran again on resume appends a new line); none when the file is absent."""
     path = run_dir / TRAJECTORIES_FILE
     if not path.is_file():
         return {}
@@ -201,8 +201,8 @@ def _episode(item: ItemResult, trajectory: Mapping[str, Any] | None, good: bool,
     tags += f"<span class='tag {'good' if item.correct else 'bad'}'>{item.metric} {_pct(item.value)} · {verdict}</span>"
     parts = [f"<div class='episode {'good' if good else 'bad'}'><div>{tags}</div>"]
     answer = f"<div><h3>Answer</h3><pre>{esc(_clip(item.answer or '(no answer)'))}</pre></div>"
-    if trajectory is not None:
-        question = trajectory.get("task", {}).get("question", "")
+    question = trajectory.get("task", {}).get("question", "") if trajectory is not None else item.question
+    if question:
         answer = f"<div><h3>Task</h3><pre>{esc(_clip(str(question)))}</pre></div>" + answer
     parts.append(f"<div class='pair'>{answer}</div>")
     if item.errors:
