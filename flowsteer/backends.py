@@ -16,6 +16,7 @@ weights when both name the same local model.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -192,13 +193,21 @@ def _openai(model: str, base_url: str | None, api_key: str | None, gen_kwargs: d
     kwargs = dict(gen_kwargs)
     if "max_new_tokens" in kwargs:
         kwargs["max_tokens"] = kwargs.pop("max_new_tokens")
-    chat = _reachable_chat_openai(ChatOpenAI, openai.APIConnectionError)
-    return chat(model=model, base_url=url, api_key=key, max_retries=1, **kwargs)
+    kwargs.setdefault("max_retries", 1)
+    chat = _reachable_chat_openai(ChatOpenAI, openai)
+    return chat(model=model, base_url=url, api_key=key, **kwargs)
 
 
-def _reachable_chat_openai(base: type, connection_error: type[BaseException]) -> Callable[..., Any]:
+def _reachable_chat_openai(base: type, openai: Any) -> Callable[..., Any]:
     """ChatOpenAI whose connection failures name the URL and how to start a server (checked at the
-    first call, not at construction, so building a model never needs a running server)."""
+    first call, not at construction, so building a model never needs a running server), with one
+    async HTTP client per event loop.
+
+    langchain-openai shares one cached async HTTP client per base URL; its pooled keep-alive
+    connections belong to the event loop that opened them, so the next ``asyncio.run`` (a second
+    ``Director.run``, the trainer's next step) failed with "Event loop is closed".
+    """
+    connection_error: type[BaseException] = openai.APIConnectionError
 
     def explain(self: Any, exc: BaseException) -> BackendUnreachableError:
         url = self.openai_api_base or "https://api.openai.com/v1"
@@ -209,13 +218,26 @@ def _reachable_chat_openai(base: type, connection_error: type[BaseException]) ->
         )
 
     class ReachableChatOpenAI(base):  # type: ignore[misc, valid-type]
+        loop_id: int | None = None
+        """The event loop the current async client was made for."""
+
         def _generate(self, *args: Any, **kwargs: Any) -> Any:
             try:
                 return super()._generate(*args, **kwargs)
             except connection_error as exc:
                 raise explain(self, exc) from exc
 
+        def _client_for_this_loop(self) -> None:
+            loop = id(asyncio.get_running_loop())
+            if loop == self.loop_id or self.http_async_client is not None:
+                return  # a user-given HTTP client is the user's to manage
+            # same key, URL, headers, timeout and retries; only the connection pool is new
+            self.root_async_client = self.root_async_client.copy(http_client=openai.DefaultAsyncHttpxClient())
+            self.async_client = self.root_async_client.chat.completions
+            self.loop_id = loop
+
         async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
+            self._client_for_this_loop()
             try:
                 return await super()._agenerate(*args, **kwargs)
             except connection_error as exc:

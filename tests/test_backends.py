@@ -153,3 +153,23 @@ def test_generation_kwargs_per_family():
     remote = ChatOpenAI(model="m", api_key="k", base_url="http://127.0.0.1:9/v1")
     assert generation_kwargs(remote, max_tokens=7)["max_tokens"] == 7
     assert generation_kwargs(ScriptedChatModel(["a"]), max_tokens=7, temperature=0.1) == {}
+
+
+# -- openai: against a local fake server -------------------------------------------------------------
+def test_openai_director_survives_successive_event_loops():
+    """langchain-openai caches one async HTTP client per URL; a second asyncio.run reused its pooled
+    keep-alive connection from the closed loop ("Event loop is closed")."""
+    from director_scripts import QUESTION
+    from fake_openai import FakeOpenAI, policy_reply
+
+    from flowsteer.director import Director, DirectorConfig
+    from flowsteer.testing import SimulatedExecutor
+
+    with FakeOpenAI(policy_reply()) as server:
+        model = load_chat_model("openai:director", base_url=server.base_url)
+        director = Director(model, config=DirectorConfig(max_turns=20))
+        executor = SimulatedExecutor({QUESTION: "72"}, skill=1.0)
+        for _ in range(2):  # two Director.run calls: two event loops
+            trajectory = director.run(QUESTION, executor)
+            assert trajectory.stop_reason == "finish" and trajectory.answer == "72"
+        assert server.chat_calls == 26
