@@ -353,3 +353,29 @@ def test_single_turn_items_store_episodes_and_baselines_do_not(tmp_path: Path) -
     evaluate(tasks, executor=executor, baseline="io", out_dir=tmp_path / "io")
     assert not (tmp_path / "io" / "trajectories.jsonl").exists()
     assert [r.question for r in read_results(tmp_path / "io" / "results.jsonl")] == [t.question for t in tasks]
+
+
+# -- aborted workflow runs -----------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["template:Plan -> Custom -> Format", "director"])
+def test_aborted_workflow_runs_are_errors_and_run_again(tmp_path: Path, method: str) -> None:
+    """An executor failure that aborts the workflow run is an ``error`` item, like a raising IO call:
+    counted, scored 0, and run again on resume (not kept as a finished ``ok`` item)."""
+    from director_scripts import policy_director
+
+    from flowsteer.testing import FaultyChatModel
+
+    tasks = math_tasks(8)
+    gold = {t.question: t.answer or "" for t in tasks}
+    kwargs: dict[str, Any] = {"director": policy_director()} if method == "director" else {"baseline": method}
+    faulty = FaultyChatModel(SimulatedExecutor(gold, skill=1.0), fail_rate=0.3, seed=1)
+    first = evaluate(tasks, executor=faulty, out_dir=tmp_path, cache=False, **kwargs)
+    aborted = [r for r in first.results if r.errors]
+    assert aborted and all("InjectedFault" in r.errors[0] for r in aborted)
+    assert all(r.status == "error" and r.score == 0.0 for r in aborted)
+    assert all(r.status == "ok" for r in first.results if not r.errors)
+    group = first.groups[0]
+    assert group.errors == len(aborted)
+
+    again = evaluate(tasks, executor=SimulatedExecutor(gold, skill=1.0), out_dir=tmp_path, cache=False, **kwargs)
+    assert again.ran == len(aborted) and again.skipped == len(tasks) - len(aborted)
+    assert all(r.status == "ok" and not r.errors and r.correct for r in again.results)

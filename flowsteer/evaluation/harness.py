@@ -5,7 +5,8 @@
 
 With ``out_dir`` every finished item is appended to ``results.jsonl`` at once, executor calls are
 cached in ``calls.sqlite``, and a re-run with the same directory skips the finished items (those
-that raised are run again) and replays the cached calls of the items a crash interrupted. The
+that raised, or whose workflow run an executor failure aborted, have status ``error``, score 0 and
+are run again) and replays the cached calls of the items a crash interrupted. The
 summary (``summary.json``, ``summary.md``) is recomputed from the whole results file, so several
 methods and datasets evaluated into one directory share one table.
 
@@ -154,6 +155,9 @@ async def _run_one(tid: str, task: Task, dataset: str, plan: EvalPlan, ctx: Meth
             out = MethodOutput("", errors=(f"{type(exc).__name__}: {exc}",), stop_reason="error")
             return _item(tid, task, dataset, plan, out, None, time.perf_counter() - started, stats, "error"), None
         seconds = time.perf_counter() - started
+        if out.errors or out.stop_reason == "error":  # its workflow run was aborted: like a raise, run again
+            logger.warning("item %s: run aborted: %s", tid, out.errors[0] if out.errors else out.stop_reason)
+            return _item(tid, task, dataset, plan, out, None, seconds, stats, "error"), out.trajectory
         score = await ascore(task, out.answer, sandbox=sandbox)
     return _item(tid, task, dataset, plan, out, score, seconds, stats, "ok"), out.trajectory
 
