@@ -36,6 +36,7 @@ __all__ = [
     "load_chat_models",
     "parse_spec",
     "generation_kwargs",
+    "unwrap_model",
 ]
 
 logger = logging.getLogger(__name__)
@@ -121,14 +122,31 @@ def load_chat_models(
     return first, second
 
 
+def unwrap_model(model: Any) -> Any:
+    """The model that really answers: ``model`` with its wrappers peeled off.
+
+    A wrapper is a chat model holding the wrapped one in a chat-model field named ``inner``
+    (:func:`flowsteer.retry.with_retries`, the fault injector, the eval call cache); it passes call
+    kwargs through, so generation settings, the tokenizer and the constraint engine are the inner
+    model's.
+    """
+    from langchain_core.language_models import BaseChatModel
+
+    seen = 0
+    while isinstance(getattr(model, "inner", None), BaseChatModel) and seen < 16:
+        model, seen = model.inner, seen + 1
+    return model
+
+
 def generation_kwargs(model: BaseChatModel, *, max_tokens: int | None = None,
                       temperature: float | None = None, top_p: float | None = None) -> dict[str, Any]:
     """Per-call keyword arguments setting token limit and sampling for ``model``'s family.
 
     LocalChatModel takes ``max_new_tokens``; OpenAI-style models take ``max_tokens``; other chat
-    models (fakes, user classes) get nothing they might reject.
+    models (fakes, user classes) get nothing they might reject. Wrappers (:func:`unwrap_model`) are
+    looked through: they pass the kwargs on to the model they wrap.
     """
-    fields = getattr(type(model), "model_fields", {})
+    fields = getattr(type(unwrap_model(model)), "model_fields", {})
     out: dict[str, Any] = {}
     if max_tokens is not None:
         if "max_new_tokens" in fields:

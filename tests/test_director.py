@@ -416,3 +416,81 @@ def test_repair_calls_stay_within_the_budget():
     for record in trajectory.turns:
         limit = 32 if record.kind == "repair" else 64
         assert record.context_tokens + limit <= 1200
+
+
+# -- failing director calls and wrapped models ----------------------------------------------------------
+def _raising_on(question_part: str, *, error: Exception | None = None) -> ScriptedChatModel:
+    """Plays GOOD_EPISODE's policy, but raises on the second call of episodes whose task holds ``question_part``."""
+    from director_scripts import policy_director
+
+    policy = policy_director()
+    seen: dict[str, int] = {}
+
+    def reply(messages: list[BaseMessage]) -> str:
+        text = "\n".join(str(m.content) for m in messages)
+        key = next((q for q in ("What is 0", "What is 1", "What is 2", "What is 3") if q in text), "")
+        seen[key] = seen.get(key, 0) + 1
+        if question_part in text and seen[key] == 2:
+            raise error or RuntimeError("server said 503")
+        return str(policy.invoke(messages).content)
+
+    return ScriptedChatModel([], default=reply)
+
+
+async def test_a_failed_director_call_ends_only_its_episode_in_arun_many():
+    tasks = [Task(f"What is {i} + 1?", answer=str(i + 1)) for i in range(4)]
+    director = Director(_raising_on("What is 2 + 1?"), config=DirectorConfig(max_turns=20))
+    results = await director.arun_many(tasks, SimulatedExecutor(skill=1.0), concurrency=2)
+    assert [r.task.question for r in results] == [t.question for t in tasks]
+    failed = results[2]
+    assert failed.stop_reason == "error" and failed.error == "RuntimeError: server said 503"
+    assert len(failed.turns) == 1 and failed.turns[0].accepted  # the turn before the failure is kept
+    assert failed.to_dict()["error"] == "RuntimeError: server said 503"
+    others = [r for i, r in enumerate(results) if i != 2]
+    assert all(r.stop_reason == "finish" and r.error is None for r in others)
+
+
+async def test_a_failed_director_call_raises_from_arun_and_on_request_from_arun_many():
+    director = Director(_raising_on("What is 1 + 1?"), config=DirectorConfig(max_turns=20))
+    with pytest.raises(RuntimeError, match="server said 503"):
+        await director.arun(Task("What is 1 + 1?"), _executor())
+    tasks = [Task(f"What is {i} + 1?") for i in range(4)]
+    director = Director(_raising_on("What is 1 + 1?"), config=DirectorConfig(max_turns=20))
+    with pytest.raises(RuntimeError, match="server said 503"):
+        await director.arun_many(tasks, _executor(), concurrency=4, on_error="raise")
+
+
+async def test_developer_errors_from_the_director_model_still_raise_in_arun_many():
+    tasks = [Task(f"What is {i} + 1?") for i in range(3)]
+    model = _raising_on("What is 0 + 1?", error=UserError("cannot reach the model server"))
+    with pytest.raises(UserError, match="cannot reach"):
+        await Director(model, config=DirectorConfig(max_turns=20)).arun_many(tasks, _executor(), concurrency=3)
+
+
+def test_a_retry_wrapped_local_director_keeps_its_settings_tokenizer_and_grammar(monkeypatch):
+    """with_retries hides the LocalChatModel's fields: token limit, sampling, tokenizer and the grammar
+    constraint must still reach it."""
+    from flowsteer.integrations.chat_models.local import LocalChatModel
+    from flowsteer.retry import with_retries
+    from flowsteer.testing.tiny import tiny_chat_model
+
+    local = tiny_chat_model()
+    seen = []
+    real_request = LocalChatModel._request
+
+    def spy(self, messages, stop, kwargs):
+        request = real_request(self, messages, stop, kwargs)
+        seen.append(request)
+        return request
+
+    monkeypatch.setattr(LocalChatModel, "_request", spy)
+    config = DirectorConfig.small_model(constrained=True, max_turns=2, temperature=0.3)
+    director = Director(with_retries(local, attempts=2), config=config)
+    trajectory = director.run(_task(), _executor())
+    assert seen and trajectory.turns
+    first = seen[0]
+    assert first.params.max_new_tokens == 64 and first.params.temperature == 0.3
+    assert first.factory is not None  # the action grammar, built for the wrapped model's tokenizer
+    building = [t for t in trajectory.turns if t.state == "building"]
+    assert building and all(t.action is not None for t in building)
+    assert trajectory.turns[0].context_tokens == token_counter(local)(trajectory.turns[0].messages)

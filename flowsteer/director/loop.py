@@ -4,6 +4,11 @@ Each turn the context is rebuilt from scratch (system prompt, task, canvas state
 earlier turn, the last feedback) and fitted to ``context_budget``; see :mod:`.context`. A BUILDING
 turn whose output holds no valid action gets ``repair_attempts`` short re-asks; every call, repaired
 or not, is recorded with the messages it saw and (when the engine reports them) its tokens.
+
+A director call that raises (a server error, retries exhausted) ends :meth:`Director.arun` with that
+error; in :meth:`Director.arun_many` it ends only its own episode, with ``stop_reason="error"`` and
+the error in :attr:`Trajectory.error`, while the other episodes finish. Developer mistakes
+(:class:`~flowsteer.errors.UserError`, e.g. an unreachable server) always raise.
 """
 
 from __future__ import annotations
@@ -13,11 +18,11 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 
-from flowsteer.backends import generation_kwargs
+from flowsteer.backends import generation_kwargs, unwrap_model
 from flowsteer.canvas import Canvas, CanvasConfig, CanvasState, Observation, parse_action, render_action
 from flowsteer.director._calls import CallResult, call_model
 from flowsteer.director.config import DirectorConfig
@@ -40,6 +45,17 @@ CanvasTarget = Canvas | BaseChatModel | Interpreter
 
 _REPAIR_ECHO_CHARS = 300
 
+OnError = Literal["raise", "record"]
+"""What a raising director call does to its episode: re-raise, or end it with ``stop_reason="error"``."""
+
+
+class _CallFailed(Exception):
+    """A director model call raised ``error`` (carried out of the turn to end the episode)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
 
 @dataclass
 class _Episode:
@@ -50,6 +66,8 @@ class _Episode:
     records: list[TurnRecord] = field(default_factory=list)
     history: list[str] = field(default_factory=list)
     calls: int = 0
+    on_error: OnError = "raise"
+    error: str | None = None
 
 
 class Director:
@@ -79,8 +97,12 @@ class Director:
             return asyncio.run(self.arun(task, target))
         raise UserError("Director.run() was called inside a running event loop; use `await director.arun(...)`")
 
-    async def arun(self, task: Task | str, target: CanvasTarget) -> Trajectory:
-        """One episode: reset the canvas, take turns until it finishes, return the trajectory."""
+    async def arun(self, task: Task | str, target: CanvasTarget, *, on_error: OnError = "raise") -> Trajectory:
+        """One episode: reset the canvas, take turns until it finishes, return the trajectory.
+
+        ``on_error="record"``: a director call that raises ends the episode with
+        ``stop_reason="error"`` and the error in :attr:`Trajectory.error` instead of raising.
+        """
         started = time.perf_counter()
         task = Task(task) if isinstance(task, str) else task
         canvas = self.make_canvas(target)
@@ -88,17 +110,24 @@ class Director:
         example = self._example_turn(task) if self.config.example_turn else []
         system = system_prompt(self.registry, task.kind, template=self.config.system_prompt_file,
                                hints=self.config.task_hints, usage_hints=self.config.usage_hints)
-        ep = _Episode(task, canvas, system, example)
-        while not canvas.done and canvas.turn < self.config.max_turns:
-            obs = await self._turn(ep, obs)
+        ep = _Episode(task, canvas, system, example, on_error=on_error)
+        try:
+            while not canvas.done and canvas.turn < self.config.max_turns:
+                obs = await self._turn(ep, obs)
+        except _CallFailed as failed:  # only raised with on_error="record"
+            ep.error = f"{type(failed.error).__name__}: {str(failed.error)[:500]}"
+            logger.warning("director call failed; episode %r ends with stop_reason 'error': %s",
+                           task.id or task.question[:40], ep.error)
         return await self._finish(ep, time.perf_counter() - started)
 
     async def arun_many(self, tasks: Sequence[Task | str], make_canvas: Callable[[], CanvasTarget] | CanvasTarget,
-                        concurrency: int = 8) -> list[Trajectory]:
+                        concurrency: int = 8, *, on_error: OnError = "record") -> list[Trajectory]:
         """Run one episode per task concurrently, at most ``concurrency`` at a time (order kept).
 
         ``make_canvas`` builds a fresh canvas (or executor) per episode; an executor model or
-        interpreter given directly is shared, with one new canvas per episode.
+        interpreter given directly is shared, with one new canvas per episode. By default a failed
+        director call ends only its own episode (``stop_reason="error"``, see :meth:`arun`);
+        ``on_error="raise"`` re-raises the first failure and cancels the other episodes.
         """
         if concurrency < 1:
             raise UserError("arun_many: concurrency must be >= 1")
@@ -107,9 +136,16 @@ class Director:
         async def one(task: Task | str) -> Trajectory:
             async with gate:
                 target = make_canvas() if callable(make_canvas) and not _is_target(make_canvas) else make_canvas
-                return await self.arun(task, target)  # type: ignore[arg-type]
+                return await self.arun(task, target, on_error=on_error)  # type: ignore[arg-type]
 
-        return list(await asyncio.gather(*(one(t) for t in tasks)))
+        running = [asyncio.ensure_future(one(t)) for t in tasks]
+        try:
+            return list(await asyncio.gather(*running))
+        except BaseException:
+            for job in running:  # a raised episode (or our cancellation) stops the others too
+                job.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
 
     def make_canvas(self, target: CanvasTarget) -> Canvas:
         """``target`` itself when it is a canvas, else a new canvas over that executor."""
@@ -151,7 +187,8 @@ class Director:
         ep.calls += 1
         if cfg.constraint is not None:
             # the canvas itself, not only its observation: exact node ids and the finish verdict
-            kwargs.update(cfg.constraint(ep.canvas, self.registry, self.model) or {})
+            # the model that decodes (a retry wrapper has no tokenizer and is no OpenAI client)
+            kwargs.update(cfg.constraint(ep.canvas, self.registry, unwrap_model(self.model)) or {})
         return kwargs
 
     async def _action_calls(self, ep: _Episode, obs: Observation, turn: int) -> tuple[list[_Pending], str]:
@@ -164,7 +201,7 @@ class Director:
                             feedback=truncate_middle(obs.text, cfg.feedback_chars), question=ep.task.question)
         messages, used = fit_messages(parts, lambda p: self._building_messages(ep, obs, p, turn),
                                       self.count_tokens, cfg.context_budget - reserve)
-        result = await call_model(self.model, messages, self._kwargs(ep, obs, cfg.max_action_tokens), used)
+        result = await self._call(ep, messages, self._kwargs(ep, obs, cfg.max_action_tokens), used)
         pending = [_Pending(turn, messages, result, "action", used, self._parse(ep, result))]
         for _ in range(cfg.repair_attempts):
             if not isinstance(pending[-1].parsed, ParseFailure):
@@ -176,11 +213,24 @@ class Director:
                 repair_messages[-2] = {"role": "assistant", "content": "(no action)"}
                 used = self.count_tokens(repair_messages)
             kwargs = self._kwargs(ep, obs, cfg.max_repair_tokens)
-            result = await call_model(self.model, repair_messages, kwargs, used)
+            result = await self._call(ep, repair_messages, kwargs, used)
             pending.append(_Pending(turn, repair_messages, result, "repair", used, self._parse(ep, result)))
         for p in pending[:-1]:
             p.sent = False
         return pending, pending[-1].visible
+
+    async def _call(self, ep: _Episode, messages: list[dict[str, str]], kwargs: dict[str, Any],
+                    used: int) -> CallResult:
+        """One director call; when errors are recorded, a failure other than a developer mistake
+        becomes :class:`_CallFailed` (which ends the episode)."""
+        try:
+            return await call_model(self.model, messages, kwargs, used)
+        except UserError:
+            raise
+        except Exception as exc:
+            if ep.on_error == "raise":
+                raise
+            raise _CallFailed(exc) from exc
 
     def _parse(self, ep: _Episode, result: CallResult) -> Any:
         if result.unterminated_think and not result.visible:
@@ -214,7 +264,7 @@ class Director:
 
         messages, used = fit_messages(parts, render, self.count_tokens,
                                       self.config.context_budget - self.config.max_prompt_tokens)
-        result = await call_model(self.model, messages, self._kwargs(ep, obs, self.config.max_prompt_tokens), used)
+        result = await self._call(ep, messages, self._kwargs(ep, obs, self.config.max_prompt_tokens), used)
         return _Pending(turn, messages, result, "prompt", used, None)
 
     def _building_messages(self, ep: _Episode, obs: Observation, parts: BudgetParts,
@@ -246,7 +296,7 @@ class Director:
     async def _finish(self, ep: _Episode, seconds: float) -> Trajectory:
         canvas, task = ep.canvas, ep.task
         execution = canvas.last_execution
-        if not canvas.done and not canvas.workflow.is_empty:
+        if not canvas.done and not canvas.workflow.is_empty and ep.error is None:
             # the director's own turn limit came first: run what is on the canvas (cached nodes are free)
             execution = await canvas.interpreter.arun(canvas.workflow, task, cache=canvas.cache)
         executor_usage = sum((i.execution.usage for i in canvas.history if i.execution is not None), Usage())
@@ -256,7 +306,8 @@ class Director:
         trajectory = Trajectory(
             task=task, turns=ep.records, workflow=canvas.workflow,
             answer=execution.answer if execution is not None else "",
-            stop_reason=canvas.stop_reason or "max_turns", execution=execution, usage=usage,
+            stop_reason="error" if ep.error else canvas.stop_reason or "max_turns", execution=execution,
+            usage=usage, error=ep.error,
             executor_usage=executor_usage,
             max_context_tokens=max((r.context_tokens for r in ep.records), default=0),
             designed=canvas.workflow, seconds=seconds,

@@ -95,7 +95,7 @@ class Trajectory:
     """The workflow that produced ``answer`` (the fallback template when ``fallback`` is set)."""
     answer: str
     stop_reason: str
-    """``"finish"``, ``"max_turns"`` or the canvas's own reason."""
+    """``"finish"``, ``"max_turns"``, ``"error"`` (a director call raised) or the canvas's own reason."""
     execution: ExecutionResult | None
     usage: Usage
     """Director tokens over all calls (thinking and repairs included)."""
@@ -109,6 +109,8 @@ class Trajectory:
     """The workflow the director left on the canvas (differs from ``workflow`` after a fallback)."""
     seconds: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    """Why the episode stopped when ``stop_reason`` is ``"error"``: the director call's exception."""
 
     @property
     def finished(self) -> bool:
@@ -129,6 +131,7 @@ class Trajectory:
             "designed": self.designed.dsl if self.designed is not None else self.workflow.dsl,
             "answer": self.answer,
             "stop_reason": self.stop_reason,
+            "error": self.error,
             "fallback": self.fallback,
             "execution_error": self.execution.error if self.execution else None,
             "usage": dataclasses.asdict(self.usage),
