@@ -372,6 +372,54 @@ def test_node_cap(toy_registry):
     assert not info.accepted and "at most 2 nodes" in info.message
 
 
+# -- identical consecutive operators ---------------------------------------------------------------------
+def test_a_fourth_identical_operator_in_a_row_is_refused_with_what_to_do_instead():
+    canvas = Canvas(SimulatedExecutor({QUESTION: "42"}, skill=1.0))
+    canvas.reset(Task(QUESTION))
+    for _ in range(3):
+        _, _, info = canvas.step(add("Plan", "Outline the solution."))
+        assert info.accepted
+    obs, done, info = canvas.step(add("Plan", "Outline the solution again."))
+    assert not info.accepted and not done and canvas.workflow.dsl == "Plan -> Plan -> Plan"
+    assert "[Status]: Failed" in obs.text and "4 Plan operators in a row" in obs.text
+    assert "at most 3 identical" in obs.text and "Programmer" in obs.text and "Verify" in obs.text
+    # another operator breaks the run; Plan is fine again after it
+    for op in ("Programmer", "Plan"):
+        _, _, info = canvas.step(add(op, "Go on with the solution."))
+        assert info.accepted, info.message
+    assert canvas.workflow.dsl == "Plan -> Plan -> Plan -> Programmer -> Plan"
+
+
+@pytest.mark.parametrize("edit, dsl_before", [
+    (add("Plan", "Plan it once more.").replace("</operator>", "</operator><position>1</position>"),
+     "Plan -> Plan -> Plan"),
+    ("<action>modify</action><target>node_4</target><operator>Plan</operator>", "Plan -> Plan -> Plan -> Custom"),
+    ("<action>delete</action><target>node_3</target>", "Plan -> Plan -> Custom -> Plan -> Plan"),
+    ("<action>add</action><structure>loop</structure><operators>Review, Review, Review, Review</operators>"
+     "<count>2</count>", "Plan -> Plan -> Plan"),
+])
+def test_every_kind_of_edit_is_held_to_the_repeat_limit(toy_registry, edit, dsl_before):
+    canvas = toy_canvas(toy_registry)
+    canvas.reset(Task(QUESTION))
+    for op in dsl_before.split(" -> "):
+        canvas.step(add(op, "Do this step well."))
+    assert canvas.workflow.dsl == dsl_before
+    _, _, info = canvas.step(edit)
+    assert not info.accepted and "operators in a row" in info.message, info.message
+    assert canvas.workflow.dsl == dsl_before
+    assert validate(canvas.workflow, toy_registry) == []
+
+
+def test_repeat_limit_is_configurable(toy_registry):
+    canvas = toy_canvas(toy_registry, max_repeats=1)
+    canvas.reset(Task(QUESTION))
+    canvas.step(add("Custom", "Solve it."))
+    _, _, info = canvas.step(add("Custom", "Solve it again."))
+    assert not info.accepted and "2 Custom operators in a row" in info.message and "at most 1" in info.message
+    with pytest.raises(UserError, match="max_repeats"):
+        CanvasConfig(max_repeats=0)
+
+
 # -- feedback ---------------------------------------------------------------------------------------------
 def _registry_with(toy_registry, name: str, result: OperatorResult):
     class Fixed(Operator):

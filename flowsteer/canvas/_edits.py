@@ -29,7 +29,7 @@ from flowsteer.interpreter import ExecutionResult
 from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Step, Workflow, iter_steps
 from flowsteer.operators.registry import OperatorRegistry
 
-__all__ = ["Edit", "EditOutcome", "Editor", "node_context"]
+__all__ = ["Edit", "EditOutcome", "Editor", "node_context", "longest_repeat"]
 
 T = TypeVar("T")
 
@@ -80,12 +80,45 @@ def _holds(chain: tuple[Step, ...], node_id: str) -> bool:
     return any(ref.node.id == node_id for ref in iter_steps(chain))
 
 
+def _chains(chain: tuple[Step, ...]) -> list[tuple[Step, ...]]:
+    """``chain`` and every chain nested in it (parallel branches, conditional sides, loop bodies)."""
+    out = [chain]
+    for step in chain:
+        match step:
+            case Parallel(branches=branches):
+                inner = list(branches)
+            case Conditional(on_fail=on_fail, on_pass=on_pass):
+                inner = [on_fail, on_pass]
+            case Loop(body=body):
+                inner = [body]
+            case _:
+                inner = []
+        for sub in inner:
+            out.extend(_chains(sub))
+    return out
+
+
+def longest_repeat(workflow: Workflow) -> tuple[int, str]:
+    """The longest run of one operator in consecutive steps of any chain, and that operator."""
+    best, name = 0, ""
+    for chain in _chains(workflow.steps):
+        run, previous = 0, None
+        for step in chain:
+            current = step.operator if isinstance(step, OperatorNode) else None
+            run = run + 1 if current is not None and current == previous else (1 if current else 0)
+            previous = current
+            if run > best:
+                best, name = run, current or ""
+    return best, name
+
+
 class Editor:
     """Applies actions (except finish) to workflows for one registry."""
 
-    def __init__(self, registry: OperatorRegistry, max_nodes: int) -> None:
+    def __init__(self, registry: OperatorRegistry, max_nodes: int, max_repeats: int = 3) -> None:
         self.registry = registry
         self.max_nodes = max_nodes
+        self.max_repeats = max_repeats
 
     def with_prompt(self, workflow: Workflow, node_id: str, prompt: str) -> Workflow:
         """``workflow`` with a node's prompt replaced (the node is known to exist)."""
@@ -138,7 +171,27 @@ class Editor:
         if len(new.ids()) > self.max_nodes:
             return (f"the canvas holds at most {self.max_nodes} nodes; delete something or finish "
                     "instead of adding")
+        repeated = self._repeats(workflow, new)
+        if repeated:
+            return repeated
         return new, value
+
+    def _repeats(self, old: Workflow, new: Workflow) -> str:
+        """Why ``new`` stacks too many identical operators in a row ("" when it does not).
+
+        Only a run longer than both the limit and the old workflow's longest run is refused, so an
+        edit never fails for a run it did not make."""
+        run, name = longest_repeat(new)
+        if run <= max(self.max_repeats, longest_repeat(old)[0]):
+            return ""
+        coders = [s.name for s in self.registry if s.runs_code and s.is_solver and s.name != name]
+        checkers = [s.name for s in self.registry if s.is_checker and s.name != name]
+        instead = ", or ".join(x for x in (
+            f"a {' or '.join(coders[:2])} to compute" if coders else "",
+            f"a checker ({', '.join(checkers[:3])}) to check the result" if checkers else "",
+        ) if x) or "a different operator"
+        return (f"this would make {run} {name} operators in a row; at most {self.max_repeats} identical "
+                f"operators may follow each other. Another {name} adds nothing new: add {instead} instead")
 
     def _requests(self, workflow: Workflow, node_ids: list[str]) -> tuple[PromptRequest, ...]:
         out = []

@@ -75,6 +75,8 @@ class CanvasConfig:
     """Longer node prompts are cut to this length."""
     max_nodes: int = 40
     """Most nodes (operators and structures) a workflow may hold."""
+    max_repeats: int = 3
+    """Most identical operators in a row in one chain (the paper's hard rule); longer runs are refused."""
     lenient: bool = True
     """Accept the spec's non-strict fallback (finish phrase, a lone operator name); see the parser."""
 
@@ -86,6 +88,7 @@ class CanvasConfig:
             "min_prompt_chars": (self.min_prompt_chars, 0),
             "max_prompt_chars": (self.max_prompt_chars, max(self.min_prompt_chars, 1)),
             "max_nodes": (self.max_nodes, 1),
+            "max_repeats": (self.max_repeats, 1),
         }
         for name, (value, least) in checks.items():
             if not isinstance(value, int) or value < least:
@@ -156,7 +159,7 @@ class Canvas:
             self.registry = registry or default_registry()
             self.interpreter = Interpreter(executor, sandbox=sandbox, registry=self.registry)
         self.config = config or CanvasConfig()
-        self._editor = Editor(self.registry, self.config.max_nodes)
+        self._editor = Editor(self.registry, self.config.max_nodes, self.config.max_repeats)
         self._task: Task | None = None
         self._clear()
 
