@@ -379,3 +379,21 @@ def test_aborted_workflow_runs_are_errors_and_run_again(tmp_path: Path, method: 
     again = evaluate(tasks, executor=SimulatedExecutor(gold, skill=1.0), out_dir=tmp_path, cache=False, **kwargs)
     assert again.ran == len(aborted) and again.skipped == len(tasks) - len(aborted)
     assert all(r.status == "ok" and not r.errors and r.correct for r in again.results)
+
+
+def test_a_failing_director_call_is_an_error_item_with_its_episode_kept(tmp_path: Path) -> None:
+    from director_scripts import policy_director
+
+    from flowsteer.report.evaluation import read_trajectories
+    from flowsteer.testing import FaultyChatModel
+
+    tasks = math_tasks(3)
+    executor = SimulatedExecutor({t.question: t.answer or "" for t in tasks}, skill=1.0)
+    broken = FaultyChatModel(policy_director(), fail_rate=1.0)
+    first = evaluate(tasks, executor=executor, director=broken, out_dir=tmp_path, cache=False)
+    assert all(r.status == "error" and r.stop_reason == "error" for r in first.results)
+    assert all(r.errors and "InjectedFault" in r.errors[0] for r in first.results)
+    assert {e["stop_reason"] for e in read_trajectories(tmp_path).values()} == {"error"}
+    again = evaluate(tasks, executor=executor, director=policy_director(), out_dir=tmp_path, cache=False)
+    assert again.ran == 3 and all(r.status == "ok" and r.correct for r in again.results)
+    assert {e["stop_reason"] for e in read_trajectories(tmp_path).values()} == {"finish"}

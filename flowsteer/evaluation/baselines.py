@@ -321,8 +321,10 @@ async def _designed(method: DirectorMethod | SingleTurn, task: Task, ctx: Method
                                             config=director.config)
     else:
         canvas = Canvas(ctx.interpreter, registry=ctx.registry, config=ctx.canvas_config)
-        trajectory = await director.arun(task, canvas)
+        trajectory = await director.arun(task, canvas, on_error="record")  # keeps the turns before a failure
     errors, node_errors = _execution_errors(trajectory.execution)
+    if getattr(trajectory, "error", None):  # a director call raised and ended the episode
+        errors = (f"director: {trajectory.error}", *errors)
     failures = [t.parse_failure.message for t in trajectory.turns if t.parse_failure is not None]
     designed = trajectory.designed.dsl if trajectory.designed is not None else trajectory.workflow.dsl
     return MethodOutput(
