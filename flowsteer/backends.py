@@ -36,6 +36,7 @@ __all__ = [
     "load_chat_models",
     "parse_spec",
     "generation_kwargs",
+    "served_by_vllm",
     "unwrap_model",
 ]
 
@@ -160,6 +161,35 @@ def generation_kwargs(model: BaseChatModel, *, max_tokens: int | None = None,
     return out
 
 
+def served_by_vllm(model: Any, *, timeout: float = 5.0) -> bool:
+    """Whether ``model`` is an OpenAI-compatible client of a vLLM server (which takes the action
+    grammar as ``structured_outputs``; OpenAI itself rejects that field).
+
+    Asks the server's ``/models`` once: vLLM lists every model as ``owned_by: "vllm"``. A model with
+    no base URL (api.openai.com) is not probed; a server that does not answer counts as not vLLM.
+    """
+    import urllib.error
+    import urllib.request
+
+    inner = unwrap_model(model)
+    base = getattr(inner, "openai_api_base", None)
+    if not base:
+        return False
+    request = urllib.request.Request(base.rstrip("/") + "/models")
+    key: Any = getattr(inner, "openai_api_key", None)
+    secret = key.get_secret_value() if hasattr(key, "get_secret_value") else key
+    if isinstance(secret, str) and secret:
+        request.add_header("Authorization", f"Bearer {secret}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310  (the user's own URL)
+            listing = json.loads(reply.read() or b"{}")
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        logger.info("could not list the models at %s (%s); assuming it is not vLLM", base, exc)
+        return False
+    models = listing.get("data") if isinstance(listing, dict) else None
+    return any(isinstance(m, dict) and m.get("owned_by") == "vllm" for m in models or [])
+
+
 def _local(model: Any, tokenizer: Any, name: str, gen_kwargs: dict[str, Any]) -> BaseChatModel:
     from flowsteer.integrations.chat_models.local import LocalChatModel
 
@@ -250,7 +280,8 @@ def _reachable_chat_openai(base: type, openai: Any) -> Callable[..., Any]:
             if loop == self.loop_id or self.http_async_client is not None:
                 return  # a user-given HTTP client is the user's to manage
             # same key, URL, headers, timeout and retries; only the connection pool is new
-            self.root_async_client = self.root_async_client.copy(http_client=openai.DefaultAsyncHttpxClient())
+            root: Any = getattr(self, "root_async_client")  # noqa: B009  (mypy cannot type the base field)
+            self.root_async_client = root.copy(http_client=openai.DefaultAsyncHttpxClient())
             self.async_client = self.root_async_client.chat.completions
             self.loop_id = loop
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from flowsteer.cli._remote import add_remote_arguments, director_config
 from flowsteer.errors import UserError
 
 __all__ = ["register", "run", "director_label"]
@@ -42,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--label", metavar="NAME", help="method name in results and tables")
     parser.add_argument("--no-cache", action="store_true", help="do not cache executor calls")
     parser.add_argument("--no-constrain", action="store_true",
-                        help="do not grammar-constrain a local director's actions")
+                        help="do not grammar-constrain the director's actions (on by default for local "
+                             "directors and for directors served by vLLM)")
+    add_remote_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -64,15 +67,21 @@ def _models(args: argparse.Namespace, needs_director: bool) -> tuple[Any, Any]:
 
 
 def _director_config(args: argparse.Namespace, model: Any) -> Any:
-    from flowsteer.director import DirectorConfig
+    from flowsteer.backends import unwrap_model
 
-    local = getattr(model, "tokenizer", None) is not None
+    local = getattr(unwrap_model(model), "tokenizer", None) is not None
     overrides: dict[str, Any] = {"extra_call_kwargs": {"seed": args.seed}} if local else {}
     if args.max_turns:
         overrides["max_turns"] = args.max_turns
-    small = (args.director or "embedded").strip() == "embedded"
+    spec = args.director or "embedded"
+    if not local:  # served: the grammar when the server is vLLM, the small preset on request
+        return director_config(spec, model, False if args.no_constrain else None,
+                               small_model=args.small_model, **overrides)
+    from flowsteer.director import DirectorConfig
+
+    small = spec.strip() == "embedded" or args.small_model
     config = DirectorConfig.small_model(**overrides) if small else DirectorConfig(**overrides)
-    if local and not args.no_constrain:
+    if not args.no_constrain:
         import dataclasses
 
         from flowsteer.constrain import action_constraint

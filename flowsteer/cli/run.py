@@ -3,6 +3,9 @@
 ``run`` shows each turn live (the action or prompt, whether the canvas accepted it, the gist of its
 feedback), then the final workflow (DSL and a mermaid diagram), the answer and the tokens used.
 ``design`` prints only the designed workflow (DSL, or JSON with ``--json``).
+
+A served (``openai:``) director gets the action grammar when its server is vLLM (``--constrain`` / ``--no-constraint`` force it on / off) and
+the small-model settings with ``--small-model``; see :mod:`flowsteer.cli._remote`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import re
 import time
 from typing import Any
 
+from flowsteer.cli._remote import add_remote_arguments, director_config
 from flowsteer.tasks import TASK_KINDS, Task
 
 __all__ = ["register"]
@@ -37,23 +41,25 @@ def register(subparsers: Any) -> None:
         p.add_argument("--json", action="store_true", help="print JSON instead of the live view")
         p.add_argument("--no-fallback", action="store_true",
                        help="do not run a template workflow when the director leaves no finishable workflow")
-        p.add_argument("--no-constraint", action="store_true",
-                       help="decode director actions without the action grammar (on by default for local "
-                            "directors: an untrained small model emits almost no valid action without it)")
+        grammar = p.add_mutually_exclusive_group()
+        grammar.add_argument("--constrain", dest="constrain", action="store_const", const=True, default=None,
+                             help="decode director actions with the action grammar (default: on for local "
+                                  "directors and for directors served by vLLM, sent as structured_outputs)")
+        grammar.add_argument("--no-constraint", dest="constrain", action="store_const", const=False,
+                             help="decode director actions without the action grammar (an untrained small "
+                                  "model emits almost no valid action without it)")
+        add_remote_arguments(p)
         p.set_defaults(func=func)
 
 
-def _config(args: argparse.Namespace, local_director: bool) -> Any:
-    from flowsteer.director import DirectorConfig
-
+def _config(args: argparse.Namespace, director_model: Any) -> Any:
     overrides: dict[str, Any] = {"max_turns": args.max_turns, "fallback": not args.no_fallback}
     if args.temperature is not None:
         overrides["temperature"] = args.temperature
     if args.seed is not None:
         overrides["extra_call_kwargs"] = {"seed": args.seed}
-    if not local_director:
-        return DirectorConfig(**overrides)
-    return DirectorConfig.small_model(constrained=not args.no_constraint, **overrides)
+    return director_config(args.director, director_model, args.constrain, small_model=args.small_model or None,
+                           **overrides)
 
 
 def _models(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -74,7 +80,6 @@ def _models(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _episode(args: argparse.Namespace, live: bool) -> Any:
-    from flowsteer.backends import parse_spec
     from flowsteer.cli._console import console
     from flowsteer.director import Director
 
@@ -88,9 +93,7 @@ def _episode(args: argparse.Namespace, live: bool) -> Any:
         director_model, executor = _models(args)
     if live:
         out.print(f"[dim]models ready in {time.perf_counter() - started:.1f}s[/]")
-    local_director = parse_spec(args.director)[0] in ("embedded", "hf")
-    director = Director(director_model, config=_config(args, local_director),
-                        on_turn=_show_turn if live else None)
+    director = Director(director_model, config=_config(args, director_model), on_turn=_show_turn if live else None)
     return director.run(Task(args.task, kind=args.kind), executor)
 
 

@@ -1,0 +1,90 @@
+"""The CLI against a served model (a fake OpenAI-compatible server on 127.0.0.1): the action grammar
+goes to vLLM servers only, and the small-model preset on request."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from director_scripts import QUESTION
+from fake_openai import FakeOpenAI, policy_reply
+
+from flowsteer.backends import load_chat_model, served_by_vllm
+from flowsteer.cli import main
+from flowsteer.testing import ScriptedChatModel
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _roles(owned_by: str = "vllm", **kw) -> FakeOpenAI:
+    """A server whose model ``director`` plays the policy and whose model ``executor`` answers 72."""
+    director = policy_reply()
+
+    def reply(body: dict) -> str:
+        return director(body) if body.get("model") == "director" else "The answer is 72."
+
+    return FakeOpenAI(reply, owned_by=owned_by, **kw)
+
+
+def _run(server: FakeOpenAI, *extra: str, capsys) -> dict:
+    argv = ["run", QUESTION, "--director", "openai:director", "--executor", "openai:executor",
+            "--base-url", server.base_url, "--json", "--no-fallback", *extra]
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _limit(body: dict) -> int | None:
+    """The token limit a request asked for (langchain-openai sends max_completion_tokens)."""
+    return body.get("max_completion_tokens", body.get("max_tokens"))
+
+
+def _director_bodies(server: FakeOpenAI) -> list[dict]:
+    return [b for b in server.requests if b.get("model") == "director"]
+
+
+# -- the action grammar and the small-model preset for served directors ------------------------------------
+def test_a_vllm_served_director_gets_the_grammar_per_turn(capsys):
+    with _roles("vllm") as server:
+        data = _run(server, capsys=capsys)
+    assert data["stop_reason"] == "finish"
+    bodies = _director_bodies(server)
+    assert bodies and all("regex" in b.get("structured_outputs", {}) for b in bodies)
+    first = bodies[0]
+    assert re.fullmatch(first["structured_outputs"]["regex"], "<action>add</action><operator>Plan</operator>")
+    assert _limit(first) == 512  # full-size settings unless --small-model
+    executor_bodies = [b for b in server.requests if b.get("model") == "executor"]
+    assert executor_bodies and not any("structured_outputs" in b for b in executor_bodies)
+
+
+def test_small_model_preset_gives_a_served_director_short_turns(capsys):
+    with _roles("vllm") as server:
+        data = _run(server, "--small-model", capsys=capsys)
+    assert data["stop_reason"] == "finish"
+    bodies = _director_bodies(server)
+    actions = [b for b in bodies if "Write the prompt" not in b["messages"][-1]["content"]]
+    prompts = [b for b in bodies if "Write the prompt" in b["messages"][-1]["content"]]
+    assert actions and prompts
+    assert {_limit(b) for b in actions} == {64} and {_limit(b) for b in prompts} == {40}
+    assert all("structured_outputs" in b for b in bodies)
+    assert max(t["context_tokens"] for t in data["turns"]) <= 2048 - 64
+
+
+@pytest.mark.parametrize(("owned_by", "flag", "expect"), [
+    ("openai", None, False),             # not vLLM: OpenAI would reject structured_outputs
+    ("openai", "--constrain", True),     # forced on
+    ("vllm", "--no-constraint", False),  # forced off
+])
+def test_grammar_flags_and_server_detection(owned_by, flag, expect, capsys):
+    with _roles(owned_by) as server:
+        _run(server, *([flag] if flag else []), capsys=capsys)
+    bodies = _director_bodies(server)
+    assert bodies and all(("structured_outputs" in b) is expect for b in bodies)
+
+
+def test_served_by_vllm_reads_the_model_listing():
+    with FakeOpenAI(owned_by="vllm") as vllm, FakeOpenAI(owned_by="openai") as other:
+        assert served_by_vllm(load_chat_model("openai:director", base_url=vllm.base_url))
+        assert not served_by_vllm(load_chat_model("openai:director", base_url=other.base_url))
+    assert not served_by_vllm(load_chat_model("openai:director", base_url="http://127.0.0.1:9/v1"), timeout=1)
+    assert not served_by_vllm(ScriptedChatModel(["x"]))
