@@ -1,10 +1,13 @@
 """The CLI against a served model (a fake OpenAI-compatible server on 127.0.0.1): the action grammar
-goes to vLLM servers only, and the small-model preset on request."""
+goes to vLLM servers only, the small-model preset on request, and served calls are retried within
+bounds (a failing or hung first call does not end the run)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import time
 
 import pytest
 from director_scripts import QUESTION
@@ -12,6 +15,8 @@ from fake_openai import FakeOpenAI, policy_reply
 
 from flowsteer.backends import load_chat_model, served_by_vllm
 from flowsteer.cli import main
+from flowsteer.cli._remote import REMOTE_ATTEMPTS, with_remote_retries
+from flowsteer.retry import RetryingChatModel
 from flowsteer.testing import ScriptedChatModel
 
 pytestmark = pytest.mark.timeout(120)
@@ -88,3 +93,57 @@ def test_served_by_vllm_reads_the_model_listing():
         assert not served_by_vllm(load_chat_model("openai:director", base_url=other.base_url))
     assert not served_by_vllm(load_chat_model("openai:director", base_url="http://127.0.0.1:9/v1"), timeout=1)
     assert not served_by_vllm(ScriptedChatModel(["x"]))
+
+
+# -- bounded retries for served models --------------------------------------------------------------------
+def test_failing_first_calls_are_retried(capsys):
+    # the first two calls answer 500: the OpenAI client's own single retry is not enough
+    with _roles("openai", fail_first=2) as server:
+        data = _run(server, capsys=capsys)
+    assert data["stop_reason"] == "finish" and "72" in data["answer"]
+    assert server.chat_calls >= 3 and len(data["turns"]) == 13
+
+
+def test_a_hung_call_is_cut_off_by_call_timeout(capsys):
+    with _roles("openai", hang_first=1, hang_s=30.0) as server:
+        started = time.perf_counter()
+        data = _run(server, "--call-timeout", "1", capsys=capsys)
+        elapsed = time.perf_counter() - started
+    assert data["stop_reason"] == "finish"
+    assert elapsed < 20  # the hung call waited ~1 s, not 30
+
+
+def test_only_served_models_are_wrapped_and_the_timeout_is_checked():
+    args = argparse.Namespace(call_timeout=7.0)
+    local = ScriptedChatModel(["x"])
+    assert with_remote_retries(local, "scripted:x.json", args) is local
+    wrapped = with_remote_retries(local, "openai:gpt-4o-mini", args)
+    assert isinstance(wrapped, RetryingChatModel)
+    assert wrapped.attempts == REMOTE_ATTEMPTS and wrapped.timeout == 7.0 and wrapped.inner is local
+    from flowsteer.errors import UserError
+
+    with pytest.raises(UserError, match="--call-timeout"):
+        with_remote_retries(local, "openai:x", argparse.Namespace(call_timeout=0))
+
+
+def test_eval_wraps_a_served_executor(tmp_path, monkeypatch, capsys):
+    import flowsteer.evaluation
+
+    seen = {}
+    real = flowsteer.evaluation.evaluate
+
+    def spy(tasks, **kwargs):
+        seen["executor"] = kwargs["executor"]
+        return real(tasks, **kwargs)
+
+    monkeypatch.setattr(flowsteer.evaluation, "evaluate", spy)
+    data = tmp_path / "gsm.jsonl"
+    data.write_text(json.dumps({"question": "What is 70 + 2?", "answer": "#### 72"}) + "\n")
+    with FakeOpenAI("The answer is 72.", fail_first=2) as server:
+        code = main(["eval", "--dataset", "gsm8k", "--data", str(data), "--baseline", "io", "--executor",
+                     "openai:executor", "--base-url", server.base_url, "--out", str(tmp_path / "out"),
+                     "--no-cache", "--call-timeout", "5"])
+    assert code == 0
+    assert isinstance(seen["executor"], RetryingChatModel)
+    results = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 1 and results[0]["score"] == 1.0 and not results[0]["errors"]

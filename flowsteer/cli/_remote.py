@@ -1,5 +1,9 @@
-"""What the CLI commands do alike for served models: the director's settings.
+"""What the CLI commands do alike for served models: bounded retries and the director's settings.
 
+* ``openai:`` models (director and executor) are wrapped with :func:`flowsteer.retry.with_retries`:
+  :data:`REMOTE_ATTEMPTS` tries per call, each cut off after ``--call-timeout`` seconds, so a
+  dropped request or a hung server costs a bounded wait instead of the run. Local models are not
+  wrapped (a local call cannot be lost in transit).
 * the director's :class:`~flowsteer.director.DirectorConfig`: the small-model preset for local
   directors (and for served ones with ``--small-model``), and the action grammar for local
   directors and for directors served by vLLM (sent as ``structured_outputs``) unless turned off.
@@ -12,18 +16,41 @@ import dataclasses
 import logging
 from typing import Any
 
-__all__ = ["add_remote_arguments", "director_config"]
+__all__ = ["REMOTE_ATTEMPTS", "DEFAULT_CALL_TIMEOUT", "add_remote_arguments", "with_remote_retries",
+           "director_config"]
 
 logger = logging.getLogger(__name__)
+
+REMOTE_ATTEMPTS = 3
+"""Tries per call to an ``openai:`` model."""
+DEFAULT_CALL_TIMEOUT = 120.0
+"""Seconds one try may take by default."""
 
 _LOCAL = ("embedded", "hf")
 
 
 def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--small-model``."""
+    """``--call-timeout`` and ``--small-model``."""
+    parser.add_argument("--call-timeout", type=float, default=DEFAULT_CALL_TIMEOUT, metavar="SECONDS",
+                        help=f"seconds one call to an openai: model may take before it is retried "
+                             f"({REMOTE_ATTEMPTS} tries per call; default {DEFAULT_CALL_TIMEOUT:g})")
     parser.add_argument("--small-model", action="store_true",
                         help="use the small-model director settings (short turns, compact prompt, 2K context) "
                              "for a served director too, e.g. SmolLM2 behind vLLM (local directors always do)")
+
+
+def with_remote_retries(model: Any, spec: str | None, args: argparse.Namespace) -> Any:
+    """``model`` wrapped with bounded retries when ``spec`` names a served (``openai:``) model."""
+    from flowsteer.backends import parse_spec
+    from flowsteer.errors import UserError
+    from flowsteer.retry import with_retries
+
+    if model is None or spec is None or parse_spec(spec)[0] != "openai":
+        return model
+    timeout = getattr(args, "call_timeout", DEFAULT_CALL_TIMEOUT)
+    if timeout is None or timeout <= 0:
+        raise UserError(f"--call-timeout must be > 0 seconds, got {timeout}")
+    return with_retries(model, attempts=REMOTE_ATTEMPTS, timeout=timeout)
 
 
 def director_config(spec: str, model: Any, constrain: bool | None, *, small_model: bool | None = None,

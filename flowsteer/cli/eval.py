@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from flowsteer.cli._remote import add_remote_arguments, director_config
+from flowsteer.cli._remote import add_remote_arguments, director_config, with_remote_retries
 from flowsteer.errors import UserError
 
 __all__ = ["register", "run", "director_label"]
@@ -61,9 +61,12 @@ def _models(args: argparse.Namespace, needs_director: bool) -> tuple[Any, Any]:
 
     executor_kwargs = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
     if not needs_director:
-        return None, load_chat_model(args.executor, base_url=args.base_url, **executor_kwargs)
-    return load_chat_models(args.director or "embedded", args.executor, base_url=args.base_url,
-                            executor_kwargs=executor_kwargs)
+        executor = load_chat_model(args.executor, base_url=args.base_url, **executor_kwargs)
+        return None, with_remote_retries(executor, args.executor, args)
+    spec = args.director or "embedded"
+    director, executor = load_chat_models(spec, args.executor, base_url=args.base_url,
+                                          executor_kwargs=executor_kwargs)
+    return with_remote_retries(director, spec, args), with_remote_retries(executor, args.executor, args)
 
 
 def _director_config(args: argparse.Namespace, model: Any) -> Any:

@@ -4,7 +4,8 @@
 feedback), then the final workflow (DSL and a mermaid diagram), the answer and the tokens used.
 ``design`` prints only the designed workflow (DSL, or JSON with ``--json``).
 
-A served (``openai:``) director gets the action grammar when its server is vLLM (``--constrain`` / ``--no-constraint`` force it on / off) and
+Served (``openai:``) models get bounded retries (``--call-timeout``); a served director gets the
+action grammar when its server is vLLM (``--constrain`` / ``--no-constraint`` force it on / off) and
 the small-model settings with ``--small-model``; see :mod:`flowsteer.cli._remote`.
 """
 
@@ -15,7 +16,7 @@ import re
 import time
 from typing import Any
 
-from flowsteer.cli._remote import add_remote_arguments, director_config
+from flowsteer.cli._remote import add_remote_arguments, director_config, with_remote_retries
 from flowsteer.tasks import TASK_KINDS, Task
 
 __all__ = ["register"]
@@ -76,7 +77,9 @@ def _models(args: argparse.Namespace) -> tuple[Any, Any]:
     executor_kwargs: dict[str, Any] = {"max_new_tokens": 128} if parse_spec(args.executor)[0] in local else {}
     if args.seed is not None and parse_spec(args.executor)[0] in local:
         executor_kwargs["seed"] = args.seed
-    return load_chat_models(args.director, args.executor, base_url=args.base_url, executor_kwargs=executor_kwargs)
+    director, executor = load_chat_models(args.director, args.executor, base_url=args.base_url,
+                                          executor_kwargs=executor_kwargs)
+    return with_remote_retries(director, args.director, args), with_remote_retries(executor, args.executor, args)
 
 
 def _episode(args: argparse.Namespace, live: bool) -> Any:
