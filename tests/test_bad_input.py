@@ -47,10 +47,6 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 
 
 # -- `flowsteer train`: config files ------------------------------------------------------------------
-YAML_SYNTAX = pytest.mark.xfail(
-    reason="training/config.py load_config lets yaml.YAMLError / tomllib.TOMLDecodeError escape "
-           "(a traceback, no file:line): it should raise UserError naming the file, line and column",
-    raises=Exception, strict=False)
 
 TRAIN_CASES = [
     pytest.param("unknown.yaml", "lora:\n  alpah: 16\n", [], r"unknown config field 'lora\.alpah'.*did you mean 'alpha'",
@@ -69,12 +65,10 @@ TRAIN_CASES = [
     pytest.param("ok.yaml", "seed: 1\n", ["--set", "optim.lr"], r"--set 'optim\.lr': write KEY=VALUE", id="set-no-value"),
     pytest.param("ok2.yaml", "seed: 1\n", ["--set", "lora.rank=4"], r"unknown config field 'lora\.rank'",
                  id="set-unknown-field"),
-    pytest.param("syntax.yaml", "seed: 1\nlora:\n  r: [8\n", [], r"syntax\.yaml.*line", id="yaml-syntax",
-                 marks=YAML_SYNTAX),
-    pytest.param("tab.yaml", "seed: 1\n\tlora: 2\n", [], r"tab\.yaml.*line 2", id="yaml-tab", marks=YAML_SYNTAX),
-    pytest.param("syntax.toml", "seed = \n", [], r"syntax\.toml.*line 1", id="toml-syntax", marks=YAML_SYNTAX),
-    pytest.param("ok3.yaml", "seed: 1\n", ["--set", "optim.lr=[1"], r"--set.*optim\.lr", id="set-yaml-syntax",
-                 marks=YAML_SYNTAX),
+    pytest.param("syntax.yaml", "seed: 1\nlora:\n  r: [8\n", [], r"syntax\.yaml.*line", id="yaml-syntax"),
+    pytest.param("tab.yaml", "seed: 1\n\tlora: 2\n", [], r"tab\.yaml.*line 2", id="yaml-tab"),
+    pytest.param("syntax.toml", "seed = \n", [], r"syntax\.toml.*line 1", id="toml-syntax"),
+    pytest.param("ok3.yaml", "seed: 1\n", ["--set", "optim.lr=[1"], r"--set.*optim\.lr", id="set-yaml-syntax"),
 ]
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import tomllib
 import types
 import typing
@@ -41,6 +42,7 @@ __all__ = [
     "AggregationMode",
     "AGGREGATION_MODES",
     "load_config",
+    "parse_yaml",
     "config_from_dict",
     "config_to_dict",
 ]
@@ -288,11 +290,13 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         raise UserError(f"config file {str(path)!r} does not exist: pass --config PATH to a YAML or TOML file")
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".toml":
-        data = tomllib.loads(text)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"config file {str(path)!r}: TOML syntax error {_toml_where(exc)}: fix the file "
+                            "(strings need quotes, every key needs a value)") from None
     elif path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text) or {}
+        data = parse_yaml(text, f"config file {str(path)!r}") or {}
     else:
         raise UserError(f"config file {path.name!r}: use a .yaml, .yml or .toml file")
     if not isinstance(data, dict):
@@ -304,6 +308,35 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
             node = node.setdefault(part, {})
         node[leaf] = value
     return config_from_dict(data)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML ``text``; a syntax error becomes a :class:`UserError` naming ``source``, line and column."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        where = ""
+        if exc.problem_mark is not None:
+            where = f" at line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}"
+        context = ""
+        if exc.context and exc.context_mark is not None:
+            context = f" ({exc.context} started at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+        raise UserError(f"{source}: YAML syntax error{where}: {exc.problem}{context}; fix the YAML "
+                        "(indent with spaces, not tabs; close every [ and {; quote values containing ': ')") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{source}: YAML syntax error: {exc}; fix the YAML") from None
+
+
+def _toml_where(exc: tomllib.TOMLDecodeError) -> str:
+    """'at line L, column C: reason' for a TOML error (Python 3.11 keeps the position only in the message)."""
+    message = str(exc)
+    match = re.search(r"\(at line (\d+), column (\d+)\)", message)
+    if match is None:
+        return f"({message})"
+    reason = message[:match.start()].strip()
+    return f"at line {match.group(1)}, column {match.group(2)} ({reason})"
 
 
 def config_from_dict(data: Mapping[str, Any]) -> CWRPOConfig:

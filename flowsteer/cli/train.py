@@ -40,16 +40,15 @@ def register(subparsers: Any) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    import yaml
-
     from flowsteer.errors import UserError
+    from flowsteer.training.config import parse_yaml
 
     out: dict[str, Any] = {}
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--set {item!r}: write KEY=VALUE, e.g. --set optim.lr=1e-4")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = parse_yaml(value, f"--set {key.strip()!r}: value {value!r}")
     if args.run_dir:
         out["logging.run_dir"] = args.run_dir
     if args.max_steps is not None:
