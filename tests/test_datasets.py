@@ -22,9 +22,10 @@ from flowsteer.datasets.loaders import parse_mathqa_options
 from flowsteer.errors import UserError
 from flowsteer.scoring import score
 from flowsteer.tasks import Task
+from tests._paths import SHARED_DATA
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
-SHARED = Path("/work/shared/data")
+SHARED = SHARED_DATA
 BUILTINS = {"gsm8k", "math", "aime2025", "mathqa", "hotpotqa", "squad_v2", "triviaqa", "nq", "nq_open", "mbpp",
             "humaneval", "apps", "ds1000", "arithmetic", "gsm_synthetic"}
 

@@ -14,8 +14,9 @@ import pytest
 
 from flowsteer.errors import UserError
 from flowsteer.sandbox import Sandbox, SandboxLimits, check_program, parse_error_line
+from tests._paths import SHARED_DATA
 
-HUMANEVAL = Path("/work/shared/data/humaneval/HumanEval.jsonl.gz")
+HUMANEVAL = SHARED_DATA / "humaneval" / "HumanEval.jsonl.gz"
 
 
 @pytest.fixture(scope="module")

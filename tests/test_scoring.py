@@ -14,9 +14,10 @@ from flowsteer.scoring.code import extract_code, stdout_matches
 from flowsteer.scoring.math import extract_answer, extract_boxed, math_equal
 from flowsteer.scoring.qa import exact_match, normalize_answer, token_f1
 from flowsteer.tasks import Task
+from tests._paths import SHARED_DATA
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
-SHARED = Path("/work/shared/data")
+SHARED = SHARED_DATA
 
 
 def math_task(gold: str) -> Task:
