@@ -97,6 +97,68 @@ def test_no_partial_checkpoint_is_ever_picked(tmp_path):
         trainer.resume(root / "step_000005")
 
 
+def _dead_pid():
+    """The pid of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_rewriting_a_step_keeps_the_old_checkpoint_if_the_swap_fails(tmp_path, monkeypatch):
+    import os
+
+    from flowsteer.training.checkpoint import TrainerState, save_checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    first = save_checkpoint(tmp_path, TrainerState(step=3), model=model, optimizer=optimizer, keep_last=1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    real_replace = os.replace
+
+    def failing_replace(src, dst):  # the moment a kill used to lose the step: the new folder is not in yet
+        if str(src).split(os.sep)[-1].startswith(".tmp_"):
+            raise OSError("simulated failure moving the new checkpoint in")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="simulated"):
+        save_checkpoint(tmp_path, TrainerState(step=3), model=model, optimizer=optimizer, keep_last=1)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert latest_checkpoint(tmp_path) == first
+    from safetensors.torch import load_file
+
+    saved = load_file(str(first / "trainable.safetensors"))
+    assert all(torch.equal(saved[n], v) for n, v in before.items())
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000003"]
+    save_checkpoint(tmp_path, TrainerState(step=3), model=model, optimizer=optimizer, keep_last=1)
+    assert torch.equal(load_file(str(first / "trainable.safetensors"))["weight"], model.weight.detach())
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000003"]
+
+
+def test_resume_recovers_from_a_kill_mid_swap_and_clears_leftovers(tmp_path):
+    import os
+    import shutil
+
+    trainer = make_trainer(tmp_path, max_steps=1)
+    saved = trainer.save()
+    root = saved.parent
+    dead = _dead_pid()
+    shutil.copytree(saved, root / f".tmp_step_000000_{dead}")  # the new copy, never renamed in
+    saved.rename(root / f".old_step_000000_{dead}")  # the old copy, renamed aside: then SIGKILL
+    (root / f".del_step_000000_{dead}").mkdir()  # an interrupted keep_last delete
+    live = root / f".tmp_step_000001_{os.getppid()}"  # another live process is writing this one
+    live.mkdir()
+    assert latest_checkpoint(tmp_path) is None
+    assert make_trainer(tmp_path, max_steps=1).resume() is True
+    assert sorted(p.name for p in root.iterdir()) == [live.name, "step_000000"]
+    assert latest_checkpoint(tmp_path) == saved
+
+
 def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(UserError, match=r"'lora.alpah'.*did you mean 'alpha'"):
         config_from_dict({"lora": {"alpah": 8}})

@@ -9,7 +9,9 @@ A checkpoint folder ``RUN_DIR/checkpoints/step_000010/`` holds:
 * ``state.json`` -- the step, the data cursor and anything else the trainer keeps.
 
 It is written to a hidden temporary folder first and renamed into place, so a crash mid-write never
-leaves a checkpoint that looks complete; :func:`latest_checkpoint` only sees renamed folders.
+leaves a checkpoint that looks complete; :func:`latest_checkpoint` only sees renamed folders. A step
+that is written again keeps its old folder (renamed aside) until the new one is in place, and
+:func:`recover_checkpoints` tidies what a killed writer left behind.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from typing import Any
 
 from flowsteer.errors import UserError
 
-__all__ = ["TrainerState", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "checkpoint_dir"]
+__all__ = ["TrainerState", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "checkpoint_dir",
+           "recover_checkpoints"]
 
 logger = logging.getLogger(__name__)
 _STEP_RE = re.compile(r"^step_(\d+)$")
+_LEFTOVER_RE = re.compile(r"^\.(tmp|old|del)_(step_\d+)_(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -103,17 +107,86 @@ def save_checkpoint(
         torch.save(_rng_state(), tmp / "rng.pt")
         payload = {"step": state.step, "data_state": dict(state.data_state), "extra": dict(state.extra)}
         (tmp / "state.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        _swap_in(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     logger.info("checkpoint written: %s", final)
     if keep_last:
         for old in _checkpoints(run_dir)[:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old, "del")
     return final
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final``; an existing ``final`` is renamed aside first and deleted only after.
+
+    At every moment one complete checkpoint of the step exists on disk: ``final`` itself, or its aside
+    copy (``.old_step_N_PID``) that :func:`recover_checkpoints` renames back after a kill.
+    """
+    if not final.exists():
+        os.replace(tmp, final)
+        return
+    aside = final.parent / f".old_{final.name}_{os.getpid()}"
+    if aside.exists():
+        shutil.rmtree(aside)
+    os.replace(final, aside)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        os.replace(aside, final)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _remove(path: Path, tag: str) -> None:
+    """Delete a checkpoint folder: renamed out of sight first, so a kill mid-delete never leaves a
+    half-deleted folder that still looks like a checkpoint."""
+    doomed = path.parent / f".{tag}_{path.name}_{os.getpid()}"
+    try:
+        os.replace(path, doomed)
+    except OSError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process is not writing a checkpoint while it recovers
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Tidy ``RUN_DIR/checkpoints`` after a crash; return the leftover folders it removed.
+
+    Leftovers of dead writers only (the writer's pid is in the name; a live process's are left alone):
+    ``.tmp_step_N_PID`` (a torn write) and ``.del_step_N_PID`` (an interrupted delete) are removed;
+    ``.old_step_N_PID`` (a checkpoint renamed aside while its step was rewritten) is renamed back to
+    ``step_N`` when that folder is missing, else removed.
+    """
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    removed = []
+    for path in sorted(root.iterdir()):
+        match = _LEFTOVER_RE.match(path.name)
+        if match is None or not path.is_dir() or _pid_alive(int(match.group(3))):
+            continue
+        final = root / match.group(2)
+        if match.group(1) == "old" and not final.exists() and (path / "state.json").is_file():
+            os.replace(path, final)
+            logger.warning("restored checkpoint %s from %s (a rewrite of it was interrupted)", final, path.name)
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        logger.info("removed leftover checkpoint folder %s", path)
+        removed.append(path)
+    return removed
 
 
 def _checkpoints(run_dir: str | Path) -> list[Path]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from .advantages import group_advantages
 from .batch import build_batch
-from .checkpoint import TrainerState, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import TrainerState, latest_checkpoint, load_checkpoint, recover_checkpoints, save_checkpoint
 from .config import CWRPOConfig, config_to_dict
 from .distributed import DistContext, single_process
 from .policy import trainable_parameters
@@ -121,6 +121,8 @@ class CWRPOTrainer:
         ``resume`` continue from the newest checkpoint of the run."""
         if resume:
             self.resume()
+        elif self.dist.is_main:
+            recover_checkpoints(self.run_dir)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             import yaml
@@ -228,6 +230,9 @@ class CWRPOTrainer:
 
     def resume(self, path: str | Path | None = None) -> bool:
         """Load ``path`` (default: the newest checkpoint of the run). False when there is none."""
+        if self.dist.is_main:
+            recover_checkpoints(self.run_dir)
+        self.dist.barrier()
         path = Path(path) if path is not None else latest_checkpoint(self.run_dir)
         if path is None:
             logger.warning("no checkpoint under %s: starting from scratch", self.run_dir)
