@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from _paths import SHARED_DATA
 
 from flowsteer.datasets import (
     dataset_names,
@@ -22,7 +23,6 @@ from flowsteer.datasets.loaders import parse_mathqa_options
 from flowsteer.errors import UserError
 from flowsteer.scoring import score
 from flowsteer.tasks import Task
-from tests._paths import SHARED_DATA
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 SHARED = SHARED_DATA

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from _paths import SHARED_DATA
 
 from flowsteer.errors import UserError
 from flowsteer.sandbox import Sandbox, SandboxLimits, check_program, parse_error_line
-from tests._paths import SHARED_DATA
 
 HUMANEVAL = SHARED_DATA / "humaneval" / "HumanEval.jsonl.gz"
 

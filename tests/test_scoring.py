@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _paths import SHARED_DATA
 
 from flowsteer.datasets import load_dataset
 from flowsteer.errors import UserError
@@ -14,7 +15,6 @@ from flowsteer.scoring.code import extract_code, stdout_matches
 from flowsteer.scoring.math import extract_answer, extract_boxed, math_equal
 from flowsteer.scoring.qa import exact_match, normalize_answer, token_f1
 from flowsteer.tasks import Task
-from tests._paths import SHARED_DATA
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 SHARED = SHARED_DATA

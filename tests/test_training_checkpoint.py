@@ -159,6 +159,21 @@ def test_resume_recovers_from_a_kill_mid_swap_and_clears_leftovers(tmp_path):
     assert latest_checkpoint(tmp_path) == saved
 
 
+def test_resume_skips_a_torn_last_metrics_line(tmp_path, caplog):
+    make_trainer(tmp_path, max_steps=1).train()
+    metrics = tmp_path / "metrics.jsonl"
+    with metrics.open("a", encoding="utf-8") as fh:
+        fh.write('{"step": 2, "reward_me')  # killed mid-write: no closing brace, no newline
+    trainer = make_trainer(tmp_path, max_steps=2)
+    with caplog.at_level("WARNING", logger="flowsteer.training.trainer"):
+        assert trainer.resume() is True
+    assert trainer.step == 1
+    assert "metrics.jsonl:2: skipping a torn" in caplog.text
+    assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == [1]
+    trainer.train(resume=False)
+    assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == [1, 2]
+
+
 def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(UserError, match=r"'lora.alpah'.*did you mean 'alpha'"):
         config_from_dict({"lora": {"alpah": 8}})
