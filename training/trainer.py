@@ -240,10 +240,29 @@ class CWRPOTrainer:
         state = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
         self.step = state.step
         self.sampler.load_state(state.data_state)
-        metrics_file = self.run_dir / "metrics.jsonl"
-        if self.dist.is_main and metrics_file.is_file():  # drop lines of steps that will be redone
-            lines = metrics_file.read_text(encoding="utf-8").splitlines()
-            kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
-            metrics_file.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+        if self.dist.is_main:
+            _trim_metrics(self.run_dir / "metrics.jsonl", self.step)
         logger.info("resumed from %s at step %d", path, self.step)
         return True
+
+
+def _trim_metrics(metrics_file: Path, step: int) -> None:
+    """Keep the metrics lines of steps up to ``step`` (later ones will be redone); a line that is not
+    a JSON object (torn by a kill mid-write) is dropped with a warning."""
+    if not metrics_file.is_file():
+        return
+    kept = []
+    for number, line in enumerate(metrics_file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            logger.warning("%s:%d: skipping a torn or malformed metrics line (a run killed mid-write)",
+                           metrics_file, number)
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line)
+    metrics_file.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
