@@ -1,0 +1,1 @@
+"""Example CWRPO training configs (YAML), shipped as package data: ``flowsteer.training.configs``."""
