@@ -292,17 +292,28 @@ async def test_eval_with_retries_recovers_most_items_within_concurrency(tmp_path
 
 # -- a faulty director ----------------------------------------------------------------------------------------
 async def test_director_backend_faults_need_retries_to_finish_the_batch() -> None:
-    """Director calls are not retried by the loop: a raised call ends the episode (and ``arun_many``).
+    """Director calls are not retried by the loop: by default (``on_error="record"``) a raised call
+    ends only its own episode with ``stop_reason="error"``; ``on_error="raise"`` aborts the batch.
     Wrapped with :func:`with_retries` (no generation kwargs are lost for fakes) every episode ends."""
     tasks = math_tasks(6)
     executor = SimulatedExecutor({t.question: t.answer or "" for t in tasks}, skill=0.8)
-    raising = FaultyChatModel(policy_director(), fail_rate=0.3, seed=4)
+    raising = FaultyChatModel(policy_director(), fail_rate=0.08, seed=4)
     bare = Director(raising, config=DirectorConfig(max_turns=20, fallback=False))
+    recorded = await bare.arun_many(tasks, executor, concurrency=3)
+    assert len(recorded) == 6 and [t.task.id for t in recorded] == [t.id for t in tasks]  # order kept
+    errored = [t for t in recorded if t.stop_reason == "error"]
+    finished = [t for t in recorded if t.stop_reason != "error"]
+    assert errored and finished  # the faults hit some episodes, the others ran to their end
+    assert all(t.error and t.error.startswith("InjectedFault") for t in errored)
+    assert all(t.stop_reason in ("finish", "max_turns") and t.error is None for t in finished)
     with pytest.raises(InjectedFault):
-        await bare.arun_many(tasks, executor, concurrency=3)
+        await Director(FaultyChatModel(policy_director(), fail_rate=0.3, seed=4),
+                       config=DirectorConfig(max_turns=20, fallback=False)).arun_many(
+            tasks, executor, concurrency=3, on_error="raise")
     flaky = FaultyChatModel(policy_director(), fail_rate=0.2, timeout_rate=0.1, hang_s=30.0, seed=4)
     wrapped = with_retries(flaky, attempts=8, backoff=0.001, max_backoff=0.01, timeout=0.2)
     director = Director(wrapped, config=DirectorConfig(max_turns=20, fallback=False))
     trajectories = await director.arun_many(tasks, executor, concurrency=3)
     assert len(trajectories) == 6 and all(t.stop_reason in ("finish", "max_turns") for t in trajectories)
+    assert all(t.error is None for t in trajectories)
     assert wrapped.stats.retries > 0 and wrapped.stats.gave_up == 0
