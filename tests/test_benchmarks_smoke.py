@@ -44,7 +44,7 @@ def test_overhead_quick():
     r = run_bench("overhead", "--quick")
     assert COMMON_KEYS <= set(r)
     assert r["nodes"] == 20 and r["executor_calls_per_run"] >= 20
-    assert set(r["per_node_ms"]) == {"floor", "interpreter", "graph"}
+    assert set(r["per_node_ms"]) == {"floor", "interpreter", "graph", "langgraph_floor"}
     assert r["per_node_ms"]["floor"] > 0
 
 
