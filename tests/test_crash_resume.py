@@ -195,6 +195,7 @@ def test_sigkill_mid_step_then_mid_checkpoint_write_resumes_to_the_same_adapter(
 
     # 3. resumed to the end: the same adapter as the uninterrupted run, bit for bit
     _finish(_start(script, run, resume=True))
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # leftovers cleared
     _assert_same(_adapter(run), _adapter(full))
     _assert_same(_peft_adapter(run), _peft_adapter(full))
     got, expected = _steps(run), _steps(full)
@@ -328,6 +329,7 @@ logging: {{run_dir: "{run_dir}", save_every: 1, keep_last: 3, progress: false}}
     assert resumed.returncode == 0, err.decode()[-3000:]
     assert [m["step"] for m in _steps(run)] == [1, 2, 3]
     assert latest_checkpoint(run).name == "step_000003"
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]  # the torn write is gone
     got = load_file(str(latest_checkpoint(run) / "trainable.safetensors"))
     expected = load_file(str(latest_checkpoint(full) / "trainable.safetensors"))
     _assert_same(got, expected)
