@@ -8,42 +8,117 @@ DAGs of operators that run on any LangChain chat model and compile to LangGraph 
 ``import flowsteer`` never imports torch: local models and training load it when used.
 """
 
-from flowsteer.backends import load_chat_model
-from flowsteer.builder import WorkflowBuilder
-from flowsteer.canvas import Canvas, CanvasConfig, FinishConstraints, parse_action, render_action
-from flowsteer.datasets import dataset_names, load_dataset, register_dataset
-from flowsteer.director import Director, DirectorConfig, Trajectory
-from flowsteer.dsl import parse, render
-from flowsteer.errors import (
-    DSLParseError,
-    FlowSteerError,
-    MissingExtraError,
-    OperatorError,
-    ParseFailure,
-    UserError,
-    WorkflowValidationError,
-)
-from flowsteer.graph import stats, to_mermaid
-from flowsteer.interpreter import ExecutionResult, Interpreter, NodeCache
-from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
-from flowsteer.operators import (
-    Operator,
-    OperatorCall,
-    OperatorRegistry,
-    OperatorResult,
-    OperatorSpec,
-    Role,
-    default_registry,
-    register_operator,
-)
-from flowsteer.reward import RewardConfig, compute_reward
-from flowsteer.sandbox import Sandbox, SandboxLimits
-from flowsteer.scoring import score
-from flowsteer.serialize import from_json, to_json
-from flowsteer.tasks import Task
-from flowsteer.validation import Violation, validate
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public names resolve lazily (PEP 562), so ``import flowsteer`` is cheap and importing one
+# sub-package (say ``flowsteer.sandbox`` in a bare interpreter) does not pull in LangChain.
+_EXPORTS: dict[str, str] = {
+    "Canvas": "flowsteer.canvas",
+    "CanvasConfig": "flowsteer.canvas",
+    "Conditional": "flowsteer.ir",
+    "DSLParseError": "flowsteer.errors",
+    "Director": "flowsteer.director",
+    "DirectorConfig": "flowsteer.director",
+    "ExecutionResult": "flowsteer.interpreter",
+    "FinishConstraints": "flowsteer.canvas",
+    "FlowSteerError": "flowsteer.errors",
+    "Interpreter": "flowsteer.interpreter",
+    "Loop": "flowsteer.ir",
+    "MissingExtraError": "flowsteer.errors",
+    "NodeCache": "flowsteer.interpreter",
+    "Operator": "flowsteer.operators",
+    "OperatorCall": "flowsteer.operators",
+    "OperatorError": "flowsteer.errors",
+    "OperatorNode": "flowsteer.ir",
+    "OperatorRegistry": "flowsteer.operators",
+    "OperatorResult": "flowsteer.operators",
+    "OperatorSpec": "flowsteer.operators",
+    "Parallel": "flowsteer.ir",
+    "ParseFailure": "flowsteer.errors",
+    "RewardConfig": "flowsteer.reward",
+    "Role": "flowsteer.operators",
+    "Sandbox": "flowsteer.sandbox",
+    "SandboxLimits": "flowsteer.sandbox",
+    "Task": "flowsteer.tasks",
+    "Trajectory": "flowsteer.director",
+    "UserError": "flowsteer.errors",
+    "Violation": "flowsteer.validation",
+    "Workflow": "flowsteer.ir",
+    "WorkflowBuilder": "flowsteer.builder",
+    "WorkflowValidationError": "flowsteer.errors",
+    "compute_reward": "flowsteer.reward",
+    "dataset_names": "flowsteer.datasets",
+    "default_registry": "flowsteer.operators",
+    "from_json": "flowsteer.serialize",
+    "load_chat_model": "flowsteer.backends",
+    "load_dataset": "flowsteer.datasets",
+    "parse": "flowsteer.dsl",
+    "parse_action": "flowsteer.canvas",
+    "register_dataset": "flowsteer.datasets",
+    "register_operator": "flowsteer.operators",
+    "render": "flowsteer.dsl",
+    "render_action": "flowsteer.canvas",
+    "score": "flowsteer.scoring",
+    "stats": "flowsteer.graph",
+    "to_json": "flowsteer.serialize",
+    "to_mermaid": "flowsteer.graph",
+    "validate": "flowsteer.validation",
+}
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    from flowsteer.backends import load_chat_model
+    from flowsteer.builder import WorkflowBuilder
+    from flowsteer.canvas import Canvas, CanvasConfig, FinishConstraints, parse_action, render_action
+    from flowsteer.datasets import dataset_names, load_dataset, register_dataset
+    from flowsteer.director import Director, DirectorConfig, Trajectory
+    from flowsteer.dsl import parse, render
+    from flowsteer.errors import (
+        DSLParseError,
+        FlowSteerError,
+        MissingExtraError,
+        OperatorError,
+        ParseFailure,
+        UserError,
+        WorkflowValidationError,
+    )
+    from flowsteer.graph import stats, to_mermaid
+    from flowsteer.interpreter import ExecutionResult, Interpreter, NodeCache
+    from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
+    from flowsteer.operators import (
+        Operator,
+        OperatorCall,
+        OperatorRegistry,
+        OperatorResult,
+        OperatorSpec,
+        Role,
+        default_registry,
+        register_operator,
+    )
+    from flowsteer.reward import RewardConfig, compute_reward
+    from flowsteer.sandbox import Sandbox, SandboxLimits
+    from flowsteer.scoring import score
+    from flowsteer.serialize import from_json, to_json
+    from flowsteer.tasks import Task
+    from flowsteer.validation import Violation, validate
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flowsteer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "Canvas",
