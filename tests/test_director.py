@@ -494,3 +494,16 @@ def test_a_retry_wrapped_local_director_keeps_its_settings_tokenizer_and_grammar
     building = [t for t in trajectory.turns if t.state == "building"]
     assert building and all(t.action is not None for t in building)
     assert trajectory.turns[0].context_tokens == token_counter(local)(trajectory.turns[0].messages)
+
+
+def test_episode_seconds_include_the_fallback_run():
+    import time
+
+    model = ScriptedChatModel([], default="no idea")
+    config = DirectorConfig(max_turns=1, repair_attempts=0, fallback=True)
+    started = time.perf_counter()
+    trajectory = Director(model, config=config).run(_task(), SimulatedExecutor({QUESTION: "72"}, skill=1.0,
+                                                                                latency=0.05))
+    wall = time.perf_counter() - started
+    assert trajectory.fallback is not None and trajectory.executor_usage.calls >= 6
+    assert 0.25 <= trajectory.seconds <= wall  # >= 6 sequential-ish executor calls of 50 ms each

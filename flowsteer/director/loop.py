@@ -14,6 +14,7 @@ the error in :attr:`Trajectory.error`, while the other episodes finish. Develope
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -118,7 +119,7 @@ class Director:
             ep.error = f"{type(failed.error).__name__}: {str(failed.error)[:500]}"
             logger.warning("director call failed; episode %r ends with stop_reason 'error': %s",
                            task.id or task.question[:40], ep.error)
-        return await self._finish(ep, time.perf_counter() - started)
+        return await self._finish(ep, started)
 
     async def arun_many(self, tasks: Sequence[Task | str], make_canvas: Callable[[], CanvasTarget] | CanvasTarget,
                         concurrency: int = 8, *, on_error: OnError = "record") -> list[Trajectory]:
@@ -293,7 +294,7 @@ class Director:
         return min(self.config.max_turns, ep.canvas.config.max_turns)
 
     # -- end of episode -------------------------------------------------------------------------
-    async def _finish(self, ep: _Episode, seconds: float) -> Trajectory:
+    async def _finish(self, ep: _Episode, started: float) -> Trajectory:
         canvas, task = ep.canvas, ep.task
         execution = canvas.last_execution
         if not canvas.done and not canvas.workflow.is_empty and ep.error is None:
@@ -310,7 +311,7 @@ class Director:
             usage=usage, error=ep.error,
             executor_usage=executor_usage,
             max_context_tokens=max((r.context_tokens for r in ep.records), default=0),
-            designed=canvas.workflow, seconds=seconds,
+            designed=canvas.workflow, seconds=time.perf_counter() - started,
         )
         if self.config.fallback:
             from flowsteer.fallback import aapply_fallback
@@ -318,6 +319,8 @@ class Director:
             finish = getattr(canvas.config, "finish", None)
             trajectory = await aapply_fallback(trajectory, canvas, templates=self.config.fallback_templates,
                                                registry=self.registry, finish=finish)
+            # the episode's time includes the fallback run (it can be most of a CPU demo's wall time)
+            trajectory = dataclasses.replace(trajectory, seconds=time.perf_counter() - started)
         return trajectory
 
 
