@@ -246,3 +246,14 @@ def test_token_budget_forces_completion(tokenizer):
             ids = automaton.sample_ids(rng, budget)
             assert len(ids) + 1 <= budget and automaton.accepts_ids(ids)
             assert not isinstance(parse_action(tokenizer.decode(ids), default_registry()), ParseFailure)
+
+
+def test_a_fourth_identical_operator_in_a_row_is_not_offered():
+    add_plan = render_action(AddOperator("Plan"))
+    three = parse("Plan -> Plan -> Plan")
+    assert not action_grammar(default_registry(), three).matches(add_plan)
+    assert action_grammar(default_registry(), three).matches(render_action(AddOperator("Programmer")))
+    assert action_grammar(default_registry(), parse("Plan -> Plan")).matches(add_plan)
+    assert action_grammar(default_registry(), parse("Plan -> Plan -> Custom")).matches(add_plan)
+    unlimited = GrammarOptions(max_repeats=None)
+    assert action_grammar(default_registry(), three, unlimited).matches(add_plan)

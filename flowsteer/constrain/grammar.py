@@ -158,6 +158,9 @@ class GrammarOptions:
     """Node limit of the canvas (None: no limit)."""
     node_actions: bool = True
     """Offer delete/modify/set_prompt (off when the node ids are not known for sure)."""
+    max_repeats: int | None = 3
+    """Do not offer appending an operator that would make more than this many identical operators
+    in a row at the end of the workflow (the canvas refuses it: ``CanvasConfig.max_repeats``)."""
 
     def __post_init__(self) -> None:
         if self.think_tokens < 0 or self.prompt_tokens < 1 or not 2 <= self.max_list <= 8:
@@ -257,8 +260,10 @@ def _adds(g: _Graph, head: int, final: int, specs: list[OperatorSpec], workflow:
         op = g.new()
         g.edge(head, _open("add") + "<operator>", op)
         after = g.new()
+        blocked = _repeat_blocked(workflow, options.max_repeats)
         for name in names:
-            g.edge(op, name, after)
+            if name != blocked:
+                g.edge(op, name, after)
         g.edge(after, "</operator>", final)
         top = len(workflow.steps)
         if options.positions and top > 0:
@@ -288,6 +293,21 @@ def _adds(g: _Graph, head: int, final: int, specs: list[OperatorSpec], workflow:
         for n in range(MIN_LOOP_ITERATIONS, MAX_LOOP_ITERATIONS + 1):
             g.edge(count, str(n), close)
         g.edge(close, "</count>", final)
+
+
+def _repeat_blocked(workflow: Workflow, max_repeats: int | None) -> str | None:
+    """The operator whose append would exceed ``max_repeats`` in a row at the end, if any."""
+    if max_repeats is None or not workflow.steps:
+        return None
+    last = workflow.steps[-1]
+    if not isinstance(last, OperatorNode):
+        return None
+    run = 0
+    for step in reversed(workflow.steps):
+        if not (isinstance(step, OperatorNode) and step.operator == last.operator):
+            break
+        run += 1
+    return last.operator if run >= max_repeats else None
 
 
 def _conditional(g: _Graph, head: int, final: int, checkers: list[str], names: list[str],
