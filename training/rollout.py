@@ -101,7 +101,9 @@ class DirectorRollout:
         if self.before_collect is not None:
             self.before_collect(step)
         expanded = [task for task in tasks for _ in range(group_size)]
-        trajectories = await self.director.arun_many(expanded, self.make_canvas, concurrency=self.concurrency)
+        # A failing policy call is a broken engine, not an episode to learn from: stop the step.
+        trajectories = await self.director.arun_many(expanded, self.make_canvas, concurrency=self.concurrency,
+                                                     on_error="raise")
         return [self.episode(traj, group=f"{i // group_size}:{traj.task.key}")
                 for i, traj in enumerate(trajectories)]
 
