@@ -18,7 +18,7 @@ instance by the DSL parser before placement) have ``id == ""``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
@@ -180,6 +180,3 @@ class Workflow:
         from flowsteer.dsl import render
 
         return render(self)
-
-    def with_steps(self, steps: Chain) -> Workflow:
-        return replace(self, steps=steps)

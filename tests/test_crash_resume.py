@@ -270,12 +270,9 @@ _CLI_WRAPPER = textwrap.dedent("""
 def test_flowsteer_train_cli_killed_mid_checkpoint_resumes(tmp_path):
     """The real ``flowsteer train`` path (tiny model, director, canvas, simulated executor): SIGKILLed
     while writing the step-2 checkpoint, ``--resume`` continues from step 1 and finishes."""
-    from flowsteer.testing.tiny import build_tiny_model, build_tiny_tokenizer
+    from flowsteer.testing.tiny import save_tiny_model
 
-    tok = build_tiny_tokenizer()
-    base = tmp_path / "base"
-    build_tiny_model(tok, seed=0).save_pretrained(base)
-    tok.save_pretrained(base)
+    base = save_tiny_model(tmp_path / "base", seed=0)
     wrapper = tmp_path / "cli.py"
     wrapper.write_text(_CLI_WRAPPER)
 

@@ -198,13 +198,10 @@ def test_plot_and_export_director_from_a_run(tmp_path, capsys):
     from transformers import AutoModelForCausalLM
 
     from flowsteer.cli import main
-    from flowsteer.testing.tiny import build_tiny_model, build_tiny_tokenizer
+    from flowsteer.testing.tiny import save_tiny_model
     from flowsteer.training.policy import token_logprobs
 
-    tok = build_tiny_tokenizer()
-    base_dir = tmp_path / "base"
-    build_tiny_model(tok, seed=3).save_pretrained(base_dir)
-    tok.save_pretrained(base_dir)
+    base_dir = save_tiny_model(tmp_path / "base", seed=3)
     trainer = make_trainer(tmp_path / "run", max_steps=1)
     object.__setattr__(trainer.config.model, "name_or_path", str(base_dir))  # what config.yaml records
     trainer.train()
@@ -231,12 +228,9 @@ def test_plot_and_export_director_from_a_run(tmp_path, capsys):
 def test_flowsteer_train_cli_end_to_end(tmp_path):
     """`flowsteer train --config` on a saved tiny model: datasets, LoRA, engine, director, canvas."""
     from flowsteer.cli import main
-    from flowsteer.testing.tiny import build_tiny_model, build_tiny_tokenizer
+    from flowsteer.testing.tiny import save_tiny_model
 
-    tok = build_tiny_tokenizer()
-    base = tmp_path / "base"
-    build_tiny_model(tok, seed=0).save_pretrained(base)
-    tok.save_pretrained(base)
+    base = save_tiny_model(tmp_path / "base", seed=0)
     config = tmp_path / "tiny.yaml"
     config.write_text(f"""
 max_steps: 2

@@ -16,12 +16,9 @@ TESTS = Path(__file__).resolve().parent
 
 @pytest.mark.slow
 def test_training_uses_operators_registered_by_the_config_module(tmp_path):
-    from flowsteer.testing.tiny import build_tiny_model, build_tiny_tokenizer
+    from flowsteer.testing.tiny import save_tiny_model
 
-    tok = build_tiny_tokenizer()
-    base = tmp_path / "base"
-    build_tiny_model(tok, seed=0).save_pretrained(base)
-    tok.save_pretrained(base)
+    base = save_tiny_model(tmp_path / "base", seed=0)
     config = tmp_path / "custom.yaml"
     config.write_text(f"""
 seed: 3

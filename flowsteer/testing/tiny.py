@@ -10,11 +10,12 @@ it. Needs the ``local`` extra (torch, transformers, tokenizers).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Literal
 
 from flowsteer.errors import MissingExtraError
 
-__all__ = ["CHATML_TEMPLATE", "SPECIAL_TOKENS", "build_tiny_tokenizer", "build_tiny_model", "tiny_chat_model"]
+__all__ = ["CHATML_TEMPLATE", "SPECIAL_TOKENS", "build_tiny_tokenizer", "build_tiny_model", "save_tiny_model", "tiny_chat_model"]
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>")
 
@@ -124,6 +125,15 @@ def build_tiny_model(
             raise ValueError(f"unknown tiny architecture {arch!r}; use 'llama' or 'qwen2'")
     model.eval()
     return model
+
+
+def save_tiny_model(path: str | Path, *, seed: int = 0) -> Path:
+    """Save a fresh tiny model and its tokenizer as a folder ``from_pretrained`` (and configs) load."""
+    path = Path(path)
+    tokenizer = build_tiny_tokenizer()
+    build_tiny_model(tokenizer, seed=seed).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
 
 
 def tiny_chat_model(*, arch: Literal["llama", "qwen2"] = "llama", seed: int = 0, **kwargs: Any) -> Any:
