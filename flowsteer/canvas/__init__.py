@@ -5,6 +5,7 @@
 >>> obs, done, info = canvas.step("<action>add</action><operator>Plan</operator>")  # doctest: +SKIP
 """
 
+from flowsteer.canvas._edits import longest_repeat
 from flowsteer.canvas.actions import (
     ACTION_NAMES,
     Action,
@@ -47,6 +48,7 @@ __all__ = [
     "error_hint",
     "extract_prompt",
     "is_verbose",
+    "longest_repeat",
     "neutralize",
     "parse_action",
     "render_action",

@@ -296,18 +296,16 @@ def _adds(g: _Graph, head: int, final: int, specs: list[OperatorSpec], workflow:
 
 
 def _repeat_blocked(workflow: Workflow, max_repeats: int | None) -> str | None:
-    """The operator whose append would exceed ``max_repeats`` in a row at the end, if any."""
-    if max_repeats is None or not workflow.steps:
+    """The operator whose append the canvas would refuse under ``max_repeats``, if any (the
+    canvas's own rule: an edit may not lengthen a run past the limit or past the longest run there)."""
+    from flowsteer.canvas import longest_repeat
+
+    if max_repeats is None or not workflow.steps or not isinstance(workflow.steps[-1], OperatorNode):
         return None
-    last = workflow.steps[-1]
-    if not isinstance(last, OperatorNode):
-        return None
-    run = 0
-    for step in reversed(workflow.steps):
-        if not (isinstance(step, OperatorNode) and step.operator == last.operator):
-            break
-        run += 1
-    return last.operator if run >= max_repeats else None
+    last = workflow.steps[-1].operator
+    appended = Workflow(workflow.steps + (OperatorNode(last),))
+    run, _ = longest_repeat(appended)
+    return last if run > max(max_repeats, longest_repeat(workflow)[0]) else None
 
 
 def _conditional(g: _Graph, head: int, final: int, checkers: list[str], names: list[str],
