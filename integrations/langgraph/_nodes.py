@@ -8,6 +8,7 @@ import concurrent.futures
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langgraph.types import Overwrite
 
 from flowsteer.errors import UserError
@@ -17,7 +18,7 @@ from .state import MAIN_LANE, LaneState, as_value, task_to_state
 
 __all__ = [
     "read_lane", "write_lane", "run_sync", "route_of", "join_route", "loop_gate", "fan_out", "fan_in",
-    "prepare", "finalize",
+    "prepare", "finalize", "OperatorNodeRunnable",
 ]
 
 T = TypeVar("T")
@@ -51,6 +52,30 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+class OperatorNodeRunnable(Runnable[Mapping[str, Any], dict[str, Any]]):
+    """An operator node's body as a runnable with a sync and an async path and no run of its own.
+
+    LangGraph already opens a run named after every node and hands the node its child config, so
+    the operator's run (and its model calls) nest under the node. A ``RunnableLambda`` would open
+    a second, identically named run inside it and inspect the function's signature on every call.
+    """
+
+    def __init__(self, name: str, afunc: Callable[[Mapping[str, Any], RunnableConfig],
+                                                  Coroutine[Any, Any, dict[str, Any]]]) -> None:
+        self.name = name
+        self.afunc = afunc
+
+    async def ainvoke(self, input: Mapping[str, Any], config: RunnableConfig | None = None,
+                      **kwargs: Any) -> dict[str, Any]:
+        """Run the node on the event loop (``ainvoke``/``astream`` of the graph)."""
+        return await self.afunc(input, config if config is not None else ensure_config())
+
+    def invoke(self, input: Mapping[str, Any], config: RunnableConfig | None = None,
+               **kwargs: Any) -> dict[str, Any]:
+        """Run the node from a sync graph run (``invoke``/``stream``) through its own event loop."""
+        return run_sync(self.afunc(input, config if config is not None else ensure_config()))
 
 
 def route_of(lane: str) -> Callable[[Mapping[str, Any]], str]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, get_type_hints
 
-from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, TimeoutPolicy
 
@@ -37,6 +37,7 @@ from flowsteer.tasks import Task
 from flowsteer.validation import validate
 
 from ._nodes import (
+    OperatorNodeRunnable,
     fan_in,
     fan_out,
     finalize,
@@ -45,7 +46,6 @@ from ._nodes import (
     prepare,
     read_lane,
     route_of,
-    run_sync,
     write_lane,
 )
 from .state import (
@@ -207,10 +207,7 @@ class _GraphCompiler:
                 "trace": [trace_entry(trace)],
             }
 
-        def run(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-            return run_sync(arun(state, config))
-
-        self.graph.add_node(name, RunnableLambda(run, afunc=arun, name=name), **self.node_options)
+        self.graph.add_node(name, OperatorNodeRunnable(name, arun), **self.node_options)
         return name
 
 

@@ -1,0 +1,79 @@
+"""What callback handlers (LangSmith-style tracing) see of a compiled workflow graph.
+
+Each operator node is one LangGraph node run named after the node; the operator's own run
+(``"<Operator> <id>"``, as the core interpreter opens it) nests directly under it, and the
+executor model's call under that. No node opens a second run of its own name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+
+from flowsteer.dsl import parse
+from flowsteer.integrations import compile_workflow
+from flowsteer.interpreter import Interpreter
+from flowsteer.sandbox import Sandbox
+from flowsteer.testing.fakes import ScriptedChatModel
+
+QUESTION = "What is 6 * 7?"
+
+
+class _Runs(BaseCallbackHandler):
+    """Records every chain and chat-model run with its parent."""
+
+    def __init__(self) -> None:
+        self.names: dict[UUID, str] = {}
+        self.parents: dict[UUID, UUID | None] = {}
+
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None,
+                       **kwargs: Any) -> None:
+        self.names[run_id] = kwargs.get("name") or ""
+        self.parents[run_id] = parent_run_id
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID,
+                            parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        self.names[run_id] = "chat_model"
+        self.parents[run_id] = parent_run_id
+
+    def path(self, run_id: UUID) -> list[str]:
+        """Names from the root run down to ``run_id``."""
+        names: list[str] = []
+        current: UUID | None = run_id
+        while current is not None:
+            names.append(self.names.get(current, "?"))
+            current = self.parents.get(current)
+        return names[::-1]
+
+    def chat_paths(self) -> list[list[str]]:
+        return [self.path(r) for r, name in self.names.items() if name == "chat_model"]
+
+
+def _graph():
+    interpreter = Interpreter(ScriptedChatModel(default=lambda m: "42"), sandbox=Sandbox(mode="process"))
+    return compile_workflow(parse("Custom -> Format"), executor=interpreter)
+
+
+def _check(runs: _Runs) -> None:
+    assert runs.chat_paths() == [
+        ["flowsteer_workflow", "node_1_Custom", "Custom node_1", "chat_model"],
+        ["flowsteer_workflow", "node_2_Format", "Format node_2", "chat_model"],
+    ]
+    names = list(runs.names.values())
+    assert names.count("node_1_Custom") == 1 and names.count("Custom node_1") == 1
+
+
+def test_sync_invoke_nests_the_operator_run_under_the_node_run():
+    runs = _Runs()
+    state = _graph().invoke({"question": QUESTION}, config={"callbacks": [runs]})
+    assert state["answer"]
+    _check(runs)
+
+
+async def test_async_invoke_nests_the_operator_run_under_the_node_run():
+    runs = _Runs()
+    state = await _graph().ainvoke({"question": QUESTION}, config={"callbacks": [runs]})
+    assert state["answer"]
+    _check(runs)
