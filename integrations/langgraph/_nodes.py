@@ -18,7 +18,7 @@ from .state import MAIN_LANE, LaneState, as_value, task_to_state
 
 __all__ = [
     "read_lane", "write_lane", "run_sync", "route_of", "join_route", "loop_gate", "fan_out", "fan_in",
-    "prepare", "finalize", "OperatorNodeRunnable",
+    "prepare", "finalize", "NodeRunnable",
 ]
 
 T = TypeVar("T")
@@ -54,27 +54,42 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-class OperatorNodeRunnable(Runnable[Mapping[str, Any], dict[str, Any]]):
-    """An operator node's body as a runnable with a sync and an async path and no run of its own.
+class NodeRunnable(Runnable[Any, Any]):
+    """A node or router body with a sync and an async path and no run of its own.
+
+    ``afunc`` (an operator node) runs on the event loop under ``ainvoke`` and through its own loop
+    under ``invoke``. ``func`` alone (a structural node or a router: a quick, pure computation on
+    the state) runs inline on both paths; given to LangGraph as a plain function it would run in a
+    worker thread per call under ``ainvoke``, a thread hop that costs more than the work.
 
     LangGraph already opens a run named after every node and hands the node its child config, so
-    the operator's run (and its model calls) nest under the node. A ``RunnableLambda`` would open
+    the operator's run (and its model calls) nest under the node; a ``RunnableLambda`` would open
     a second, identically named run inside it and inspect the function's signature on every call.
     """
 
-    def __init__(self, name: str, afunc: Callable[[Mapping[str, Any], RunnableConfig],
-                                                  Coroutine[Any, Any, dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        func: Callable[[Mapping[str, Any]], Any] | None = None,
+        afunc: Callable[[Mapping[str, Any], RunnableConfig], Coroutine[Any, Any, Any]] | None = None,
+    ) -> None:
+        if (func is None) == (afunc is None):
+            raise TypeError("NodeRunnable takes exactly one of func= (inline) or afunc= (async)")
         self.name = name
+        self.func = func
         self.afunc = afunc
 
     async def ainvoke(self, input: Mapping[str, Any], config: RunnableConfig | None = None,
-                      **kwargs: Any) -> dict[str, Any]:
-        """Run the node on the event loop (``ainvoke``/``astream`` of the graph)."""
+                      **kwargs: Any) -> Any:
+        """Run the body on the event loop (``ainvoke``/``astream`` of the graph)."""
+        if self.afunc is None:
+            return self.func(input)  # type: ignore[misc]
         return await self.afunc(input, config if config is not None else ensure_config())
 
-    def invoke(self, input: Mapping[str, Any], config: RunnableConfig | None = None,
-               **kwargs: Any) -> dict[str, Any]:
-        """Run the node from a sync graph run (``invoke``/``stream``) through its own event loop."""
+    def invoke(self, input: Mapping[str, Any], config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Run the body from a sync graph run (``invoke``/``stream``); an async body gets its own loop."""
+        if self.afunc is None:
+            return self.func(input)  # type: ignore[misc]
         return run_sync(self.afunc(input, config if config is not None else ensure_config()))
 
 

@@ -19,7 +19,7 @@ that ran a checker), which is deterministic where concurrent execution order is 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, get_type_hints
@@ -37,7 +37,7 @@ from flowsteer.tasks import Task
 from flowsteer.validation import validate
 
 from ._nodes import (
-    OperatorNodeRunnable,
+    NodeRunnable,
     fan_in,
     fan_out,
     finalize,
@@ -145,15 +145,16 @@ class _GraphCompiler:
                 fail_entry = self.chain(on_fail, scope, cont)
                 pass_entry = self.chain(on_pass, scope, cont) if on_pass else cont.node
                 self.graph.add_conditional_edges(
-                    name, route_of(scope.lane), {"pass": pass_entry, "fail": fail_entry}
+                    name, _router(route_of(scope.lane)), {"pass": pass_entry, "fail": fail_entry}
                 )
             case Loop(body=body, max_iterations=count):
                 gate = f"{step.id}_loop"
                 inner = _Scope(scope.lane, (*scope.loops, step.id))
                 body_entry = self.chain(body, inner, _Target(gate))
-                self.graph.add_node(gate, loop_gate(step.id, count, scope.lane, cont.closes_lane))
+                self.graph.add_node(gate, NodeRunnable(gate, loop_gate(step.id, count, scope.lane,
+                                                                       cont.closes_lane)))
                 self.graph.add_conditional_edges(
-                    gate, route_of(scope.lane), {"again": body_entry, "exit": cont.node}
+                    gate, _router(route_of(scope.lane)), {"again": body_entry, "exit": cont.node}
                 )
             case Parallel(branches=branches):
                 self.parallel(step, branches, scope, cont)
@@ -163,12 +164,12 @@ class _GraphCompiler:
     def parallel(self, step: Parallel, branches: tuple[Chain, ...], scope: _Scope, cont: _Target) -> None:
         fanout, fanin = f"{step.id}_fanout", f"{step.id}_fanin"
         lanes = [f"{step.id}.{k}" for k in range(len(branches))]
-        self.graph.add_node(fanout, fan_out(scope.lane, lanes))
+        self.graph.add_node(fanout, NodeRunnable(fanout, fan_out(scope.lane, lanes)))
         for lane, branch in zip(lanes, branches, strict=True):
             entry = self.chain(branch, _Scope(lane, scope.loops), _Target(fanin, closes_lane=True))
             self.graph.add_edge(fanout, entry)
-        self.graph.add_node(fanin, fan_in(scope.lane, lanes, cont.closes_lane))
-        self.graph.add_conditional_edges(fanin, join_route(scope.lane), {"next": cont.node})
+        self.graph.add_node(fanin, NodeRunnable(fanin, fan_in(scope.lane, lanes, cont.closes_lane)))
+        self.graph.add_conditional_edges(fanin, _router(join_route(scope.lane)), {"next": cont.node})
 
     # -- operator nodes --------------------------------------------------------------------
     def operator_node(self, node: OperatorNode, scope: _Scope, cont: _Target, *, routes: bool | None) -> str:
@@ -207,8 +208,13 @@ class _GraphCompiler:
                 "trace": [trace_entry(trace)],
             }
 
-        self.graph.add_node(name, OperatorNodeRunnable(name, arun), **self.node_options)
+        self.graph.add_node(name, NodeRunnable(name, afunc=arun), **self.node_options)
         return name
+
+
+def _router(route: Callable[[Mapping[str, Any]], Any]) -> NodeRunnable:
+    """A conditional edge's router, run inline and untraced (the route it picks is in the state)."""
+    return NodeRunnable("route", route)
 
 
 def node_name(step: Step) -> str:
@@ -279,10 +285,10 @@ def build_graph_with_runner(
     if node_timeout is not None:
         options["timeout"] = node_timeout
     compiler = _GraphCompiler(graph, runner, cache=cache, node_options=options)
-    graph.add_node(PREPARE_NODE, prepare)
+    graph.add_node(PREPARE_NODE, NodeRunnable(PREPARE_NODE, prepare))
     graph.add_edge(START, PREPARE_NODE)
     graph.add_edge(PREPARE_NODE, compiler.chain(workflow.steps, _Scope(), _Target(FINALIZE_NODE)))
-    graph.add_node(FINALIZE_NODE, finalize)  # added last so drawings list nodes in execution order
+    graph.add_node(FINALIZE_NODE, NodeRunnable(FINALIZE_NODE, finalize))  # added last so drawings list nodes in execution order
     graph.add_edge(FINALIZE_NODE, END)
     return graph
 
