@@ -7,6 +7,8 @@ executor model's call under that. No node opens a second run of its own name.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from typing import Any
 from uuid import UUID
 
@@ -77,3 +79,25 @@ async def test_async_invoke_nests_the_operator_run_under_the_node_run():
     state = await _graph().ainvoke({"question": QUESTION}, config={"callbacks": [runs]})
     assert state["answer"]
     _check(runs)
+
+
+class _CountingExecutor(concurrent.futures.ThreadPoolExecutor):
+    submitted = 0
+
+    def submit(self, *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        type(self).submitted += 1
+        return super().submit(*args, **kwargs)
+
+
+async def test_async_runs_keep_every_node_and_router_on_the_event_loop():
+    # Structural nodes and routers are quick dict computations: a worker-thread hop per call (what
+    # LangGraph does with a plain sync function under ainvoke) would cost more than the work.
+    loop = asyncio.get_running_loop()
+    executor = _CountingExecutor(max_workers=1)
+    loop.set_default_executor(executor)
+    interpreter = Interpreter(ScriptedChatModel(default=lambda m: "42"), sandbox=Sandbox(mode="process"))
+    graph = compile_workflow(parse("[Custom, Custom] -> ScEnsemble -> (Review ? Revise : done) * 2"),
+                             executor=interpreter)
+    state = await graph.ainvoke({"question": QUESTION})
+    assert state["answer"] and len(state["trace"]) >= 4
+    assert _CountingExecutor.submitted == 0
