@@ -4,7 +4,8 @@ The workflow is ``[Custom, AnswerGenerate, Custom, ...] -> ScEnsemble`` (k branc
 ensembler), run against a ``SimulatedExecutor`` whose every call sleeps ``latency`` seconds
 (``asyncio.sleep``). Its critical path is two model calls (one branch, then the ensembler), so the
 ideal wall time is ``2 * latency``. Measured for the core interpreter and for the compiled LangGraph
-graph (``ainvoke``); target: ratio <= 1.15 for both. Medians over repeats.
+graph (``ainvoke``); target: ratio <= 1.15 for both. Medians over repeats; the two runners alternate
+(interpreter, graph, graph, interpreter, ...) so that load changes on a shared machine hit both alike.
 
     python benchmarks/bench_parallel.py [--quick]
 """
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
-from _common import amedian_seconds, emit, log, parser
+from _common import emit, log, median_of, parser
 
 from flowsteer.dsl import parse
 from flowsteer.integrations.langgraph import compile_workflow
@@ -49,8 +51,15 @@ async def measure(k: int, latency: float, repeats: int) -> dict:
     calls_before = len(executor.calls)
     await run_interpreter()
     calls_per_run = len(executor.calls) - calls_before
-    interp_s, interp_samples = await amedian_seconds(run_interpreter, repeats)
-    graph_s, graph_samples = await amedian_seconds(run_graph, repeats)
+    await run_graph()  # warm-up
+    samples: dict[str, list[float]] = {"interpreter": [], "graph": []}
+    runners = [("interpreter", run_interpreter), ("graph", run_graph)]
+    for i in range(repeats):
+        for name, run in runners if i % 2 == 0 else runners[::-1]:
+            start = time.perf_counter()
+            await run()
+            samples[name].append(time.perf_counter() - start)
+    interp_s, graph_s = median_of(samples["interpreter"]), median_of(samples["graph"])
     return {
         "k": k,
         "workflow": workflow_text(k),
@@ -61,7 +70,7 @@ async def measure(k: int, latency: float, repeats: int) -> dict:
         "interpreter_ratio": interp_s / critical,
         "graph_ratio": graph_s / critical,
         "sequential_would_be_s": calls_per_run * latency,
-        "samples": {"interpreter": interp_samples, "graph": graph_samples},
+        "samples": samples,
     }
 
 
@@ -79,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     worst_interp = max(r["interpreter_ratio"] for r in results)
     worst_graph = max(r["graph_ratio"] for r in results)
     emit("parallel", {
-        "method": f"median of {repeats} runs (after 1 warm-up) per k; SimulatedExecutor latency "
+        "method": f"median of {repeats} runs per runner (after 1 warm-up), interpreter and graph runs "
+                  f"alternating; per k; SimulatedExecutor latency "
                   f"{latency}s via asyncio.sleep; critical path = 2 sequential calls (branch, ensembler)",
         "latency_s": latency,
         "repeats": repeats,
