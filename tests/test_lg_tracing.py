@@ -101,3 +101,9 @@ async def test_async_runs_keep_every_node_and_router_on_the_event_loop():
     state = await graph.ainvoke({"question": QUESTION})
     assert state["answer"] and len(state["trace"]) >= 4
     assert _CountingExecutor.submitted == 0
+
+
+async def test_messages_stream_tags_each_model_reply_with_its_node():
+    chunks = [c async for c in _graph().astream({"question": QUESTION}, stream_mode="messages")]
+    assert [(message.content, meta["langgraph_node"]) for message, meta in chunks] == [
+        ("42", "node_1_Custom"), ("42", "node_2_Format")]
