@@ -389,13 +389,13 @@ class Canvas:
 
     def _observe(self, status: str, message: str, execution: ExecutionResult | None) -> Observation:
         request = self._pending[0] if self._pending and not self._done else None
+        dsl = self._workflow.dsl if not self._workflow.is_empty else ""
         text = render_feedback(
             status=status, message=message, workflow=self._workflow, registry=self.registry,
             turn=self._turn, max_turns=self.config.max_turns, execution=execution,
             prompt_request=request, result_chars=self.config.result_chars,
-            feedback_chars=self.config.feedback_chars, task=self._task,
+            feedback_chars=self.config.feedback_chars, task=self._task, dsl=dsl or None,
         )
-        dsl = self._workflow.dsl if not self._workflow.is_empty else ""
         return Observation(text, self._state, self._turn, self.config.max_turns, dsl, request)
 
 

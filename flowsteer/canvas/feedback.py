@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
-from flowsteer.graph import stats
 from flowsteer.interpreter import ExecutionResult, NodeTrace
 from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
 from flowsteer.operators.registry import OperatorRegistry
@@ -41,6 +40,7 @@ _TAG_LIKE = re.compile(r"[<\[](?=[ \t]{0,4}/?[ \t]{0,4}(?:" + "|".join(_CONTROL_
 _HEADER_LIKE = re.compile(r"(?m)^([ \t]*)\[(?=[A-Za-z][A-Za-z0-9 _-]{0,30}\][ \t]*[:=])")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 _ESCAPES = {"<": "‹", "[": "⟦"}
+_FEEDBACK_TAG = re.compile(r"<(?=\s*/?\s*feedback)", re.I)
 
 
 @dataclass(frozen=True)
@@ -137,36 +137,44 @@ def _code_context(task: Task) -> str:
     return text
 
 
+@lru_cache(maxsize=4096)
 def _gist(prompt: str, limit: int = 40) -> str:
+    # cached: every turn re-renders the gist of every node, and most prompts did not change
     prompt = " ".join(prompt.split())
     if not prompt:
         return "no prompt yet"
     return truncate(neutralize(prompt), limit)
 
 
-def _node_lines(workflow: Workflow) -> str:
-    items = []
+def _structure(workflow: Workflow) -> tuple[str, str]:
+    """The ``[Nodes]`` and ``[Statistics]`` values, from one walk over the workflow.
+
+    The statistics are :func:`flowsteer.graph.stats`'s operator count, unique operator types and
+    structure kinds (checkers of conditionals count as operators).
+    """
+    items: list[str] = []
+    names: list[str] = []
+    kinds: set[str] = set()
     for ref in workflow.walk():
         node = ref.node
         where = f" in {ref.parent.id}" if ref.parent is not None else ""
         match node:
             case OperatorNode():
+                names.append(node.operator)
                 items.append(f"{node.id}: {node.operator}{where} ({_gist(node.prompt)})")
             case Parallel(branches=branches):
+                kinds.add("parallel")
                 items.append(f"{node.id}: parallel of {len(branches)}{where}")
             case Conditional(check=check):
+                kinds.add("conditional")
                 items.append(f"{node.id}: conditional on {check.id}{where}")
             case Loop(max_iterations=count):
+                kinds.add("loop")
                 items.append(f"{node.id}: loop x{count}{where}")
-    return "; ".join(items) if items else "none"
-
-
-def _statistics(workflow: Workflow, registry: OperatorRegistry) -> str:
-    s = stats(workflow, registry)
-    kinds = [name for name, flag in (("parallel", s.has_parallel), ("conditional", s.has_conditional),
-                                     ("loop", s.has_loop)) if flag]
-    return (f"{s.operator_count} operators, {s.unique_operators} unique types; structures: "
-            f"{', '.join(kinds) if kinds else 'none'}")
+    shown = [kind for kind in ("parallel", "conditional", "loop") if kind in kinds]
+    statistics = (f"{len(names)} operators, {len(set(names))} unique types; structures: "
+                  f"{', '.join(shown) if shown else 'none'}")
+    return ("; ".join(items) if items else "none"), statistics
 
 
 def _checks(trace: tuple[NodeTrace, ...]) -> str:
@@ -214,16 +222,22 @@ def render_feedback(
     result_chars: int = 500,
     feedback_chars: int = 1500,
     task: Task | None = None,
+    dsl: str | None = None,
 ) -> str:
     """Assemble the feedback block. ``message`` is trusted canvas text; everything else that came
-    from the model or an execution is neutralised here."""
-    dsl = workflow.dsl if not workflow.is_empty else "(empty)"
+    from the model or an execution is neutralised here. ``dsl`` is ``workflow.dsl`` when the caller
+    has already rendered it (it is rendered here otherwise)."""
+    if workflow.is_empty:
+        dsl = "(empty)"
+    elif dsl is None:
+        dsl = workflow.dsl
+    nodes, statistics = _structure(workflow)
     sections: list[tuple[str, str]] = [
         ("Status", status),
         ("Message", message),
         ("Current DSL", truncate(dsl, 300)),
-        ("Nodes", truncate(_node_lines(workflow), 500)),
-        ("Statistics", _statistics(workflow, registry)),
+        ("Nodes", truncate(nodes, 500)),
+        ("Statistics", statistics),
     ]
     if execution is not None:
         sections.extend(_execution_sections(execution, result_chars))
@@ -233,7 +247,7 @@ def render_feedback(
     opening, closing = "<feedback>\n", "\n</feedback>"
     body = _fit(sections, feedback_chars - len(opening) - len(closing))
     # Our own text never contains a feedback tag: a last guard against anything that slipped in.
-    body = re.sub(r"<(?=\s*/?\s*feedback)", "‹", body, flags=re.I)
+    body = _FEEDBACK_TAG.sub("‹", body)
     return opening + body + closing
 
 

@@ -14,6 +14,13 @@ from typing import Any, TypeVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun
 from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import (
+    ensure_config,
+    get_async_callback_manager_for_config,
+    patch_config,
+    set_config_context,
+)
+from langchain_core.runnables.utils import coro_with_context
 
 from flowsteer.errors import UserError
 from flowsteer.operators.base import Operator, OperatorCall, OperatorResult
@@ -64,8 +71,26 @@ class OperatorRunnable(Runnable[OperatorCall, OperatorResult]):
 
     async def ainvoke(self, input: OperatorCall, config: RunnableConfig | None = None,
                       **kwargs: Any) -> OperatorResult:
-        """Run the operator once (async); ``config`` callbacks reach the executor model."""
-        return await self._acall_with_config(self._run, input, config, run_type="chain")
+        """Run the operator once (async); ``config`` callbacks reach the executor model.
+
+        The same chain run as ``Runnable._acall_with_config`` (start/end/error events, the child
+        config in the context so nested calls find their parent), spelled out so that no
+        ``inspect.signature`` of ``_run`` is taken per call: this runs once per workflow node.
+        """
+        config = ensure_config(config)
+        manager = get_async_callback_manager_for_config(config)
+        run_manager = await manager.on_chain_start(None, input, run_type="chain",
+                                                   name=config.get("run_name") or self.get_name(),
+                                                   run_id=config.pop("run_id", None))
+        try:
+            child = patch_config(config, callbacks=run_manager.get_child())
+            with set_config_context(child) as context:
+                output: OperatorResult = await coro_with_context(self._run(input, run_manager, child), context)
+        except BaseException as exc:
+            await run_manager.on_chain_error(exc)
+            raise
+        await run_manager.on_chain_end(output)
+        return output
 
     def invoke(self, input: OperatorCall, config: RunnableConfig | None = None, **kwargs: Any) -> OperatorResult:
         """Run the operator once (sync)."""

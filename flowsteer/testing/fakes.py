@@ -130,17 +130,25 @@ _DECOMPOSE_MARK = "Find the quantities the task gives."
 _SOLVERS = ("Custom", "AnswerGenerate", "Programmer")
 
 
+_SAID_RE = re.compile(r"(?:answer|result) is:?\s*([^\n]+?)\.?\s*$", re.IGNORECASE | re.MULTILINE)
+_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_ENTRY_RE = re.compile(r"defines the function (\w+)\.")
+_CANDIDATE_RE = re.compile(r"^Candidate [A-Z]:\s*$", re.MULTILINE)
+_HANDLERS = {"Plan": "_plan", "Decompose": "_decompose", "Review": "_review", "Verify": "_verify",
+             "Revise": "_revise", "ScEnsemble": "_scensemble", "Aggregate": "_aggregate", "Format": "_format"}
+"""Operator name -> the simulator method that answers it (anything else is a solver)."""
+
+
 def _sections(text: str) -> dict[str, str]:
-    """``## Title`` sections of an operator's user message."""
-    out: dict[str, str] = {}
-    title = ""
+    """``## Title`` sections of an operator's user message (a repeated title keeps its last body)."""
+    out: dict[str, list[str]] = {}
+    lines: list[str] | None = None
     for line in text.splitlines():
         if line.startswith("## "):
-            title = line.strip()
-            out[title] = ""
-        elif title:
-            out[title] += line + "\n"
-    return {k: v.strip() for k, v in out.items()}
+            lines = out[line.strip()] = []
+        elif lines is not None:
+            lines.append(line)
+    return {k: "\n".join(v).strip() for k, v in out.items()}
 
 
 def answer_in(text: str) -> str:
@@ -152,12 +160,12 @@ def answer_in(text: str) -> str:
     if code:
         return code.strip()
     stripped = text.strip()
-    said = re.findall(r"(?:answer|result) is:?\s*([^\n]+?)\.?\s*$", stripped, flags=re.IGNORECASE | re.MULTILINE)
+    said = _SAID_RE.findall(stripped)
     if said:
         return said[-1].strip()
     if "\n" not in stripped and len(stripped.split()) <= 4:
         return stripped.rstrip(".")
-    numbers = re.findall(r"-?\d[\d,]*(?:\.\d+)?", stripped)
+    numbers = _NUMBER_RE.findall(stripped)
     return numbers[-1] if numbers else stripped.splitlines()[-1].strip()
 
 
@@ -242,12 +250,8 @@ class SimulatedExecutor(BaseChatModel):
         question = sections.get(SECTION_TASK, reply_text(messages[-1])).strip()
         rng = self._rng(operator, question, sections)
         call = _Call(operator, question, self._gold(question), sections, rng)
-        handlers: dict[str, Callable[[_Call], str]] = {
-            "Plan": self._plan, "Decompose": self._decompose, "Review": self._review,
-            "Verify": self._verify, "Revise": self._revise, "ScEnsemble": self._scensemble,
-            "Aggregate": self._aggregate, "Format": self._format,
-        }
-        return handlers.get(operator, self._solve)(call)
+        handler: Callable[[_Call], str] = getattr(self, _HANDLERS.get(operator, "_solve"))
+        return handler(call)
 
     def _rng(self, operator: str, question: str, sections: dict[str, str]) -> random.Random:
         keys = (SECTION_GUIDANCE, SECTION_INPUT, SECTION_CANDIDATES, SECTION_FEEDBACK, SECTION_PREVIOUS_ATTEMPT)
@@ -348,7 +352,7 @@ class _Call:
         self.sections = sections
         self.rng = rng
         self.input = sections.get(SECTION_INPUT, "")
-        entry = re.search(r"defines the function (\w+)\.", "\n".join(sections.values()))
+        entry = _ENTRY_RE.search("\n".join(sections.values()))
         self.entry_point = entry.group(1) if entry else None
         self.is_code = self.entry_point is not None
 
@@ -376,7 +380,7 @@ class _Call:
 
     def candidates(self) -> list[str]:
         block = self.sections.get(SECTION_CANDIDATES) or self.sections.get(SECTION_INPUT, "")
-        parts = re.split(r"^Candidate [A-Z]:\s*$", block, flags=re.MULTILINE)
+        parts = _CANDIDATE_RE.split(block)
         return [p.strip() for p in parts[1:]] if len(parts) > 1 else ([block] if block else [])
 
     def vote(self, stated: list[str]) -> int:
