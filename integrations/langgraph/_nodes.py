@@ -18,7 +18,7 @@ from .state import MAIN_LANE, LaneState, as_value, task_to_state
 
 __all__ = [
     "read_lane", "write_lane", "run_sync", "route_of", "join_route", "loop_gate", "fan_out", "fan_in",
-    "prepare", "finalize", "NodeRunnable",
+    "prepare", "finalize", "InlineNode", "AsyncNode",
 ]
 
 T = TypeVar("T")
@@ -54,42 +54,48 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-class NodeRunnable(Runnable[Any, Any]):
-    """A node or router body with a sync and an async path and no run of its own.
+class InlineNode(Runnable[Any, Any]):
+    """A structural node or a router: a quick, pure computation on the state, run inline.
 
-    ``afunc`` (an operator node) runs on the event loop under ``ainvoke`` and through its own loop
-    under ``invoke``. ``func`` alone (a structural node or a router: a quick, pure computation on
-    the state) runs inline on both paths; given to LangGraph as a plain function it would run in a
-    worker thread per call under ``ainvoke``, a thread hop that costs more than the work.
-
-    LangGraph already opens a run named after every node and hands the node its child config, so
-    the operator's run (and its model calls) nest under the node; a ``RunnableLambda`` would open
-    a second, identically named run inside it and inspect the function's signature on every call.
+    Given to LangGraph as a plain sync function it would run in a worker thread per call under
+    ``ainvoke``, a thread hop that costs more than the work (and waits for a core under load).
     """
 
-    def __init__(
-        self,
-        name: str,
-        func: Callable[[Mapping[str, Any]], Any] | None = None,
-        afunc: Callable[[Mapping[str, Any], RunnableConfig], Coroutine[Any, Any, Any]] | None = None,
-    ) -> None:
-        if (func is None) == (afunc is None):
-            raise TypeError("NodeRunnable takes exactly one of func= (inline) or afunc= (async)")
+    def __init__(self, name: str, func: Callable[[Mapping[str, Any]], Any]) -> None:
         self.name = name
         self.func = func
-        self.afunc = afunc
+
+    def invoke(self, input: Mapping[str, Any], config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Compute the update (or route) from the state."""
+        return self.func(input)
 
     async def ainvoke(self, input: Mapping[str, Any], config: RunnableConfig | None = None,
                       **kwargs: Any) -> Any:
-        """Run the body on the event loop (``ainvoke``/``astream`` of the graph)."""
-        if self.afunc is None:
-            return self.func(input)  # type: ignore[misc]
+        """Compute the update (or route) on the event loop thread."""
+        return self.func(input)
+
+
+class AsyncNode(Runnable[Any, dict[str, Any]]):
+    """An operator node: an async body with a sync path, and no run of its own.
+
+    LangGraph already opens a run named after every node and hands the node its child config, so
+    the operator's run (and its model calls) nest under the node; a ``RunnableLambda`` would open a
+    second, identically named run inside it and inspect the function's signature on every call.
+    """
+
+    def __init__(self, name: str,
+                 afunc: Callable[[Mapping[str, Any], RunnableConfig], Coroutine[Any, Any, dict[str, Any]]]) -> None:
+        self.name = name
+        self.afunc = afunc
+
+    async def ainvoke(self, input: Mapping[str, Any], config: RunnableConfig | None = None,
+                      **kwargs: Any) -> dict[str, Any]:
+        """Run the node on the event loop (``ainvoke``/``astream`` of the graph)."""
         return await self.afunc(input, config if config is not None else ensure_config())
 
-    def invoke(self, input: Mapping[str, Any], config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        """Run the body from a sync graph run (``invoke``/``stream``); an async body gets its own loop."""
-        if self.afunc is None:
-            return self.func(input)  # type: ignore[misc]
+    def invoke(self, input: Mapping[str, Any], config: RunnableConfig | None = None,
+               **kwargs: Any) -> dict[str, Any]:
+        """Run the node from a sync graph run (``invoke``/``stream``) through its own event loop."""
         return run_sync(self.afunc(input, config if config is not None else ensure_config()))
 
 

@@ -37,7 +37,8 @@ from flowsteer.tasks import Task
 from flowsteer.validation import validate
 
 from ._nodes import (
-    NodeRunnable,
+    AsyncNode,
+    InlineNode,
     fan_in,
     fan_out,
     finalize,
@@ -151,8 +152,7 @@ class _GraphCompiler:
                 gate = f"{step.id}_loop"
                 inner = _Scope(scope.lane, (*scope.loops, step.id))
                 body_entry = self.chain(body, inner, _Target(gate))
-                self.graph.add_node(gate, NodeRunnable(gate, loop_gate(step.id, count, scope.lane,
-                                                                       cont.closes_lane)))
+                self.graph.add_node(gate, InlineNode(gate, loop_gate(step.id, count, scope.lane, cont.closes_lane)))
                 self.graph.add_conditional_edges(
                     gate, _router(route_of(scope.lane)), {"again": body_entry, "exit": cont.node}
                 )
@@ -164,11 +164,11 @@ class _GraphCompiler:
     def parallel(self, step: Parallel, branches: tuple[Chain, ...], scope: _Scope, cont: _Target) -> None:
         fanout, fanin = f"{step.id}_fanout", f"{step.id}_fanin"
         lanes = [f"{step.id}.{k}" for k in range(len(branches))]
-        self.graph.add_node(fanout, NodeRunnable(fanout, fan_out(scope.lane, lanes)))
+        self.graph.add_node(fanout, InlineNode(fanout, fan_out(scope.lane, lanes)))
         for lane, branch in zip(lanes, branches, strict=True):
             entry = self.chain(branch, _Scope(lane, scope.loops), _Target(fanin, closes_lane=True))
             self.graph.add_edge(fanout, entry)
-        self.graph.add_node(fanin, NodeRunnable(fanin, fan_in(scope.lane, lanes, cont.closes_lane)))
+        self.graph.add_node(fanin, InlineNode(fanin, fan_in(scope.lane, lanes, cont.closes_lane)))
         self.graph.add_conditional_edges(fanin, _router(join_route(scope.lane)), {"next": cont.node})
 
     # -- operator nodes --------------------------------------------------------------------
@@ -208,13 +208,13 @@ class _GraphCompiler:
                 "trace": [trace_entry(trace)],
             }
 
-        self.graph.add_node(name, NodeRunnable(name, afunc=arun), **self.node_options)
+        self.graph.add_node(name, AsyncNode(name, arun), **self.node_options)
         return name
 
 
-def _router(route: Callable[[Mapping[str, Any]], Any]) -> NodeRunnable:
+def _router(route: Callable[[Mapping[str, Any]], Any]) -> InlineNode:
     """A conditional edge's router, run inline and untraced (the route it picks is in the state)."""
-    return NodeRunnable("route", route)
+    return InlineNode("route", route)
 
 
 def node_name(step: Step) -> str:
@@ -285,10 +285,11 @@ def build_graph_with_runner(
     if node_timeout is not None:
         options["timeout"] = node_timeout
     compiler = _GraphCompiler(graph, runner, cache=cache, node_options=options)
-    graph.add_node(PREPARE_NODE, NodeRunnable(PREPARE_NODE, prepare))
+    graph.add_node(PREPARE_NODE, InlineNode(PREPARE_NODE, prepare))
     graph.add_edge(START, PREPARE_NODE)
     graph.add_edge(PREPARE_NODE, compiler.chain(workflow.steps, _Scope(), _Target(FINALIZE_NODE)))
-    graph.add_node(FINALIZE_NODE, NodeRunnable(FINALIZE_NODE, finalize))  # added last so drawings list nodes in execution order
+    # Added last so that drawings list the nodes in execution order.
+    graph.add_node(FINALIZE_NODE, InlineNode(FINALIZE_NODE, finalize))
     graph.add_edge(FINALIZE_NODE, END)
     return graph
 
