@@ -14,6 +14,7 @@ from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
 from flowsteer.canvas import Canvas, CanvasConfig, parse_action  # noqa: E402
 from flowsteer.canvas.actions import Finish  # noqa: E402
 from flowsteer.constrain import (  # noqa: E402
+    ActionGrammar,
     GrammarOptions,
     GrammarProcessorFactory,
     TokenAutomaton,
@@ -80,7 +81,7 @@ def test_processor_leaves_exactly_the_allowed_tokens(chat):
 def test_200_constrained_samples_are_valid_actions_the_canvas_accepts(chat, canvas):
     constraint = action_constraint(think_tokens=4)
     kwargs = constraint(canvas, canvas.registry, chat)
-    assert set(kwargs) == {"logits_processor_factory"}
+    assert set(kwargs) == {"logits_processor_factory", "flowsteer_constraint"}
 
     async def sample(seeds):  # concurrent calls share model batches (different seeds per row)
         return await asyncio.gather(*(chat.ainvoke(MESSAGES, temperature=1.0, seed=s, **kwargs) for s in seeds))
@@ -158,7 +159,13 @@ def test_openai_style_models_get_a_structured_outputs_regex():
     model = ChatOpenAI(model="director", api_key="x", base_url="http://localhost:1/v1")
     kwargs = action_constraint()(type("Obs", (), {"state": "building", "dsl": "", "text": ""})(),
                                  default_registry(), model)
-    assert set(kwargs) == {"extra_body"} and "regex" in kwargs["extra_body"]["structured_outputs"]
+    assert set(kwargs) == {"extra_body", "flowsteer_constraint"}
+    assert "regex" in kwargs["extra_body"]["structured_outputs"]
+    # the record names the same grammar, and no end tokens (the trainer's tokenizer decides)
+    record = kwargs["flowsteer_constraint"]
+    assert record["eos_ids"] is None and record["max_new_tokens"] is None
+    assert ActionGrammar.from_json(record["grammar"]) == action_constraint().grammar(
+        type("Obs", (), {"state": "building", "dsl": "", "text": ""})(), default_registry())
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ __all__ = [
     "DirectorRollout",
     "group_advantages",
     "build_batch",
+    "ConstraintReplay",
     "cwrpo_loss",
     "get_policy_loss",
     "register_policy_loss",
@@ -44,7 +45,7 @@ _WHERE = {
     "CWRPOConfig": "config", "ModelConfig": "config", "LoRAConfig": "config", "RolloutConfig": "config",
     "LossConfig": "config", "OptimConfig": "config", "DataConfig": "config", "LoggingConfig": "config",
     "load_config": "config", "CWRPOTrainer": "trainer", "Episode": "rollout", "RolloutSource": "rollout",
-    "DirectorRollout": "rollout", "group_advantages": "advantages", "build_batch": "batch",
+    "DirectorRollout": "rollout", "group_advantages": "advantages", "build_batch": "batch", "ConstraintReplay": "constrained",
     "cwrpo_loss": "losses", "get_policy_loss": "losses", "register_policy_loss": "losses",
     "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "latest_checkpoint": "checkpoint",
 }

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .constrained import Segment
+
 if TYPE_CHECKING:
     from torch import Tensor
 
@@ -43,6 +45,8 @@ class Row:
     input_ids: tuple[int, ...]
     loss_mask: tuple[int, ...]
     engine_logprobs: tuple[float, ...]
+    segments: tuple[Segment, ...] = ()
+    """Completions sampled under a grammar constraint (their log-probs are replayed masked)."""
 
 
 def trajectory_rows(records: Sequence[TokenRecordLike | None], *, max_row_tokens: int | None = None,
@@ -57,6 +61,7 @@ def trajectory_rows(records: Sequence[TokenRecordLike | None], *, max_row_tokens
     ids: list[int] = []
     mask: list[int] = []
     lps: list[float] = []
+    segments: list[Segment] = []
     for record in records:
         if record is None or not record.completion_ids:
             continue
@@ -73,14 +78,17 @@ def trajectory_rows(records: Sequence[TokenRecordLike | None], *, max_row_tokens
         extends = bool(ids) and len(prompt) >= len(ids) and prompt[: len(ids)] == ids
         fits = max_row_tokens is None or len(prompt) + len(completion) <= max_row_tokens
         if ids and not (extends and fits):
-            rows.append(Row(tuple(ids), tuple(mask), tuple(lps)))
-            ids, mask, lps = [], [], []
+            rows.append(Row(tuple(ids), tuple(mask), tuple(lps), tuple(segments)))
+            ids, mask, lps, segments = [], [], [], []
         new_context = prompt[len(ids):]
+        constraint = getattr(record, "constraint", None)
+        if constraint:
+            segments.append(Segment(len(ids) + len(new_context), len(completion), constraint))
         ids += new_context + completion
         mask += [0] * len(new_context) + [0 if mask_forced and lp >= 0.0 else 1 for lp in logprobs]
         lps += [0.0] * len(new_context) + logprobs
     if ids:
-        rows.append(Row(tuple(ids), tuple(mask), tuple(lps)))
+        rows.append(Row(tuple(ids), tuple(mask), tuple(lps), tuple(segments)))
     return rows
 
 
@@ -97,6 +105,7 @@ class PolicyBatch:
     episode_index: tuple[int, ...]  # trajectory number -> index of the episode it came from
     old_logprobs: Tensor | None = None  # [R, T] behaviour-policy log-probs, filled by the trainer
     ref_logprobs: Tensor | None = None  # [R, T] reference (adapter off) log-probs, filled by the trainer
+    segments: tuple[tuple[Segment, ...], ...] = ()  # per row: its grammar-constrained completions
 
     @property
     def num_seqs(self) -> int:
@@ -137,6 +146,7 @@ class PolicyBatch:
             episode_index=tuple(self.episode_index[s] for s in seqs),
             old_logprobs=pick(self.old_logprobs),
             ref_logprobs=pick(self.ref_logprobs),
+            segments=tuple(self.segments[r] for r in rows) if self.segments else (),
         )
 
     def to(self, device: Any) -> PolicyBatch:
@@ -151,6 +161,7 @@ class PolicyBatch:
             episode_index=self.episode_index,
             old_logprobs=None if self.old_logprobs is None else self.old_logprobs.to(device),
             ref_logprobs=None if self.ref_logprobs is None else self.ref_logprobs.to(device),
+            segments=self.segments,
         )
 
 
@@ -205,4 +216,5 @@ def build_batch(
         advantages=torch.tensor(row_adv, dtype=torch.float32),  # [R]
         seq_index=torch.tensor(seq_of_row, dtype=torch.long),  # [R]
         episode_index=tuple(present),
+        segments=tuple(r.segments for r in rows) if any(r.segments for r in rows) else (),
     )

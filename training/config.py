@@ -163,6 +163,10 @@ class LossConfig:
     mask_forced_tokens: bool = True
     """Leave out of the loss the tokens sampled with probability 1 (forced by a grammar constraint):
     they carry no decision, and pushing on them only drifts the unconstrained logits."""
+    replay_constraint: bool = True
+    """Recompute the log-probs of grammar-constrained turns under the grammar they were sampled
+    with (masked and renormalised), for the behaviour, current and reference policies alike. False:
+    plain model log-probs (then keep ``mask_forced_tokens`` on)."""
     old_logprobs: Literal["recompute", "engine"] = "recompute"
     """Behaviour log-probs: recomputed by the trainer before the update (robust to engine numerics,
     top-p and grammar constraints) or taken from the engine's sampled-token log-probs."""

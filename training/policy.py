@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flowsteer.errors import MissingExtraError, UserError
@@ -19,6 +19,8 @@ from .config import LoRAConfig, ModelConfig
 if TYPE_CHECKING:
     import torch
     from torch import Tensor
+
+    from .constrained import ConstraintReplay, Segment
 
 __all__ = [
     "resolve_device",
@@ -142,9 +144,13 @@ def autocast(device: torch.device) -> Iterator[None]:
         yield
 
 
-def token_logprobs(model: Any, input_ids: Tensor, attention_mask: Tensor, *, temperature: float = 1.0) -> Tensor:
+def token_logprobs(model: Any, input_ids: Tensor, attention_mask: Tensor, *, temperature: float = 1.0,
+                   segments: Sequence[Sequence[Segment]] = (), replay: ConstraintReplay | None = None) -> Tensor:
     """``[R, T]`` log-prob of each token given the tokens before it (column 0, which has no
-    context, is 0). Computed in fp32 from the model's logits divided by ``temperature``."""
+    context, is 0). Computed in fp32 from the model's logits divided by ``temperature``.
+
+    With ``segments`` (per row, its grammar-constrained completions) and a ``replay``, those
+    tokens get the log-prob of the masked, renormalised distribution they were sampled from."""
     torch = _torch()
     device = input_ids.device
     with autocast(device):
@@ -153,10 +159,15 @@ def token_logprobs(model: Any, input_ids: Tensor, attention_mask: Tensor, *, tem
     targets = input_ids[:, 1:].unsqueeze(-1)  # [R, T-1, 1]
     # gather minus logsumexp avoids materialising a second [R, T, V] log-softmax tensor
     picked = logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # [R, T-1]
+    if replay is not None and any(segments):
+        from .constrained import replay_segments
+
+        picked = replay_segments(logits, picked, input_ids, segments, replay)
     return torch.cat([picked.new_zeros(picked.shape[0], 1), picked], dim=1)  # [R, T]
 
 
-def reference_logprobs(model: Any, input_ids: Tensor, attention_mask: Tensor, *, temperature: float = 1.0) -> Tensor:
+def reference_logprobs(model: Any, input_ids: Tensor, attention_mask: Tensor, *, temperature: float = 1.0,
+                       segments: Sequence[Sequence[Segment]] = (), replay: ConstraintReplay | None = None) -> Tensor:
     """Log-probs under the reference policy: the base model with the LoRA adapter disabled."""
     torch = _torch()
     if not has_adapter(model):
@@ -165,4 +176,5 @@ def reference_logprobs(model: Any, input_ids: Tensor, attention_mask: Tensor, *,
             "adapter: enable lora, or set loss.beta: 0 to train without the KL term"
         )
     with torch.no_grad(), model.disable_adapter():
-        return token_logprobs(model, input_ids, attention_mask, temperature=temperature)
+        return token_logprobs(model, input_ids, attention_mask, temperature=temperature, segments=segments,
+                              replay=replay)

@@ -23,6 +23,7 @@ from .advantages import group_advantages
 from .batch import build_batch
 from .checkpoint import TrainerState, latest_checkpoint, load_checkpoint, recover_checkpoints, save_checkpoint
 from .config import CWRPOConfig, config_to_dict
+from .constrained import ConstraintReplay
 from .distributed import DistContext, single_process
 from .policy import trainable_parameters
 from .rollout import Episode, RolloutSource
@@ -96,7 +97,9 @@ class CWRPOTrainer:
             self.optimizer, lr_lambda(optim.warmup_steps, config.optimizer_updates, optim.min_lr_ratio))
         self.settings = UpdateSettings(loss=config.loss, temperature=config.rollout.temperature,
                                        micro_batch_size=optim.micro_batch_size,
-                                       max_grad_norm=optim.max_grad_norm, seed=config.seed)
+                                       max_grad_norm=optim.max_grad_norm, seed=config.seed,
+                                       replay=ConstraintReplay(tokenizer, model=model)
+                                       if config.loss.replay_constraint and tokenizer is not None else None)
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_token_id = int(pad) if pad is not None else 0
         self._sinks: list[Any] | None = None

@@ -10,6 +10,7 @@ from typing import Any
 
 from .batch import PolicyBatch
 from .config import LossConfig
+from .constrained import ConstraintReplay
 from .distributed import DistContext, single_process
 from .losses import get_policy_loss
 from .policy import reference_logprobs, token_logprobs, trainable_parameters
@@ -26,6 +27,8 @@ class UpdateSettings:
     micro_batch_size: int = 8
     max_grad_norm: float = 1.0
     seed: int = 0
+    replay: ConstraintReplay | None = None
+    """Rebuilds the grammar masks of constrained turns (None: plain log-probs everywhere)."""
 
 
 def _chunks(items: Sequence[int], size: int) -> list[list[int]]:
@@ -46,17 +49,23 @@ def fill_logprobs(model: Any, batch: PolicyBatch, settings: UpdateSettings, devi
             rows = batch.rows_of(seqs)
             sub = batch.select(seqs).to(device)
             width = sub.input_ids.shape[1]
-            lp = token_logprobs(model, sub.input_ids, sub.attention_mask, temperature=settings.temperature)
+            lp = token_logprobs(model, sub.input_ids, sub.attention_mask, temperature=settings.temperature,
+                                segments=sub.segments, replay=settings.replay)
             old[rows, :width] = lp.float().cpu()
             if ref is not None:
-                rlp = reference_logprobs(model, sub.input_ids, sub.attention_mask, temperature=settings.temperature)
+                rlp = reference_logprobs(model, sub.input_ids, sub.attention_mask, temperature=settings.temperature,
+                                         segments=sub.segments, replay=settings.replay)
                 ref[rows, :width] = rlp.float().cpu()
     model.train(was_training)
     mask = batch.loss_mask
     gap = float(((old - batch.engine_logprobs).abs() * mask).sum() / mask.sum().clamp(min=1.0))
     batch.old_logprobs = batch.engine_logprobs.clone() if settings.loss.old_logprobs == "engine" else old
     batch.ref_logprobs = ref
-    return {"engine_logprob_gap": gap}
+    out = {"engine_logprob_gap": gap}
+    if settings.replay is not None:
+        out["constrained_tokens"] = float(sum(s.length for row in batch.segments for s in row))
+        out["constraint_replay_fallbacks"] = float(settings.replay.fallbacks)
+    return out
 
 
 def accumulate_gradients(
@@ -76,7 +85,8 @@ def accumulate_gradients(
     sums: dict[str, float] = defaultdict(float)
     for micro in _chunks(seqs, settings.micro_batch_size):
         sub = batch.select(micro).to(device)
-        logp = token_logprobs(model, sub.input_ids, sub.attention_mask, temperature=settings.temperature)
+        logp = token_logprobs(model, sub.input_ids, sub.attention_mask, temperature=settings.temperature,
+                              segments=sub.segments, replay=settings.replay)
         loss, metrics = loss_fn(
             logp, sub.old_logprobs, sub.advantages, sub.loss_mask,
             config=settings.loss, ref_logprobs=sub.ref_logprobs, seq_index=sub.seq_index,

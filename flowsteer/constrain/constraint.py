@@ -21,15 +21,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from flowsteer.constrain.grammar import ActionGrammar, GrammarOptions, action_grammar, prompt_grammar
+from flowsteer.director.config import CONSTRAINT_RECORD_KEY
 from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 
-__all__ = ["ActionConstraint", "action_constraint", "workflow_of"]
+__all__ = ["ActionConstraint", "action_constraint", "constraint_record", "workflow_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,9 @@ class ActionConstraint:
         return action_grammar(registry, workflow, options, finish_allowed=verdict)
 
     def __call__(self, observation: Any, registry: OperatorRegistry | None, model: Any) -> Mapping[str, Any] | None:
+        """The call kwargs for ``model`` plus the grammar record under
+        :data:`~flowsteer.director.config.CONSTRAINT_RECORD_KEY` (the director takes it out; pop it
+        when calling a model yourself)."""
         grammar = self.grammar(observation, registry)
         if grammar is None:
             return None
@@ -142,13 +146,24 @@ class ActionConstraint:
 
             eos = self.eos_ids or eos_ids_of(tokenizer, getattr(model, "model", None))
             return {"logits_processor_factory": GrammarProcessorFactory(
-                grammar, tokenizer, eos_ids=eos, max_new_tokens=self.max_new_tokens)}
+                        grammar, tokenizer, eos_ids=eos, max_new_tokens=self.max_new_tokens),
+                    CONSTRAINT_RECORD_KEY: constraint_record(grammar, eos, self.max_new_tokens)}
         if "openai" in type(model).__module__.lower() or hasattr(model, "openai_api_base"):
             from flowsteer.constrain.regex import structured_outputs_body
 
-            return {"extra_body": structured_outputs_body(grammar)}
+            # the server's own end tokens and no forced completion: the replay uses the trainer's
+            return {"extra_body": structured_outputs_body(grammar),
+                    CONSTRAINT_RECORD_KEY: constraint_record(grammar, self.eos_ids, None)}
         logger.debug("model %s cannot be constrained; the turn runs unconstrained", type(model).__name__)
         return None
+
+
+def constraint_record(grammar: ActionGrammar, eos_ids: Iterable[int] | None,
+                      max_new_tokens: int | None) -> dict[str, Any]:
+    """What a constrained call stores with its tokens so the trainer can rebuild the same masks
+    (:attr:`flowsteer.director.TokenRecord.constraint`)."""
+    return {"grammar": grammar.to_json(), "eos_ids": None if eos_ids is None else [int(t) for t in eos_ids],
+            "max_new_tokens": max_new_tokens}
 
 
 def action_constraint(registry: OperatorRegistry | None = None, **options: Any) -> ActionConstraint:

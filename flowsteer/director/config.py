@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from flowsteer.operators.registry import OperatorRegistry
 
-__all__ = ["DirectorConfig", "ConstraintFactory"]
+__all__ = ["DirectorConfig", "ConstraintFactory", "CONSTRAINT_RECORD_KEY"]
 
 ConstraintFactory = Callable[["Any", "OperatorRegistry", "BaseChatModel"], "Mapping[str, Any] | None"]
 """``(canvas, registry, model) -> extra model-call kwargs | None``, called before every director call
@@ -22,7 +22,12 @@ ConstraintFactory = Callable[["Any", "OperatorRegistry", "BaseChatModel"], "Mapp
 AWAITING_PROMPT is free text). :func:`flowsteer.constrain.action_constraint` builds one. For a :class:`~flowsteer.integrations.chat_models.local.LocalChatModel` return
 ``{"logits_processor_factory": f}`` with ``f(prompt_ids, messages) -> LogitsProcessor`` (the action
 grammar for this canvas state); for a vLLM server return e.g. ``{"extra_body": {"structured_outputs":
-{...}}}``. ``None`` leaves the turn unconstrained."""
+{...}}}``. ``None`` leaves the turn unconstrained. The mapping may also hold ``"flowsteer_constraint"``
+(see :data:`CONSTRAINT_RECORD_KEY`): the director takes it out of the call kwargs and stores it with
+the turn's tokens (:attr:`~flowsteer.director.TokenRecord.constraint`) for the trainer's replay."""
+
+CONSTRAINT_RECORD_KEY = "flowsteer_constraint"
+"""Key of a constraint factory's result holding the grammar record (never sent to the model)."""
 
 
 

@@ -26,7 +26,7 @@ from langchain_core.language_models import BaseChatModel
 from flowsteer.backends import generation_kwargs, unwrap_model
 from flowsteer.canvas import Canvas, CanvasConfig, CanvasState, Observation, parse_action, render_action
 from flowsteer.director._calls import CallResult, call_model
-from flowsteer.director.config import DirectorConfig
+from flowsteer.director.config import CONSTRAINT_RECORD_KEY, DirectorConfig
 from flowsteer.director.context import BudgetParts, fit_messages, token_counter, truncate_middle
 from flowsteer.director.prompts import first_action, load_template, system_prompt
 from flowsteer.director.trajectory import Trajectory, TurnKind, TurnRecord
@@ -224,8 +224,14 @@ class Director:
                     used: int) -> CallResult:
         """One director call; when errors are recorded, a failure other than a developer mistake
         becomes :class:`_CallFailed` (which ends the episode)."""
+        kwargs = dict(kwargs)
+        constraint = kwargs.pop(CONSTRAINT_RECORD_KEY, None)
         try:
-            return await call_model(self.model, messages, kwargs, used)
+            result = await call_model(self.model, messages, kwargs, used)
+            if constraint is not None and result.tokens is not None:
+                tokens = dataclasses.replace(result.tokens, constraint=dict(constraint))
+                result = dataclasses.replace(result, tokens=tokens)
+            return result
         except UserError:
             raise
         except Exception as exc:

@@ -27,6 +27,10 @@ class TokenRecord:
     completion_ids: list[int]
     logprobs: list[float]
     """Log-probability of each completion token under the distribution it was sampled from."""
+    constraint: dict[str, Any] | None = None
+    """The grammar the call was decoded under (None: unconstrained): ``{"grammar": ActionGrammar
+    JSON, "eos_ids": [...] | None, "max_new_tokens": int | None}``. The trainer replays it to
+    recompute the log-probs of the masked, renormalised distribution the tokens were drawn from."""
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any] | None) -> TokenRecord | None:
