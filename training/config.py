@@ -110,7 +110,8 @@ class RolloutConfig:
     temperature: float = 0.6
     """Sampling temperature; the policy log-probs are computed at the same temperature."""
     top_p: float = 0.95
-    """Nucleus sampling threshold."""
+    """Nucleus sampling threshold. The trainer's log-probs do not replay the truncation (as TRL and
+    verl): 1.0 trains exactly the distribution that was sampled."""
     max_new_tokens: int = 512
     """Tokens per director turn."""
     max_turns: int = 20
@@ -120,8 +121,9 @@ class RolloutConfig:
     concurrency: int = 36
     """Episodes run concurrently (the engine batches their generations)."""
     constrain: bool = False
-    """Grammar-constrain director outputs to valid actions (``flowsteer.constrain``). The behaviour
-    log-probs are then those of the constrained sampler; keep ``loss.old_logprobs: recompute``."""
+    """Grammar-constrain director outputs to valid actions (``flowsteer.constrain``). Each turn keeps
+    its grammar and the trainer recomputes the masked, renormalised log-probs it was sampled from
+    (``loss.replay_constraint``); keep ``loss.old_logprobs: recompute``."""
     constrain_options: Mapping[str, Any] = field(default_factory=dict)
     """``GrammarOptions`` fields for the constraint (e.g. ``{finish: when_allowed, think_tokens: 0}``)."""
     director_options: Mapping[str, Any] = field(default_factory=dict)
