@@ -2,10 +2,17 @@
 
 The director model is a ``ScriptedChatModel`` whose reply is computed from the turn it sees (it
 builds ``Plan -> [Custom, AnswerGenerate] -> ScEnsemble -> Verify ? Revise : done -> Format`` and
-finishes: 13 turns, prompt turns included); the executor is a ``SimulatedExecutor``. Both sleep
-``latency`` seconds per call (asyncio), like remote LLM endpoints. ``Director.arun_many`` runs c
-episodes at concurrency c. Concurrency efficiency = throughput(c) / (c * throughput(1)); target:
->= 0.8 at c = 64. Medians over repeats.
+finishes: 13 turns, prompt turns included); the executor is a ``SimulatedExecutor`` whose checker
+always fails (``detect = false_alarm = 1``), so every episode takes the same path (Verify fails,
+Revise runs: 7 executor calls) and a wave of c episodes is as long as one episode would be alone.
+With the default simulator some episodes skip Revise, and a wave of 64 then waits for its longest
+episodes, which a single episode (the baseline) may not be: that biased the efficiency down by
+about one executor latency. Both models sleep ``latency`` seconds per call (asyncio), like remote
+LLM endpoints. ``Director.arun_many`` runs c episodes at concurrency c, after one untimed warm-up
+episode (lazy imports, cached prompt files). Concurrency efficiency = throughput(c) /
+(c * throughput(1)); target: >= 0.8 at c = 64. Medians over repeats. Also reported: the process CPU
+time per episode (what caps throughput once the event loop is busy; less sensitive to a shared
+machine than wall time) and the 1-minute load average when each level ran.
 
     python benchmarks/bench_rollout.py [--quick]
 """
@@ -13,6 +20,7 @@ episodes at concurrency c. Concurrency efficiency = throughput(c) / (c * through
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 import time
@@ -51,27 +59,33 @@ def tasks(n: int, offset: int) -> list[str]:
     return [f"Sam reads {7 + i + offset} pages a day for {3 + i % 5} days. How many pages?" for i in range(n)]
 
 
-async def wave(c: int, latency: float, offset: int) -> tuple[float, list]:
+async def wave(c: int, latency: float, offset: int) -> tuple[float, float, list]:
+    """Wall and process CPU seconds of ``c`` episodes at concurrency ``c``, and their trajectories."""
     director = Director(ScriptedChatModel(default=scripted_director_reply, latency=latency),
                         config=DirectorConfig(max_turns=20))
-    executor = SimulatedExecutor(latency=latency)
-    start = time.perf_counter()
+    # the checker always fails: every episode runs Verify then Revise (the same calls each time)
+    executor = SimulatedExecutor(latency=latency, detect=1.0, false_alarm=1.0)
+    start, cpu = time.perf_counter(), time.process_time()
     trajectories = await director.arun_many(tasks(c, offset), executor, concurrency=c)
-    seconds = time.perf_counter() - start
-    return seconds, trajectories
+    return time.perf_counter() - start, time.process_time() - cpu, trajectories
 
 
 def measure(c: int, latency: float, repeats: int) -> dict:
-    samples, turns, finished = [], [], 0
+    samples, cpu, turns, calls, finished = [], [], [], [], 0
+    load = os.getloadavg()[0]
     for r in range(repeats):
-        seconds, trajectories = asyncio.run(wave(c, latency, offset=r * 100))
+        seconds, cpu_seconds, trajectories = asyncio.run(wave(c, latency, offset=r * 100))
         samples.append(seconds)
+        cpu.append(cpu_seconds / c)
         turns.extend(len(t.turns) for t in trajectories)
+        calls.extend(t.executor_usage.calls for t in trajectories)
         finished += sum(t.stop_reason == "finish" for t in trajectories)
     wall = median_of(samples)
     return {"concurrency": c, "episodes_per_wave": c, "repeats": repeats, "wave_wall_s": wall,
             "episodes_per_s": c / wall, "mean_turns": sum(turns) / len(turns),
-            "finished_fraction": finished / (c * repeats), "samples": samples}
+            "executor_calls_per_episode": sorted(set(calls)),
+            "cpu_ms_per_episode": 1000 * median_of(cpu),
+            "finished_fraction": finished / (c * repeats), "load_1min": round(load, 2), "samples": samples}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     latency = 0.02 if args.quick else args.latency
     levels = (1, 8, 32, 64)
     repeats = {1: 3, 8: 3, 32: 2, 64: 2} if not args.quick else {c: 1 for c in levels}
+    asyncio.run(wave(1, latency, offset=10_000))  # warm-up, untimed
     results = []
     for c in levels:
         log(f"rollout concurrency {c}")
@@ -90,9 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         r["efficiency"] = r["episodes_per_s"] / (r["concurrency"] * base)
     at_64 = results[-1]["efficiency"]
     emit("rollout", {
-        "method": f"Director.arun_many, c episodes at concurrency c; ScriptedChatModel director and "
-                  f"SimulatedExecutor both sleeping {latency}s per call; efficiency = eps(c) / (c * eps(1)); "
-                  "median wave time over repeats",
+        "method": f"Director.arun_many, c episodes at concurrency c after one untimed warm-up episode; "
+                  f"ScriptedChatModel director and SimulatedExecutor (checker always fails, so every episode "
+                  f"makes the same 13 director and 7 executor calls) both sleeping {latency}s per call; "
+                  "efficiency = eps(c) / (c * eps(1)); median wave time over repeats; CPU = process time "
+                  "per episode (median over repeats)",
         "latency_s": latency,
         "results": results,
         "efficiency_at_64": at_64,

@@ -184,6 +184,7 @@ class Interpreter:
         self.registry = registry or default_registry()
         self.context = OperatorContext(model=executor, sandbox=sandbox, options=dict(options or {}))
         self._operators: dict[str, Operator] = {}
+        self._runnables: dict[str, Any] = {}
 
     def operator(self, name: str) -> Operator:
         """The executable operator for ``name`` (built once per interpreter)."""
@@ -192,6 +193,13 @@ class Interpreter:
             op = self.registry.get(name).factory(self.context)
             self._operators[name] = op
         return op
+
+    def _runnable(self, name: str) -> Any:
+        """The operator's LangChain runnable (built once per interpreter, like the operator)."""
+        runnable = self._runnables.get(name)
+        if runnable is None:
+            runnable = self._runnables[name] = self.operator(name).as_runnable()
+        return runnable
 
     # -- public API --------------------------------------------------------------------------
     def run(self, workflow: Workflow, task: Task, *, cache: NodeCache | None = None) -> ExecutionResult:
@@ -243,7 +251,7 @@ class Interpreter:
         node_config: dict[str, Any] = {k: v for k, v in (config or {}).items() if k not in ("run_id", "run_name")}
         node_config["run_name"] = f"{node.operator} {node.id}".strip()
         try:
-            result = await self.operator(node.operator).as_runnable().ainvoke(call, node_config)
+            result = await self._runnable(node.operator).ainvoke(call, node_config)
         except OperatorError:
             raise
         except Exception as exc:  # a model/backend failure: abort the run, blame the node

@@ -62,6 +62,9 @@ def test_rollout_quick():
     assert [x["concurrency"] for x in r["results"]] == [1, 8, 32, 64]
     assert all(x["finished_fraction"] == 1.0 for x in r["results"])
     assert r["results"][0]["efficiency"] == pytest.approx(1.0)
+    # every episode makes the same calls, so a wave is as long as one episode alone
+    assert all(x["executor_calls_per_episode"] == [7] and x["mean_turns"] == 13 for x in r["results"])
+    assert all(x["cpu_ms_per_episode"] > 0 for x in r["results"])
 
 
 @pytest.mark.slow

@@ -179,3 +179,11 @@ def test_simulated_code_task_runs_through_programmer_test_and_format():
     test = result.trace[1]
     assert test.result.verdict is False and "AssertionError" in test.result.feedback
     assert result.answer == gold  # Revise fixed the flagged code
+
+
+def test_sections_reader_keeps_the_last_body_of_a_repeated_title_and_ignores_a_preamble():
+    from flowsteer.testing.fakes import _sections
+
+    text = "preamble\n## Task\n\n  What is 2 + 3?\n\n## Input\nfirst\n## Task\nsecond\n  line  \n\n## Empty\n"
+    assert _sections(text) == {"## Task": "second\n  line", "## Input": "first", "## Empty": ""}
+    assert list(_sections(text)) == ["## Task", "## Input", "## Empty"]

@@ -375,6 +375,49 @@ async def test_runnable_ainvoke_and_batch():
     assert len(model.calls) == 7
 
 
+class _Lifecycle(BaseCallbackHandler):
+    """Collects chain start/end/error events as (event, name or None, run_id, parent_run_id)."""
+
+    def __init__(self):
+        self.events = []
+
+    def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None, **kwargs):
+        self.events.append(("start", kwargs.get("name"), run_id, parent_run_id))
+
+    def on_chain_end(self, outputs, *, run_id, parent_run_id=None, **kwargs):
+        self.events.append(("end", None, run_id, parent_run_id))
+
+    def on_chain_error(self, error, *, run_id, parent_run_id=None, **kwargs):
+        self.events.append(("error", type(error).__name__, run_id, parent_run_id))
+
+    def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kwargs):
+        self.events.append(("chat_model", None, run_id, parent_run_id))
+
+
+async def test_runnable_ainvoke_is_one_chain_run_named_by_config_with_the_model_call_inside():
+    import uuid
+
+    runnable, _ = _runnable([])
+    handler, run_id = _Lifecycle(), uuid.uuid4()
+    config = {"callbacks": [handler], "run_name": "AnswerGenerate node_3", "run_id": run_id}
+    assert (await runnable.ainvoke(OperatorCall(task=MATH, input=None), config)).output == "7"
+    assert [e[0] for e in handler.events] == ["start", "chat_model", "end"]
+    start, model, end = handler.events
+    assert start[1] == "AnswerGenerate node_3" and start[2] == run_id and end[2] == run_id
+    assert model[3] == run_id  # nested under the operator's run
+    assert "run_id" in config  # the caller's config is not consumed
+
+
+async def test_runnable_ainvoke_reports_a_failing_model_as_a_chain_error_and_raises():
+    model = ScriptedChatModel([], default="<answer>7</answer>", fail_every=1)
+    runnable = make("AnswerGenerate", model).as_runnable()
+    handler = _Lifecycle()
+    with pytest.raises(RuntimeError, match="injected failure"):
+        await runnable.ainvoke(OperatorCall(task=MATH, input=None), {"callbacks": [handler]})
+    assert [e[0] for e in handler.events] == ["start", "chat_model", "error"]
+    assert handler.events[-1][1] == "RuntimeError" and handler.events[-1][2] == handler.events[0][2]
+
+
 def test_runnable_rejects_other_inputs_with_a_fix():
     from flowsteer.errors import UserError
 
