@@ -83,6 +83,42 @@ def test_policy_logprobs_align_with_tokens_and_match_the_sampler():
     assert torch.allclose(alone, lp[1:, :3], atol=1e-5)
 
 
+@pytest.mark.parametrize("keeps", [True, False])
+def test_wanted_positions_only_compute_those_logits(keeps):
+    """With ``wanted`` the LM head runs on the needed positions only; their log-probs equal the
+    full pass's, other columns are 0, and gradients flow (also for models without logits_to_keep)."""
+    from flowsteer.testing.tiny import build_tiny_model, build_tiny_tokenizer
+    from flowsteer.training.policy import token_logprobs
+
+    tok = build_tiny_tokenizer()
+    model = build_tiny_model(tok, seed=2)
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, *, input_ids, attention_mask, use_cache, **kwargs):
+            if "logits_to_keep" in kwargs and not keeps:
+                raise TypeError("forward() got an unexpected keyword argument 'logits_to_keep'")
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache, **kwargs)
+            seen.append(tuple(out.logits.shape))
+            return out
+
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10], [5, 6, 9, 11, 12, 0]])
+    attn = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]])
+    wanted = torch.tensor([[0, 0, 0, 1, 1, 0], [0, 0, 0, 0, 1, 0]], dtype=torch.bool)
+    full = token_logprobs(model, ids, attn, temperature=0.7)
+    part = token_logprobs(Spy(), ids, attn, temperature=0.7, wanted=wanted)
+    assert seen[-1][1] == (2 if keeps else 6)  # columns 2 and 3 predict tokens 3 and 4
+    assert torch.allclose(part[:, 3:5], full[:, 3:5], atol=1e-5)
+    assert part[:, :3].abs().sum() == 0 and part[:, 5].abs().sum() == 0
+    model.zero_grad()
+    (part * wanted).sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
 def test_forced_tokens_can_be_left_out_of_the_loss():
     # log-prob 0.0: the grammar allowed only this token; the EOS was a real choice (-0.2)
     turn = Rec([1, 2], [10, 11, EOS], [0.0, -0.7, -0.2])

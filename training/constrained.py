@@ -84,30 +84,37 @@ class ConstraintReplay:
         return masks
 
 
-def replay_segments(logits: Tensor, picked: Tensor, input_ids: Tensor,
-                    segments: Sequence[Sequence[Segment]], replay: ConstraintReplay) -> Tensor:
-    """``picked`` ([R, T-1], log-prob of token ``j+1`` in column ``j``) with the columns of every
-    constrained segment replaced by the masked, renormalised log-probs from ``logits`` ([R, T-1, V],
-    already divided by the temperature). Differentiable in ``logits``."""
+def replay_segments(logits: Tensor, picked: Tensor, input_ids: Tensor, segments: Sequence[Sequence[Segment]],
+                    replay: ConstraintReplay, *, columns: Tensor | None = None) -> Tensor:
+    """``picked`` ([R, C], log-prob of token ``columns[c] + 1`` in column ``c``) with the positions of
+    every constrained segment replaced by the masked, renormalised log-probs from ``logits``
+    ([R, C, V], already divided by the temperature). ``columns`` None means ``0 .. T-2``. Segment
+    tokens whose position was not computed are left out. Differentiable in ``logits``."""
     import torch
 
-    rows: list[int] = []
+    width = logits.shape[-1]
+    if columns is None:
+        columns = torch.arange(picked.shape[1], device=picked.device)
+    where = torch.full((input_ids.shape[1],), -1, dtype=torch.long, device=picked.device)  # [T]
+    where[columns + 1] = torch.arange(columns.numel(), device=picked.device)  # token position -> column
+    rows: list[Tensor] = []
     cols: list[Tensor] = []
     values: list[Tensor] = []
-    width = logits.shape[-1]
     for r, row_segments in enumerate(segments):
         for seg in row_segments:
             ids = input_ids[r, seg.start : seg.start + seg.length]  # [n]
             masks = replay.masks(seg.constraint, ids.tolist(), width)
             if masks is None:
                 continue
-            x = logits[r, seg.start - 1 : seg.start - 1 + seg.length]  # [n, V]
-            x = x.masked_fill(~masks.to(x.device), float("-inf"))
-            lp = x.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(x, dim=-1)  # [n]
-            rows += [r] * seg.length
-            cols.append(torch.arange(seg.start - 1, seg.start - 1 + seg.length, device=picked.device))
+            at = where[seg.start : seg.start + seg.length]  # [n]
+            keep = at >= 0
+            if not bool(keep.any()):
+                continue
+            x = logits[r, at[keep]].masked_fill(~masks.to(logits.device)[keep], float("-inf"))  # [k, V]
+            lp = x.gather(-1, ids[keep].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(x, dim=-1)  # [k]
+            rows.append(torch.full_like(at[keep], r))
+            cols.append(at[keep])
             values.append(lp)
     if not values:
         return picked
-    index = (torch.tensor(rows, dtype=torch.long, device=picked.device), torch.cat(cols))
-    return picked.index_put(index, torch.cat(values).to(picked.dtype))
+    return picked.index_put((torch.cat(rows), torch.cat(cols)), torch.cat(values).to(picked.dtype))

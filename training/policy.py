@@ -144,30 +144,59 @@ def autocast(device: torch.device) -> Iterator[None]:
         yield
 
 
+def _forward_logits(model: Any, input_ids: Tensor, attention_mask: Tensor, columns: Tensor | None) -> Tensor:
+    """The model's logits at ``columns`` (all positions when None): ``[R, len(columns), V]``.
+    Only those rows of the LM head are computed when the model takes ``logits_to_keep`` indices."""
+    if columns is not None:
+        try:
+            return model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False,
+                         logits_to_keep=columns).logits
+        except TypeError:  # an architecture without logits_to_keep: compute all, keep the columns
+            pass
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # [R, T, V]
+    return logits if columns is None else logits[:, columns]
+
+
 def token_logprobs(model: Any, input_ids: Tensor, attention_mask: Tensor, *, temperature: float = 1.0,
-                   segments: Sequence[Sequence[Segment]] = (), replay: ConstraintReplay | None = None) -> Tensor:
+                   segments: Sequence[Sequence[Segment]] = (), replay: ConstraintReplay | None = None,
+                   wanted: Tensor | None = None) -> Tensor:
     """``[R, T]`` log-prob of each token given the tokens before it (column 0, which has no
     context, is 0). Computed in fp32 from the model's logits divided by ``temperature``.
 
-    With ``segments`` (per row, its grammar-constrained completions) and a ``replay``, those
-    tokens get the log-prob of the masked, renormalised distribution they were sampled from."""
+    ``wanted`` (``[R, T]`` bool, e.g. the loss mask) limits the work to the positions some row
+    needs: the LM head and the log-softmax run only there (the prompt's ``[T, V]`` logits are never
+    materialised) and every other column is 0. With ``segments`` (per row, its
+    grammar-constrained completions) and a ``replay``, those tokens get the log-prob of the masked,
+    renormalised distribution they were sampled from."""
     torch = _torch()
-    device = input_ids.device
-    with autocast(device):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # [R, T, V]
-    logits = logits[:, :-1, :].float() / temperature  # [R, T-1, V]
-    targets = input_ids[:, 1:].unsqueeze(-1)  # [R, T-1, 1]
-    # gather minus logsumexp avoids materialising a second [R, T, V] log-softmax tensor
-    picked = logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # [R, T-1]
+    rows, width = input_ids.shape
+    columns = None  # logit positions computed (position j predicts token j + 1)
+    if wanted is not None:
+        columns = wanted[:, 1:].any(dim=0).nonzero().view(-1)  # [C]
+        if columns.numel() == width - 1:
+            columns = None
+        elif columns.numel() == 0:  # nothing wanted: one column keeps the graph (and the loss) alive
+            columns = columns.new_zeros(1)
+    with autocast(input_ids.device):
+        logits = _forward_logits(model, input_ids, attention_mask, columns)
+    if columns is None:
+        columns = torch.arange(width - 1, device=input_ids.device)  # [T-1]
+        logits = logits[:, :-1]
+    logits = logits.float() / temperature  # [R, C, V]
+    targets = input_ids[:, columns + 1].unsqueeze(-1)  # [R, C, 1]
+    # gather minus logsumexp avoids materialising a second [R, C, V] log-softmax tensor
+    picked = logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # [R, C]
     if replay is not None and any(segments):
         from .constrained import replay_segments
 
-        picked = replay_segments(logits, picked, input_ids, segments, replay)
-    return torch.cat([picked.new_zeros(picked.shape[0], 1), picked], dim=1)  # [R, T]
+        picked = replay_segments(logits, picked, input_ids, segments, replay, columns=columns)
+    full = picked.new_zeros(rows, width)  # [R, T]
+    return full.index_copy(1, columns + 1, picked)
 
 
 def reference_logprobs(model: Any, input_ids: Tensor, attention_mask: Tensor, *, temperature: float = 1.0,
-                       segments: Sequence[Sequence[Segment]] = (), replay: ConstraintReplay | None = None) -> Tensor:
+                       segments: Sequence[Sequence[Segment]] = (), replay: ConstraintReplay | None = None,
+                       wanted: Tensor | None = None) -> Tensor:
     """Log-probs under the reference policy: the base model with the LoRA adapter disabled."""
     torch = _torch()
     if not has_adapter(model):
@@ -177,4 +206,4 @@ def reference_logprobs(model: Any, input_ids: Tensor, attention_mask: Tensor, *,
         )
     with torch.no_grad(), model.disable_adapter():
         return token_logprobs(model, input_ids, attention_mask, temperature=temperature, segments=segments,
-                              replay=replay)
+                              replay=replay, wanted=wanted)

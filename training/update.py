@@ -49,12 +49,13 @@ def fill_logprobs(model: Any, batch: PolicyBatch, settings: UpdateSettings, devi
             rows = batch.rows_of(seqs)
             sub = batch.select(seqs).to(device)
             width = sub.input_ids.shape[1]
+            wanted = sub.loss_mask > 0
             lp = token_logprobs(model, sub.input_ids, sub.attention_mask, temperature=settings.temperature,
-                                segments=sub.segments, replay=settings.replay)
+                                segments=sub.segments, replay=settings.replay, wanted=wanted)
             old[rows, :width] = lp.float().cpu()
             if ref is not None:
                 rlp = reference_logprobs(model, sub.input_ids, sub.attention_mask, temperature=settings.temperature,
-                                         segments=sub.segments, replay=settings.replay)
+                                         segments=sub.segments, replay=settings.replay, wanted=wanted)
                 ref[rows, :width] = rlp.float().cpu()
     model.train(was_training)
     mask = batch.loss_mask
@@ -86,7 +87,7 @@ def accumulate_gradients(
     for micro in _chunks(seqs, settings.micro_batch_size):
         sub = batch.select(micro).to(device)
         logp = token_logprobs(model, sub.input_ids, sub.attention_mask, temperature=settings.temperature,
-                              segments=sub.segments, replay=settings.replay)
+                              segments=sub.segments, replay=settings.replay, wanted=sub.loss_mask > 0)
         loss, metrics = loss_fn(
             logp, sub.old_logprobs, sub.advantages, sub.loss_mask,
             config=settings.loss, ref_logprobs=sub.ref_logprobs, seq_index=sub.seq_index,
