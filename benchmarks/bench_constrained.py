@@ -8,7 +8,16 @@ overhead per token: time spent in the logits processor per decoded token against
 per-token decode time (target <= 10%), plus the per-turn cost of building the grammar and automaton.
 
     python benchmarks/bench_constrained.py            # N = 5 each, short episodes
-    python benchmarks/bench_constrained.py --n 50 --max-turns 20   # the issue's full run (hours on CPU)
+    python benchmarks/bench_constrained.py --n 50 --max-turns 4      # the issue's full run (hours on CPU)
+
+On a CPU the embedded model's decoding is memory-bound (~0.1 s a token on one core of the
+benchmark machine) and prefill compute-bound; the default ``--concurrency 1`` keeps the prefix cache
+(the shared system prompt is not prefilled again). To use two cores, run one process per dataset
+with ``--threads 1`` and combine them::
+
+    python benchmarks/bench_constrained.py --n 50 --datasets gsm8k --threads 1 > a.json
+    python benchmarks/bench_constrained.py --n 50 --datasets humaneval --threads 1 --no-decoding > b.json
+    python benchmarks/bench_constrained.py --merge a.json b.json
 """
 
 from __future__ import annotations
@@ -56,24 +65,41 @@ def _episode_stats(trajectories: list[Any]) -> dict[str, Any]:
 
 
 def _director(model: Any, constrained: bool, args: Any) -> Any:
+    """The settings ``flowsteer run --director embedded`` uses (the small-model preset), with or
+    without the action grammar; the same token limits either way."""
     from flowsteer.director.config import DirectorConfig
     from flowsteer.director.loop import Director
 
-    constraint = action_constraint(think_tokens=args.think_tokens) if constrained else None
-    config = DirectorConfig(max_turns=args.max_turns, constraint=constraint, fallback=False,
-                            extra_call_kwargs={"seed": args.seed}, max_action_tokens=args.max_action_tokens)
+    constraint = None
+    if constrained:
+        constraint = action_constraint(max_new_tokens=args.max_action_tokens, prompt_tokens=40,
+                                       finish="when_allowed", think_tokens=args.think_tokens)
+    config = DirectorConfig.small_model(max_turns=args.max_turns, constraint=constraint, fallback=False,
+                                        extra_call_kwargs={"seed": args.seed},
+                                        max_action_tokens=args.max_action_tokens)
     return Director(model, config=config)
 
 
 async def _episodes(model: Any, tasks: list[Any], constrained: bool, args: Any) -> list[Any]:
+    """One episode per task, ``args.concurrency`` at a time: the local model batches concurrent calls."""
     director = _director(model, constrained, args)
-    out = []
-    for i, task in enumerate(tasks):
-        canvas = Canvas(SimulatedExecutor(seed=args.seed), config=CanvasConfig(max_turns=args.max_turns))
-        traj = await director.arun(task, canvas)
-        log(f"{'constrained' if constrained else 'free'} {task.source or task.kind} {i + 1}/{len(tasks)}: "
+    label = "constrained" if constrained else "free"
+    done = 0
+
+    def canvas() -> Canvas:
+        return Canvas(SimulatedExecutor(seed=args.seed), config=CanvasConfig(max_turns=args.max_turns))
+
+    def on_turn(record: Any) -> None:
+        nonlocal done
+        if record.kind == "action" and record.state == "building" and args.verbose:
+            done += 1
+            log(f"{label}: {done} building calls")
+
+    director.on_turn = on_turn
+    out = await director.arun_many(tasks, canvas, concurrency=args.concurrency, on_error="raise")
+    for i, traj in enumerate(out):
+        log(f"{label} {tasks[i].source or tasks[i].kind} {i + 1}/{len(tasks)}: "
             f"{traj.stop_reason} after {len(traj.turns)} calls, valid {traj.valid_action_rate:.2f}")
-        out.append(traj)
     return out
 
 
@@ -144,18 +170,47 @@ def _overhead(model: Any, prompts: list[list[dict[str, str]]], args: Any) -> dic
     }
 
 
+def _merge(paths: list[str]) -> dict[str, Any]:
+    """One report from the JSON outputs of runs over different datasets (see --datasets)."""
+    import json
+
+    merged: dict[str, Any] = {}
+    for path in paths:
+        part = json.loads(Path(path).read_text())
+        for key, value in part.items():
+            if key in ("benchmark", "quick", "machine"):
+                continue
+            if key in merged and merged[key] != value and not key.endswith(("constrained", "decoding")):
+                raise SystemExit(f"--merge: {path} has {key}={value!r}, another part {merged[key]!r}")
+            merged[key] = value
+    merged["parts"] = len(paths)
+    return merged
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=5, help="tasks per dataset (the issue's full run: 50)")
     p.add_argument("--max-turns", type=int, default=8)
-    p.add_argument("--max-action-tokens", type=int, default=96)
+    p.add_argument("--max-action-tokens", type=int, default=64)
     p.add_argument("--think-tokens", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="episodes run at once (>1: their calls decode as one batch, without the prefix cache)")
+    p.add_argument("--datasets", default="gsm8k,humaneval", help="comma-separated: gsm8k, humaneval")
+    p.add_argument("--no-decoding", action="store_true", help="skip the per-token overhead measurement")
+    p.add_argument("--partial", help="also write the report so far to this file after each condition")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="combine the outputs of runs over different datasets")
+    p.add_argument("--verbose", action="store_true", help="log every building call")
     p.add_argument("--data", default="/work/shared/data", help="folder holding gsm8k/ and humaneval/")
     args = p.parse_args()
+    if args.merge:
+        emit("constrained", _merge(args.merge), quick=False)
+        return
     if args.quick:
         args.n, args.max_turns = 1, 3
+    import json
+
     import torch
 
     from flowsteer.backends import load_chat_model
@@ -164,17 +219,22 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     model = load_chat_model("embedded")
     data = Path(args.data)
-    suites = {"gsm8k": load_dataset("gsm8k", path=data / "gsm8k", limit=args.n),
-              "humaneval": load_dataset("humaneval", path=data / "humaneval", limit=args.n)}
+    suites = {name: load_dataset(name, path=data / name, limit=args.n) for name in args.datasets.split(",")}
     report: dict[str, Any] = {"n": args.n, "max_turns": args.max_turns, "think_tokens": args.think_tokens,
-                              "executor": "SimulatedExecutor", "director": "embedded SmolLM2-135M (untrained)"}
+                              "concurrency": args.concurrency, "max_action_tokens": args.max_action_tokens,
+                              "executor": "SimulatedExecutor", "director": "embedded SmolLM2-135M (untrained)",
+                              "director_config": "DirectorConfig.small_model (as flowsteer run --director "
+                                                 "embedded), fallback off"}
     first_prompts: list[list[dict[str, str]]] = []
     for name, tasks in suites.items():
         for constrained in (False, True):
             trajectories = asyncio.run(_episodes(model, tasks, constrained, args))
             report[f"{name}_{'constrained' if constrained else 'unconstrained'}"] = _episode_stats(trajectories)
             first_prompts += [traj.turns[0].messages for traj in trajectories[:2] if traj.turns and constrained]
-    report["decoding"] = _overhead(model, first_prompts[:4], args)
+            if args.partial:
+                Path(args.partial).write_text(json.dumps(report, indent=2))
+    if not args.no_decoding:
+        report["decoding"] = _overhead(model, first_prompts[:4], args)
     emit("constrained", report, quick=args.quick)
 
 
