@@ -45,6 +45,11 @@ def _overhead(r: dict) -> list[Row]:
             f"{_f(per['langgraph_floor'], 3)} ({_f(over['langgraph_floor'], 3)})", "(LangGraph's own cost)", "")]
           if "langgraph_floor" in per else []),
         ("graph / interpreter per-node overhead", _f(ratio), "<= 2", _verdict(ratio is not None and ratio <= 2)),
+        *([("hand-written LangGraph StateGraph / interpreter per-node overhead",
+            _f(r["langgraph_floor_over_interpreter_overhead_ratio"]), "(LangGraph alone)", "")]
+          if r.get("langgraph_floor_over_interpreter_overhead_ratio") is not None else []),
+        *([("graph / (LangGraph floor + interpreter) per-node overhead", _f(r["graph_over_structural_floor"]),
+            "(what the compiler adds)", "")] if r.get("graph_over_structural_floor") is not None else []),
         ("graph / interpreter wall time", _f(r["graph_over_interpreter_wall_ratio"]), "(info)", ""),
     ]
 
@@ -147,6 +152,9 @@ def _constrained(r: dict) -> list[Row]:
         for key in ("valid_action_rate", "accepted_rate", "finish_rate"):
             rows.append((f"{suite}: {key.replace('_', ' ')} free -> constrained",
                          f"{_f(free[key])} -> {_f(con[key])}", "", ""))
+        turns = (free.get("turns_to_finish_median"), con.get("turns_to_finish_median"))
+        rows.append((f"{suite}: median turns to finish (finished episodes) free -> constrained",
+                     " -> ".join("none finished" if t is None else _f(t, 1) for t in turns), "", ""))
     d = r.get("decoding", {})
     if d.get("overhead_pct") is not None:
         rows.append(("logits-processor time per token / model decode time per token",
