@@ -65,6 +65,10 @@ def test_rollout_quick():
     # every episode makes the same calls, so a wave is as long as one episode alone
     assert all(x["executor_calls_per_episode"] == [7] and x["mean_turns"] == 13 for x in r["results"])
     assert all(x["cpu_ms_per_episode"] > 0 for x in r["results"])
+    jittered = r["jittered_latency"]
+    assert jittered["latency_jitter"] == 0.25 and jittered["efficiency_at_64"] > 0
+    ratio = jittered["mean_episode_s_alone"] / jittered["mean_episode_s_at_64"]
+    assert jittered["efficiency_at_64"] == pytest.approx(ratio, rel=1e-4)  # figures are rounded to 6 places
 
 
 @pytest.mark.slow

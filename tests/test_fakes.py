@@ -187,3 +187,22 @@ def test_sections_reader_keeps_the_last_body_of_a_repeated_title_and_ignores_a_p
     text = "preamble\n## Task\n\n  What is 2 + 3?\n\n## Input\nfirst\n## Task\nsecond\n  line  \n\n## Empty\n"
     assert _sections(text) == {"## Task": "second\n  line", "## Input": "first", "## Empty": ""}
     assert list(_sections(text)) == ["## Task", "## Input", "## Empty"]
+
+
+async def test_latency_jitter_spreads_each_sleep_within_its_bounds():
+    model = ScriptedChatModel([], default="ok", latency=0.04, latency_jitter=0.5)
+    seconds = []
+    for _ in range(6):
+        start = time.perf_counter()
+        await model.ainvoke("hi")
+        seconds.append(time.perf_counter() - start)
+    assert all(0.019 <= s < 0.5 for s in seconds)  # 0.02..0.06 s plus scheduling slack
+    assert max(seconds) - min(seconds) > 0.003  # not one fixed value
+
+
+@pytest.mark.parametrize("make", [lambda j: ScriptedChatModel([], latency_jitter=j),
+                                  lambda j: SimulatedExecutor(latency_jitter=j)])
+def test_latency_jitter_outside_0_1_is_refused_with_the_range(make):
+    with pytest.raises(UserError, match=r"latency_jitter .* \[0, 1\]"):
+        make(1.5)
+    assert make(0.0).latency_jitter == 0.0

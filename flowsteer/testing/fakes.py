@@ -44,6 +44,19 @@ def approx_tokens(text: str) -> int:
     return max(1, len(text) // 4) if text else 0
 
 
+def _check_jitter(model: str, jitter: float) -> None:
+    if not 0.0 <= jitter <= 1.0:
+        raise UserError(f"{model}: latency_jitter is a relative spread in [0, 1] (0.25 = latency +- 25%), "
+                        f"got {jitter!r}")
+
+
+def _call_latency(latency: float, jitter: float, rng: random.Random) -> float:
+    """Seconds one call sleeps: ``latency``, spread uniformly by +- ``jitter`` of itself."""
+    if not jitter:
+        return latency
+    return latency * (1.0 + rng.uniform(-jitter, jitter))
+
+
 def _reply(messages: list[BaseMessage], text: str, model: str) -> ChatResult:
     prompt = sum(approx_tokens(reply_text(m)) for m in messages)
     output = approx_tokens(text)
@@ -61,9 +74,10 @@ class ScriptedChatModel(BaseChatModel):
     Each reply is a string or a callable ``(messages) -> str``. Every call is recorded in
     :attr:`calls`. When the script runs out, ``default`` (a string or callable) answers; without
     one the call raises :class:`~flowsteer.errors.UserError` saying how many replies were used.
-    ``latency`` seconds are slept per call (``asyncio.sleep`` on the async path); ``fail_every=n``
-    makes every n-th call raise ``RuntimeError`` without consuming a reply (failure injection).
-    Replies carry ``usage_metadata`` with approximate token counts.
+    ``latency`` seconds are slept per call (``asyncio.sleep`` on the async path), spread by
+    ``latency_jitter`` (0.25: uniformly within +- 25%, from a seeded generator) like a remote
+    endpoint's; ``fail_every=n`` makes every n-th call raise ``RuntimeError`` without consuming a
+    reply (failure injection). Replies carry ``usage_metadata`` with approximate token counts.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -71,13 +85,17 @@ class ScriptedChatModel(BaseChatModel):
     replies: list[Any] = Field(default_factory=list)
     default: Any = None
     latency: float = 0.0
+    latency_jitter: float = 0.0
     fail_every: int | None = None
     _calls: list[list[BaseMessage]] = PrivateAttr(default_factory=list)
     _position: int = PrivateAttr(default=0)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
+    _latency_rng: random.Random = PrivateAttr(default_factory=lambda: random.Random(0))
 
     def __init__(self, replies: Sequence[Reply] = (), *, default: Reply | None = None, **kwargs: Any) -> None:
         super().__init__(replies=list(replies), default=default, **kwargs)  # type: ignore[call-arg]
+        _check_jitter("ScriptedChatModel", self.latency_jitter)
+        self._latency_rng.seed(self._llm_type)  # its own sequence, not the executor's
 
     @property
     def _llm_type(self) -> str:
@@ -112,13 +130,13 @@ class ScriptedChatModel(BaseChatModel):
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: Any = None, **kwargs: Any) -> ChatResult:
         if self.latency:
-            time.sleep(self.latency)
+            time.sleep(_call_latency(self.latency, self.latency_jitter, self._latency_rng))
         return _reply(messages, self._next(messages), self._llm_type)
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: Any = None, **kwargs: Any) -> ChatResult:
         if self.latency:
-            await asyncio.sleep(self.latency)
+            await asyncio.sleep(_call_latency(self.latency, self.latency_jitter, self._latency_rng))
         return _reply(messages, self._next(messages), self._llm_type)
 
 
@@ -193,7 +211,8 @@ class SimulatedExecutor(BaseChatModel):
 
     Every draw is deterministic given ``seed`` and the call's operator, question, guidance, input,
     feedback and retry context, so identical nodes agree and reruns reproduce. ``latency`` seconds
-    are slept per call (async sleep on the async path), for concurrency benchmarks.
+    are slept per call (async sleep on the async path), spread by ``latency_jitter`` as in
+    :class:`ScriptedChatModel`, for concurrency benchmarks.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -202,12 +221,14 @@ class SimulatedExecutor(BaseChatModel):
     skill: float = 0.6
     seed: int = 0
     latency: float = 0.0
+    latency_jitter: float = 0.0
     detect: float = 0.9
     false_alarm: float = 0.1
     fix: float = 0.7
     plan_bonus: float = 0.15
     _calls: list[str] = PrivateAttr(default_factory=list)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
+    _latency_rng: random.Random = PrivateAttr(default_factory=lambda: random.Random(0))
 
     def __init__(self, answers: Mapping[str, str] | None = None, *, skill: float = 0.6, seed: int = 0,
                  latency: float = 0.0, **kwargs: Any) -> None:
@@ -216,6 +237,8 @@ class SimulatedExecutor(BaseChatModel):
         for field in ("skill", "detect", "false_alarm", "fix"):
             if not 0.0 <= getattr(self, field) <= 1.0:
                 raise UserError(f"SimulatedExecutor: {field} must be a probability in [0, 1]")
+        _check_jitter("SimulatedExecutor", self.latency_jitter)
+        self._latency_rng.seed(f"{self._llm_type}-{self.seed}")
 
     @property
     def _llm_type(self) -> str:
@@ -229,13 +252,13 @@ class SimulatedExecutor(BaseChatModel):
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: Any = None, **kwargs: Any) -> ChatResult:
         if self.latency:
-            time.sleep(self.latency)
+            time.sleep(_call_latency(self.latency, self.latency_jitter, self._latency_rng))
         return _reply(messages, self.respond(messages), self._llm_type)
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: Any = None, **kwargs: Any) -> ChatResult:
         if self.latency:
-            await asyncio.sleep(self.latency)
+            await asyncio.sleep(_call_latency(self.latency, self.latency_jitter, self._latency_rng))
         return _reply(messages, self.respond(messages), self._llm_type)
 
     # -- the model ---------------------------------------------------------------------------
