@@ -137,7 +137,7 @@ def _code_context(task: Task) -> str:
     return text
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _gist(prompt: str, limit: int = 40) -> str:
     # cached: every turn re-renders the gist of every node, and most prompts did not change
     prompt = " ".join(prompt.split())

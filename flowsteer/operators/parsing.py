@@ -162,7 +162,7 @@ def primary(value: Value) -> str:
     return next(o for o in options if counts[o.strip()] == best)
 
 
-@lru_cache(maxsize=4096)  # votes and checks key the same few answers over and over
+@lru_cache(maxsize=1024)  # votes and checks key the same few answers over and over
 def answer_key(text: str) -> str:
     """A comparison key for short answers: exact numbers compare by value (``42.0`` = ``42``,
     ``1,200`` = ``1200``), other text case- and punctuation-insensitively."""
