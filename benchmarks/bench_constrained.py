@@ -103,6 +103,20 @@ async def _episodes(model: Any, tasks: list[Any], constrained: bool, args: Any) 
     return out
 
 
+class _Stamps:
+    """A processor factory whose processors change nothing and record when they were called."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def __call__(self, prompt_ids: list[int], messages: Any) -> Any:
+        def stamp(ids: Any, scores: Any) -> Any:
+            self.times.append(time.perf_counter())
+            return scores
+
+        return stamp
+
+
 class _Timed:
     """Wraps a processor factory; sums the seconds its processors spend and the tokens they see."""
 
@@ -130,17 +144,16 @@ def _overhead(model: Any, prompts: list[list[dict[str, str]]], args: Any) -> dic
     from flowsteer.constrain.processor import GrammarProcessorFactory
     from flowsteer.director._calls import to_langchain
 
-    short, long = 8, 40
+    # the model's own decode step: the interval between successive calls of a no-op processor
+    # (one call per decoded token) on the same prompts, after a warm-up call per prompt
     decode = []
     for messages in prompts:
         lc = to_langchain(messages)
-        times = {}
-        for n in (short, long):
-            start = time.perf_counter()
-            reply = model.invoke(lc, temperature=0.0, max_new_tokens=n)
-            times[n] = (time.perf_counter() - start, len(reply.response_metadata["flowsteer_tokens"]["completion_ids"]))
-        if times[long][1] > times[short][1]:
-            decode.append((times[long][0] - times[short][0]) / (times[long][1] - times[short][1]))
+        model.invoke(lc, temperature=0.0, max_new_tokens=4)  # warm-up: the prefix cache holds the prompt
+        stamps = _Stamps()
+        model.invoke(lc, temperature=0.6, top_p=0.95, seed=args.seed, max_new_tokens=args.max_action_tokens,
+                     logits_processor_factory=stamps)
+        decode += [b - a for a, b in zip(stamps.times[1:], stamps.times[2:], strict=False)]  # decode steps only
     start = time.perf_counter()
     grammar = action_grammar(options=GrammarOptions(think_tokens=args.think_tokens))
     grammar_s = time.perf_counter() - start
@@ -157,6 +170,8 @@ def _overhead(model: Any, prompts: list[list[dict[str, str]]], args: Any) -> dic
         wall += time.perf_counter() - start
         tokens += len(reply.response_metadata["flowsteer_tokens"]["completion_ids"])
     decode_s = statistics.median(decode) if decode else float("nan")
+    if decode_s <= 0:
+        raise SystemExit(f"could not measure the model's decode step ({decode_s})")
     proc_s = timed.seconds / max(1, timed.calls)
     return {
         "model_decode_ms_per_token": decode_s * 1e3,
@@ -177,10 +192,15 @@ def _merge(paths: list[str]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for path in paths:
         part = json.loads(Path(path).read_text())
+        if part.get("decoding_only"):  # contributes its overhead figure, nothing else
+            merged["decoding"] = part["decoding"]
+            continue
         for key, value in part.items():
             if key in ("benchmark", "quick", "machine"):
                 continue
-            if key in merged and merged[key] != value and not key.endswith(("constrained", "decoding")):
+            if key == "decoding" and "decoding" in merged:
+                continue  # a decoding-only part (listed first) or the first part's figure wins
+            if key in merged and merged[key] != value and not key.endswith("constrained"):
                 raise SystemExit(f"--merge: {path} has {key}={value!r}, another part {merged[key]!r}")
             merged[key] = value
     merged["parts"] = len(paths)
@@ -199,6 +219,8 @@ def main() -> None:
                    help="episodes run at once (>1: their calls decode as one batch, without the prefix cache)")
     p.add_argument("--datasets", default="gsm8k,humaneval", help="comma-separated: gsm8k, humaneval")
     p.add_argument("--no-decoding", action="store_true", help="skip the per-token overhead measurement")
+    p.add_argument("--decoding-only", action="store_true",
+                   help="only the per-token overhead (prompts from one constrained turn on 4 tasks)")
     p.add_argument("--partial", help="also write the report so far to this file after each condition")
     p.add_argument("--merge", nargs="+", metavar="JSON", help="combine the outputs of runs over different datasets")
     p.add_argument("--verbose", action="store_true", help="log every building call")
@@ -226,6 +248,12 @@ def main() -> None:
                               "director_config": "DirectorConfig.small_model (as flowsteer run --director "
                                                  "embedded), fallback off"}
     first_prompts: list[list[dict[str, str]]] = []
+    if args.decoding_only:
+        report = {"decoding_only": True, "threads": args.threads or torch.get_num_threads()}
+        args.max_turns = 1
+        tasks = [t for suite in suites.values() for t in suite][:4]
+        first_prompts = [traj.turns[0].messages for traj in asyncio.run(_episodes(model, tasks, True, args))]
+        suites = {}
     for name, tasks in suites.items():
         for constrained in (False, True):
             trajectories = asyncio.run(_episodes(model, tasks, constrained, args))
