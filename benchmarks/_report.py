@@ -152,6 +152,9 @@ def _constrained(r: dict) -> list[Row]:
         for key in ("valid_action_rate", "accepted_rate", "finish_rate"):
             rows.append((f"{suite}: {key.replace('_', ' ')} free -> constrained",
                          f"{_f(free[key])} -> {_f(con[key])}", "", ""))
+        tokens = (free.get("tokens_per_building_call"), con.get("tokens_per_building_call"))
+        rows.append((f"{suite}: output tokens per building call free -> constrained",
+                     " -> ".join(_f(t, 1) for t in tokens), "", ""))
         turns = (free.get("turns_to_finish_median"), con.get("turns_to_finish_median"))
         rows.append((f"{suite}: median turns to finish (finished episodes) free -> constrained",
                      " -> ".join("none finished" if t is None else _f(t, 1) for t in turns), "", ""))

@@ -246,7 +246,13 @@ def main() -> None:
                               "concurrency": args.concurrency, "max_action_tokens": args.max_action_tokens,
                               "executor": "SimulatedExecutor", "director": "embedded SmolLM2-135M (untrained)",
                               "director_config": "DirectorConfig.small_model (as flowsteer run --director "
-                                                 "embedded), fallback off"}
+                                                 "embedded), fallback off",
+                              "method": f"{args.n} tasks per dataset, one episode each with and without the "
+                                        f"action grammar, at most {args.max_turns} canvas turns, seed "
+                                        f"{args.seed}, SimulatedExecutor; valid = building-turn outputs that "
+                                        "parse to an action; decoding overhead = logits-processor seconds per "
+                                        "token / the model's decode step (interval between calls of a no-op "
+                                        "processor)"}
     first_prompts: list[list[dict[str, str]]] = []
     if args.decoding_only:
         report = {"decoding_only": True, "threads": args.threads or torch.get_num_threads()}

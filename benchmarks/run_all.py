@@ -83,12 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=None, help="per-benchmark timeout in seconds")
     p.add_argument("--pass", dest="passthrough", action="append", default=[], metavar="NAME=ARG",
                    help="give ARG to bench_NAME.py (repeatable), e.g. --pass demo=--skip-cold-run")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: rewrite RESULTS.md from the recorded results/*.json and NOTES.md")
     args = p.parse_args(argv)
     found = discover()
     unknown = [n for n in args.only if n not in found]
     if unknown:
         p.error(f"unknown benchmark(s) {unknown}; available: {', '.join(found)}")
-    names = args.only or list(found)
+    names = [] if args.report_only else args.only or list(found)
     out_dir = args.results_dir or (Path(tempfile.mkdtemp(prefix="flowsteer-bench-")) if args.quick else HERE)
     store = out_dir / "results"
     store.mkdir(parents=True, exist_ok=True)
