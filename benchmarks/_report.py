@@ -144,26 +144,35 @@ def _demo(r: dict) -> list[Row]:
 
 
 def _constrained(r: dict) -> list[Row]:
-    rows = []
-    for suite in ("gsm8k", "humaneval"):
-        free, con = r.get(f"{suite}_unconstrained"), r.get(f"{suite}_constrained")
-        if not free or not con:
-            continue
-        for key in ("valid_action_rate", "accepted_rate", "finish_rate"):
-            rows.append((f"{suite}: {key.replace('_', ' ')} free -> constrained",
-                         f"{_f(free[key])} -> {_f(con[key])}", "", ""))
-        tokens = (free.get("tokens_per_building_call"), con.get("tokens_per_building_call"))
-        rows.append((f"{suite}: output tokens per building call free -> constrained",
-                     " -> ".join(_f(t, 1) for t in tokens), "", ""))
-        turns = (free.get("turns_to_finish_median"), con.get("turns_to_finish_median"))
-        rows.append((f"{suite}: median turns to finish (finished episodes) free -> constrained",
-                     " -> ".join("none finished" if t is None else _f(t, 1) for t in turns), "", ""))
+    rows = _constrained_suites(r, "")
+    long = r.get("long_horizon")
+    if isinstance(long, dict):
+        rows += _constrained_suites(long, f"{long.get('max_turns')} turns, {long.get('n')} tasks: ")
     d = r.get("decoding", {})
     if d.get("overhead_pct") is not None:
         rows.append(("logits-processor time per token / model decode time per token",
                      f"{_f(d['overhead_pct'], 1)}% ({_f(d['processor_ms_per_token'], 2)} / "
                      f"{_f(d['model_decode_ms_per_token'], 2)} ms)", f"<= {d.get('target_pct', 10)}%",
                      _verdict(d["overhead_pct"] <= d.get("target_pct", 10))))
+    return rows
+
+
+def _constrained_suites(r: dict, prefix: str) -> list[Row]:
+    rows = []
+    for suite in ("gsm8k", "humaneval"):
+        free, con = r.get(f"{suite}_unconstrained"), r.get(f"{suite}_constrained")
+        if not free or not con:
+            continue
+        label = f"{prefix}{suite}"
+        for key in ("valid_action_rate", "accepted_rate", "finish_rate"):
+            rows.append((f"{label}: {key.replace('_', ' ')} free -> constrained",
+                         f"{_f(free[key])} -> {_f(con[key])}", "", ""))
+        tokens = (free.get("tokens_per_building_call"), con.get("tokens_per_building_call"))
+        rows.append((f"{label}: output tokens per building call free -> constrained",
+                     " -> ".join(_f(t, 1) for t in tokens), "", ""))
+        turns = (free.get("turns_to_finish_median"), con.get("turns_to_finish_median"))
+        rows.append((f"{label}: median turns to finish (finished episodes) free -> constrained",
+                     " -> ".join("none finished" if t is None else _f(t, 1) for t in turns), "", ""))
     return rows
 
 
