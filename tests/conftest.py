@@ -10,6 +10,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests: on a shared 2-core machine a tiny model's forward is
+    ~10x faster so (thread oversubscription costs more than it gives). Use it with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")`` so it is set before the module's
+    model fixtures run."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def toy_registry():
     """A registry with the 12 built-in names and roles, whose operators echo their input.

@@ -32,13 +32,7 @@ from flowsteer.testing import SimulatedExecutor  # noqa: E402
 MESSAGES = [SystemMessage("You are the Flow-Director."), HumanMessage("Design a workflow: what is 2 + 3?")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a loaded 2-core machine a tiny model's forward is ~10x faster so."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

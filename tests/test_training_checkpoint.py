@@ -17,14 +17,7 @@ from flowsteer.training.policy import prepare_policy  # noqa: E402
 from flowsteer.training.toy import ToyRollout  # noqa: E402
 from flowsteer.training.trainer import CWRPOTrainer, seed_everything  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, thread oversubscription costs more than it gives."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TASKS = [Task(f"Say something about {n}.", id=f"t{n}") for n in range(5)]

@@ -17,14 +17,7 @@ from flowsteer.training.distributed import DistContext  # noqa: E402
 from flowsteer.training.toy import ToyTokenRecord  # noqa: E402
 from flowsteer.training.update import UpdateSettings, accumulate_gradients, fill_logprobs, ppo_update  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, thread oversubscription costs more than it gives."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 GROUPS, G = 4, 3

@@ -24,16 +24,7 @@ def mean(xs):
     return sum(xs) / len(xs)
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: on a shared 2-core machine, thread oversubscription costs more than it gives."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_reward_rises_on_the_toy_environment(tmp_path, one_thread):
+def test_reward_rises_on_the_toy_environment(tmp_path, one_torch_thread):
     from flowsteer.testing.tiny import build_tiny_model, build_tiny_tokenizer
     from flowsteer.training.toy import ToyRollout
 
@@ -63,7 +54,7 @@ def test_reward_rises_on_the_toy_environment(tmp_path, one_thread):
 
 
 @pytest.mark.slow
-def test_director_learns_on_the_canvas(tmp_path, one_thread):
+def test_director_learns_on_the_canvas(tmp_path, one_torch_thread):
     """The real loop: a tiny random director (grammar-constrained actions), fresh canvases, the
     SimulatedExecutor and the CWRPO reward. Seen (2 x 6 episodes a step): reward -0.59 over steps 1-4
     -> -0.33 over steps 13-18, R_div 0.41 -> 0.64, operators per workflow 3.3 -> 4.4."""

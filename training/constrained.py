@@ -92,6 +92,8 @@ def replay_segments(logits: Tensor, picked: Tensor, input_ids: Tensor, segments:
     tokens whose position was not computed are left out. Differentiable in ``logits``."""
     import torch
 
+    from flowsteer.constrain.processor import constrained_logprobs
+
     width = logits.shape[-1]
     if columns is None:
         columns = torch.arange(picked.shape[1], device=picked.device)
@@ -110,8 +112,8 @@ def replay_segments(logits: Tensor, picked: Tensor, input_ids: Tensor, segments:
             keep = at >= 0
             if not bool(keep.any()):
                 continue
-            x = logits[r, at[keep]].masked_fill(~masks.to(logits.device)[keep], float("-inf"))  # [k, V]
-            lp = x.gather(-1, ids[keep].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(x, dim=-1)  # [k]
+            # logits are already divided by the temperature: mask and renormalise only
+            lp = constrained_logprobs(logits[r, at[keep]], ids[keep], masks=masks.to(logits.device)[keep])  # [k]
             rows.append(torch.full_like(at[keep], r))
             cols.append(at[keep])
             values.append(lp)

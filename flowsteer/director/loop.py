@@ -229,7 +229,7 @@ class Director:
         try:
             result = await call_model(self.model, messages, kwargs, used)
             if constraint is not None and result.tokens is not None:
-                tokens = dataclasses.replace(result.tokens, constraint=dict(constraint))
+                tokens = dataclasses.replace(result.tokens, constraint=constraint)
                 result = dataclasses.replace(result, tokens=tokens)
             return result
         except UserError:
