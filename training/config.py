@@ -38,6 +38,7 @@ __all__ = [
     "OptimConfig",
     "DataConfig",
     "LoggingConfig",
+    "WarmStartConfig",
     "CWRPOConfig",
     "AggregationMode",
     "AGGREGATION_MODES",
@@ -126,12 +127,21 @@ class RolloutConfig:
     (``loss.replay_constraint``); keep ``loss.old_logprobs: recompute``."""
     constrain_options: Mapping[str, Any] = field(default_factory=dict)
     """``GrammarOptions`` fields for the constraint (e.g. ``{finish: when_allowed, think_tokens: 0}``)."""
+    director_preset: Literal["default", "small_model"] = "default"
+    """Start the director settings from ``DirectorConfig()`` or from ``DirectorConfig.small_model``
+    (what ``flowsteer run/eval`` use for a local director: train with the prompts you will serve).
+    The preset fixes ``context_budget``, ``max_new_tokens`` and the action grammar; the rollout's
+    sampling fields, ``max_turns`` and ``director_options`` apply on top."""
     director_options: Mapping[str, Any] = field(default_factory=dict)
     """Other ``DirectorConfig`` fields (e.g. ``{max_prompt_tokens: 64, usage_hints: false}``)."""
     executor: str = "simulated"
     """Executor model spec: ``simulated`` (the shipped SimulatedExecutor) or a ``load_chat_model`` spec."""
     executor_options: Mapping[str, Any] = field(default_factory=dict)
     """Keyword arguments for the executor (e.g. ``{skill: 0.6}`` for the simulated one)."""
+    executor_cache: bool = True
+    """Cache executor calls for the whole run in ``<run_dir>/executor-calls.sqlite`` (the warm-start
+    search, its demonstrations and every rollout share it). With a greedy executor the same node on
+    the same task is paid for once; a resumed run keeps what it already paid for."""
 
     def __post_init__(self) -> None:
         _check(self.tasks_per_step > 0, f"rollout.tasks_per_step must be >= 1, got {self.tasks_per_step}")
@@ -231,6 +241,44 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class WarmStartConfig:
+    """The supervised warm start that runs before CWRPO (``flowsteer.training.warmstart``).
+
+    1. *Search*: every candidate workflow runs on ``search_tasks`` training tasks of each family
+       (``Task.source``) with the configured executor; the best per family (highest mean reward
+       among workflows that release the answer term) is kept.
+    2. *Demonstrations*: the director replays the winner as canvas turns on ``demo_tasks`` training
+       tasks per family, decoded through the real action grammar (so the tokens are exactly those
+       the constrained director would sample).
+    3. *Supervised update*: ``epochs`` passes of constrained log-likelihood on those turns.
+
+    Each stage's output is saved in ``<run_dir>/warmstart/`` and reused by ``--resume``.
+    """
+
+    enabled: bool = False
+    """Run the warm start before the first CWRPO step."""
+    candidates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Family or task kind -> candidate workflows (DSL); empty: ``flowsteer.evaluation.search.DEFAULT_CANDIDATES``."""
+    search_tasks: int = 6
+    """Training tasks per family the search runs every candidate on."""
+    demo_tasks: int = 12
+    """Training tasks per family replayed as demonstrations."""
+    epochs: int = 3
+    """Passes over the demonstrations."""
+    lr: float = 2.0e-4
+    """Learning rate of the supervised update (its own AdamW, constant)."""
+    micro_batch_size: int = 4
+    """Demonstration episodes per optimizer step."""
+
+    def __post_init__(self) -> None:
+        _check(self.search_tasks >= 1 and self.demo_tasks >= 1,
+               "warmstart.search_tasks and warmstart.demo_tasks must be >= 1")
+        _check(self.epochs >= 1, f"warmstart.epochs must be >= 1, got {self.epochs}")
+        _check(self.lr > 0, f"warmstart.lr must be > 0, got {self.lr}")
+        _check(self.micro_batch_size >= 1, "warmstart.micro_batch_size must be >= 1")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     """Where the run writes and how often."""
 
@@ -261,6 +309,7 @@ class CWRPOConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    warmstart: WarmStartConfig = field(default_factory=WarmStartConfig)
     reward: Mapping[str, Any] = field(default_factory=dict)
     """Overrides for ``flowsteer.reward.RewardConfig`` (checked against its fields at load time)."""
     seed: int = 42

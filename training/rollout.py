@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from .batch import TokenRecordLike
 
-__all__ = ["Episode", "RolloutSource", "DirectorRollout", "make_executor"]
+__all__ = ["Episode", "RolloutSource", "DirectorRollout", "make_executor", "cached_executor"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ class Episode:
     """Scalar reward R(tau)."""
     metrics: Mapping[str, float] = field(default_factory=dict)
     """Per-episode numbers averaged into the step metrics (r_div, r_answer, valid_action_rate, ...)."""
+    record: Mapping[str, Any] = field(default_factory=dict)
+    """What happened, for ``<run_dir>/episodes.jsonl``: task, actions, workflow, answer, reward parts."""
 
 
 class RolloutSource(Protocol):
@@ -49,7 +51,19 @@ def make_executor(spec: str, tasks: Sequence[Any], options: Mapping[str, Any]) -
         return SimulatedExecutor(answers, **dict(options))
     from flowsteer.backends import load_chat_model
 
-    return load_chat_model(spec, **dict(options))
+    # an executor runs the base weights: no trained director adapter is needed for it
+    return load_chat_model(spec, trained_director=False, **dict(options))
+
+
+def cached_executor(executor: Any, spec: str, options: Mapping[str, Any], run_dir: Any) -> Any:
+    """``executor`` behind the run's call cache (``<run_dir>/executor-calls.sqlite``)."""
+    from pathlib import Path
+
+    from flowsteer.evaluation.cache import CachedChatModel, CallStore, model_identity
+
+    store = CallStore(Path(run_dir) / "executor-calls.sqlite")
+    identity = f"{spec}|{sorted(dict(options).items())}|{model_identity(executor)}"
+    return CachedChatModel(executor, store, identity=identity)
 
 
 class DirectorRollout:
@@ -100,10 +114,22 @@ class DirectorRollout:
     async def collect(self, tasks: Sequence[Any], group_size: int, *, step: int) -> list[Episode]:
         if self.before_collect is not None:
             self.before_collect(step)
+        import asyncio
+
+        from flowsteer.evaluation.cache import item_scope
+
         expanded = [task for task in tasks for _ in range(group_size)]
-        # A failing policy call is a broken engine, not an episode to learn from: stop the step.
-        trajectories = await self.director.arun_many(expanded, self.make_canvas, concurrency=self.concurrency,
-                                                     on_error="raise")
+        gate = asyncio.Semaphore(max(1, self.concurrency))
+
+        async def one(task: Any) -> Any:
+            # one cache scope per episode: a cached executor numbers repeated requests per episode,
+            # so the same node on the same task is one entry for the whole run
+            async with gate:
+                with item_scope():
+                    # a failing policy call is a broken engine, not an episode to learn from
+                    return await self.director.arun(task, self.make_canvas(), on_error="raise")
+
+        trajectories = await asyncio.gather(*(one(t) for t in expanded))
         return [self.episode(traj, group=f"{i // group_size}:{traj.task.key}")
                 for i, traj in enumerate(trajectories)]
 
@@ -131,4 +157,11 @@ class DirectorRollout:
             "operators": float(breakdown.operator_count),
             "completion_tokens": float(sum(len(t.completion_ids) for t in tokens if t is not None)),
         }
-        return Episode(group=group, tokens=tokens, reward=float(breakdown.total), metrics=metrics)
+        record = {
+            "task": trajectory.task.id or trajectory.task.question[:80], "family": trajectory.task.source,
+            "actions": [t.raw_output.strip()[:200] for t in trajectory.turns],
+            "workflow": workflow.dsl if not workflow.is_empty else "", "answer": trajectory.answer[:200],
+            "stop_reason": trajectory.stop_reason, "fallback": trajectory.fallback,
+            "reward": float(breakdown.total), "r_div": float(breakdown.diversity), "r_answer": answer_score,
+        }
+        return Episode(group=group, tokens=tokens, reward=float(breakdown.total), metrics=metrics, record=record)

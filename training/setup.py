@@ -10,7 +10,7 @@ from flowsteer.errors import UserError
 from .config import CWRPOConfig
 from .engines.hf import HFEngine
 from .policy import load_policy
-from .rollout import DirectorRollout, make_executor
+from .rollout import DirectorRollout, cached_executor, make_executor
 
 __all__ = ["load_tasks", "build_components", "build_rollout", "director_config", "canvas_config"]
 
@@ -35,6 +35,23 @@ def director_config(config: CWRPOConfig) -> Any:
     from flowsteer.director import DirectorConfig
 
     r = config.rollout
+    if r.director_preset == "small_model":
+        import dataclasses
+
+        preset = DirectorConfig.small_model(constrained=r.constrain)
+        for name, mine, theirs in (("context_budget", r.context_budget, preset.context_budget),
+                                   ("max_new_tokens", r.max_new_tokens, preset.max_action_tokens)):
+            if mine != theirs:
+                raise UserError(f"rollout.{name} is {mine} but director_preset small_model uses {theirs}: "
+                                f"set rollout.{name}: {theirs} (the preset's prompts and grammar depend on it)")
+        if r.constrain_options:
+            raise UserError("rollout.constrain_options cannot be combined with director_preset small_model "
+                            "(the preset brings its own action grammar); remove one of them")
+        try:
+            return dataclasses.replace(preset, max_turns=r.max_turns, temperature=r.temperature, top_p=r.top_p,
+                                       **dict(r.director_options))
+        except TypeError as exc:
+            raise UserError(f"rollout.director_options: {exc}; use DirectorConfig field names") from None
     constraint = None
     if r.constrain:
         from flowsteer.constrain.constraint import action_constraint
@@ -53,7 +70,8 @@ def canvas_config(config: CWRPOConfig) -> Any:
     """The canvas settings implied by the rollout config."""
     from flowsteer.canvas import CanvasConfig
 
-    return CanvasConfig(max_turns=config.rollout.max_turns)
+    director = director_config(config)
+    return CanvasConfig(max_turns=director.max_turns, write_prompts=director.write_prompts)
 
 
 def build_components(config: CWRPOConfig) -> tuple[Any, Any, DirectorRollout, list[Any]]:
@@ -80,6 +98,9 @@ def build_rollout(config: CWRPOConfig, model: Any, tokenizer: Any, tasks: list[A
         case other:
             raise UserError(f"rollout.engine {other!r} is not available: use 'hf' or 'vllm'")
     executor = make_executor(config.rollout.executor, tasks, config.rollout.executor_options)
+    if config.rollout.executor_cache and config.rollout.executor != "simulated":
+        executor = cached_executor(executor, config.rollout.executor, config.rollout.executor_options,
+                                   config.logging.run_dir)
     sandbox = None
     if any(t.kind == "code" for t in tasks):
         from flowsteer.sandbox import Sandbox

@@ -89,7 +89,8 @@ class CWRPOTrainer:
         self.device = next(model.parameters()).device
         self.run_dir = Path(config.logging.run_dir)
         self.step = 0
-        self.sampler = TaskSampler(tasks, seed=config.seed, shuffle=config.data.shuffle)
+        self.tasks = list(tasks)
+        self.sampler = TaskSampler(self.tasks, seed=config.seed, shuffle=config.data.shuffle)
         optim = config.optim
         self.optimizer = torch.optim.AdamW(trainable_parameters(model), lr=optim.lr, betas=optim.betas,
                                            weight_decay=optim.weight_decay)
@@ -131,6 +132,8 @@ class CWRPOTrainer:
             import yaml
 
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.config), sort_keys=False))
+        if self.config.warmstart.enabled and self.step == 0:
+            self.warm_start()
         history = []
         every = self.config.logging.save_every
         last = self.config.max_steps if until is None else min(until, self.config.max_steps)
@@ -147,6 +150,16 @@ class CWRPOTrainer:
             if callable(close):
                 close()
         return history
+
+    def warm_start(self) -> Any:
+        """The supervised warm start (``config.warmstart``); its stages reuse what the run folder holds."""
+        from .warmstart import run_warmstart
+
+        result = run_warmstart(self.config, model=self.model, tokenizer=self.tokenizer, rollout=self.rollout,
+                               tasks=self.tasks, run_dir=self.run_dir)
+        logger.info("warm start done: %d demonstrations, losses %s", result.demos,
+                    ", ".join(f"{x:.3f}" for x in result.losses))
+        return result
 
     def train_step(self) -> dict[str, float]:
         """One step: rollouts, update, metrics. Returns the step's metrics."""
@@ -176,6 +189,7 @@ class CWRPOTrainer:
         metrics.update(ppo_update(self.model, self.optimizer, self.scheduler, batch, self.settings, self.device,
                                   step=self.step, dist=self.dist))
         metrics.update(self._episode_metrics(episodes))
+        self._log_episodes(episodes)
         zero, groups = self.dist.all_reduce_sum([adv.zero_variance_groups, adv.groups])
         metrics.update(zero_variance_groups=zero, zero_variance_fraction=zero / groups if groups else 0.0,
                        trained_episodes=float(batch.num_seqs))
@@ -205,6 +219,15 @@ class CWRPOTrainer:
         logger.info("step %d reward %.3f kl %.4f", self.step, metrics.get("reward_mean", 0.0), metrics.get("kl", 0.0))
         if self.on_step is not None:
             self.on_step(metrics)
+
+    def _log_episodes(self, episodes: Sequence[Episode]) -> None:
+        """Each episode's record (task, actions, workflow, answer, reward parts) to ``episodes.jsonl``."""
+        if not self.dist.is_main or not any(e.record for e in episodes):
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "episodes.jsonl", "a", encoding="utf-8") as fh:
+            for e in episodes:
+                fh.write(json.dumps({"step": self.step + 1, "group": e.group, **dict(e.record)}, default=str) + "\n")
 
     def _open_sinks(self) -> list[Any]:
         if self._sinks is not None:
@@ -245,6 +268,7 @@ class CWRPOTrainer:
         self.sampler.load_state(state.data_state)
         if self.dist.is_main:
             _trim_metrics(self.run_dir / "metrics.jsonl", self.step)
+            _trim_metrics(self.run_dir / "episodes.jsonl", self.step)
         logger.info("resumed from %s at step %d", path, self.step)
         return True
 

@@ -79,6 +79,10 @@ class CanvasConfig:
     """Most identical operators in a row in one chain (the paper's hard rule); longer runs are refused."""
     lenient: bool = True
     """Accept the spec's non-strict fallback (finish phrase, a lone operator name); see the parser."""
+    write_prompts: bool = True
+    """Ask for each new node's prompt (the AWAITING_PROMPT turns). False: new nodes keep their
+    operator's own instructions and the workflow runs right after the edit, so an episode takes one
+    turn per action (what a small director on CPU can afford)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -331,7 +335,7 @@ class Canvas:
         if edit.workflow is None:
             return EditOutcome(False, f"Edit refused: {edit.message}", action=action)
         self._workflow = edit.workflow
-        if edit.requests:
+        if edit.requests and self.config.write_prompts:
             self._pending = list(edit.requests)
             self._state = CanvasState.AWAITING_PROMPT
             first = self._pending[0]

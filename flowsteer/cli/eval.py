@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-new-tokens", type=int, metavar="N", help="executor token limit per call")
     parser.add_argument("--label", metavar="NAME", help="method name in results and tables")
     parser.add_argument("--no-cache", action="store_true", help="do not cache executor calls")
+    parser.add_argument("--cache", metavar="FILE", help="executor call cache file (default: <out>/calls.sqlite); "
+                        "share one file between methods run with the same executor to pay for a node once")
     parser.add_argument("--no-constrain", action="store_true",
                         help="do not grammar-constrain the director's actions (on by default for local "
                              "directors and for directors served by vLLM)")
@@ -50,8 +52,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def director_label(spec: str | None, baseline: str | None) -> str | None:
-    """``untrained`` for the base embedded director (no adapter can be attached to it)."""
-    if baseline is None and spec is not None and spec.strip() == "embedded":
+    """``flowsteer`` for the embedded director with its shipped trained adapter, ``untrained`` for the
+    base model as the director."""
+    if spec is None:
+        return None
+    from flowsteer.backends import parse_spec
+
+    scheme, arg = parse_spec(spec)
+    if scheme == "embedded" and (arg == "untrained" or baseline == "untrained"):
         return "untrained"
     return None
 
@@ -64,6 +72,8 @@ def _models(args: argparse.Namespace, needs_director: bool) -> tuple[Any, Any]:
         executor = load_chat_model(args.executor, base_url=args.base_url, **executor_kwargs)
         return None, with_remote_retries(executor, args.executor, args)
     spec = args.director or "embedded"
+    if args.baseline == "untrained" and spec.strip() == "embedded":
+        spec = "embedded:untrained"
     director, executor = load_chat_models(spec, args.executor, base_url=args.base_url,
                                           executor_kwargs=executor_kwargs)
     return with_remote_retries(director, spec, args), with_remote_retries(executor, args.executor, args)
@@ -82,8 +92,10 @@ def _director_config(args: argparse.Namespace, model: Any) -> Any:
                                small_model=args.small_model, **overrides)
     from flowsteer.director import DirectorConfig
 
-    small = spec.strip() == "embedded" or args.small_model
-    config = DirectorConfig.small_model(**overrides) if small else DirectorConfig(**overrides)
+    small = spec.strip() in ("embedded", "embedded:untrained", "untrained") or args.small_model
+    if small:  # the same preset and grammar as `flowsteer run` (and the shipped director's training)
+        return DirectorConfig.small_model(constrained=not args.no_constrain, **overrides)
+    config = DirectorConfig(**overrides)
     if not args.no_constrain:
         import dataclasses
 
@@ -117,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             out_dir=args.out, dataset=args.dataset, sc_samples=args.sc_samples, seed=args.seed, label=label,
             director_config=_director_config(args, director) if director is not None else None,
             executor_identity=f"{args.executor}|{args.base_url or ''}|{model_identity(executor)}",
-            cache=not args.no_cache, on_start=progress.start, on_result=progress.advance,
+            cache=not args.no_cache, cache_path=args.cache, on_start=progress.start, on_result=progress.advance,
         )
     out = Path(args.out)
     console().print(summary.markdown(), markup=False, highlight=False)

@@ -4,7 +4,9 @@ For demos, smoke tests and CPU training runs where no benchmark file is at hand:
 
 * ``arithmetic``: integer expressions with ``+``, ``-`` and ``*`` ("Calculate 48 - 7 * 6 + 13.");
 * ``gsm_synthetic``: short multi-step word problems in the style of GSM8K (change, sales over days,
-  sharing, savings with a percentage, distance over two legs).
+  sharing, savings with a percentage, distance over two legs);
+* ``number_lists``: one question about a short list of integers (sum, largest, smallest, range,
+  how many are even): easy for a program, error-prone for a small model reasoning in prose.
 
 The same ``(seed, n)`` always gives the same tasks; the registered loaders derive the seed from the
 split (train 0, validation 1, test 2) and default to 100 tasks.
@@ -20,7 +22,7 @@ from flowsteer.datasets.registry import register_dataset
 from flowsteer.errors import UserError
 from flowsteer.tasks import Task
 
-__all__ = ["generate_arithmetic", "generate_word_problems", "SPLIT_SEEDS"]
+__all__ = ["generate_arithmetic", "generate_word_problems", "generate_number_lists", "SPLIT_SEEDS"]
 
 SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
 DEFAULT_SIZE = 100
@@ -116,6 +118,32 @@ def generate_word_problems(n: int, *, seed: int = 0) -> list[Task]:
     return tasks
 
 
+_LIST_QUESTIONS: tuple[tuple[str, str, Callable[[list[int]], int]], ...] = (
+    ("sum", "What is the sum of the numbers {numbers}?", sum),
+    ("max", "What is the largest of the numbers {numbers}?", max),
+    ("min", "What is the smallest of the numbers {numbers}?", min),
+    ("range", "What is the difference between the largest and the smallest of the numbers {numbers}?",
+     lambda xs: max(xs) - min(xs)),
+    ("even", "How many of the numbers {numbers} are even?", lambda xs: sum(1 for x in xs if x % 2 == 0)),
+)
+
+
+def generate_number_lists(n: int, *, seed: int = 0, min_len: int = 4, max_len: int = 7,
+                          max_value: int = 99) -> list[Task]:
+    """``n`` questions about a list of integers, each with an exact integer answer."""
+    if n < 0 or min_len < 2 or max_len < min_len or max_value < 2:
+        raise UserError("generate_number_lists needs n >= 0, 2 <= min_len <= max_len and max_value >= 2")
+    rng = random.Random(seed)
+    tasks = []
+    for i in range(n):
+        name, question, answer = rng.choice(_LIST_QUESTIONS)
+        numbers = [rng.randint(1, max_value) for _ in range(rng.randint(min_len, max_len))]
+        shown = ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
+        tasks.append(Task(question.format(numbers=shown), "math", f"number_lists/{seed}/{i}", str(answer(numbers)),
+                          source="number_lists", meta={"question": name, "numbers": numbers}))
+    return tasks
+
+
 def _seed(path: PathLike | None, split: str | None, name: str) -> int:
     if path is not None:
         raise UserError(f"dataset {name!r} is generated, not read: pass no path (choose a split for another seed)")
@@ -135,3 +163,9 @@ def load_arithmetic(path: PathLike | None, *, limit: int | None = None, split: s
 def load_gsm_synthetic(path: PathLike | None, *, limit: int | None = None, split: str | None = None) -> list[Task]:
     """Generated GSM8K-style word problems with integer answers (offline, seeded by split)."""
     return generate_word_problems(DEFAULT_SIZE if limit is None else limit, seed=_seed(path, split, "gsm_synthetic"))
+
+
+@register_dataset("number_lists", kind="math", default_metric="accuracy")
+def load_number_lists(path: PathLike | None, *, limit: int | None = None, split: str | None = None) -> list[Task]:
+    """Generated questions about short integer lists (offline, seeded by split)."""
+    return generate_number_lists(DEFAULT_SIZE if limit is None else limit, seed=_seed(path, split, "number_lists"))

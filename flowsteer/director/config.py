@@ -69,6 +69,9 @@ class DirectorConfig:
     for training and evaluation, where it would hide the director's failures."""
     fallback_templates: Mapping[str, str] | None = None
     """Template name or task kind -> DSL (None: :data:`flowsteer.fallback.FALLBACK_TEMPLATES`)."""
+    write_prompts: bool = True
+    """Write a prompt for each new node (one extra turn per operator). False: nodes run on their
+    operator's own instructions (``CanvasConfig.write_prompts``), one turn per action."""
     system_prompt_file: str = "system.txt"
     """Package-data template of the system prompt (in ``flowsteer/director/prompts``)."""
     extra_call_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -77,14 +80,15 @@ class DirectorConfig:
     @classmethod
     def small_model(cls, *, constrained: bool = False, **overrides: Any) -> DirectorConfig:
         """Settings for a small local director on CPU (the embedded SmolLM2-135M): short outputs,
-        a compact prompt and a 2K context keep a turn to a few seconds on two cores.
+        a compact prompt and a 2K context keep a turn to a few seconds on two cores; nodes run on their
+        operators' own instructions (no prompt-writing turns).
 
         ``constrained=True`` adds the action grammar (:func:`flowsteer.constrain.action_constraint`),
         with room for the longest action and ``finish`` offered only when the canvas would accept it.
         """
         values: dict[str, Any] = dict(
-            context_budget=2048, max_action_tokens=48, max_prompt_tokens=40, max_repair_tokens=48,
-            usage_hints=False, feedback_chars=600, history_turns=8,
+            max_turns=10, context_budget=2048, max_action_tokens=48, max_prompt_tokens=40, max_repair_tokens=48,
+            usage_hints=False, feedback_chars=600, history_turns=8, write_prompts=False,
         )
         if constrained:
             from flowsteer.constrain import action_constraint

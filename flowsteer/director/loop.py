@@ -82,8 +82,12 @@ class Director:
     def __init__(self, model: BaseChatModel, *, registry: OperatorRegistry | None = None,
                  config: DirectorConfig | None = None,
                  on_turn: Callable[[TurnRecord], None] | None = None) -> None:
-        """``on_turn`` is called with each record as soon as the canvas answered (live display)."""
-        self.model = model
+        """``on_turn`` is called with each record as soon as the canvas answered (live display).
+
+        A model that declares a director role (``as_director()``, e.g. the embedded model with its
+        shipped trained adapter) is used in that role."""
+        as_director = getattr(model, "as_director", None)
+        self.model = as_director() if callable(as_director) else model
         self.registry = registry or default_registry()
         self.config = config or DirectorConfig()
         self.on_turn = on_turn
@@ -110,7 +114,8 @@ class Director:
         obs = await canvas.areset(task)
         example = self._example_turn(task) if self.config.example_turn else []
         system = system_prompt(self.registry, task.kind, template=self.config.system_prompt_file,
-                               hints=self.config.task_hints, usage_hints=self.config.usage_hints)
+                               hints=self.config.task_hints, usage_hints=self.config.usage_hints,
+                               write_prompts=self.config.write_prompts)
         ep = _Episode(task, canvas, system, example, on_error=on_error)
         try:
             while not canvas.done and canvas.turn < self.config.max_turns:
@@ -153,7 +158,8 @@ class Director:
         if isinstance(target, Canvas):
             return target
         if isinstance(target, (BaseChatModel, Interpreter)):
-            return Canvas(target, registry=self.registry, config=CanvasConfig(max_turns=self.config.max_turns))
+            return Canvas(target, registry=self.registry, config=CanvasConfig(max_turns=self.config.max_turns,
+                                                                         write_prompts=self.config.write_prompts))
         raise UserError(f"Director needs a Canvas, an executor chat model or an Interpreter, got "
                         f"{type(target).__name__}")
 

@@ -109,14 +109,22 @@ def _role_lists(registry: OperatorRegistry) -> dict[str, str]:
     }
 
 
+PROMPT_RULES = {
+    True: "- After you add or modify an operator, your next reply is that node's prompt: plain text, 1-3 sentences.",
+    False: "- New operators run on their own instructions: no prompt to write, the canvas runs the workflow at once.",
+}
+"""The rule about node prompts, by ``DirectorConfig.write_prompts``."""
+
+
 def system_prompt(registry: OperatorRegistry, kind: str, *, template: str = "system.txt",
-                  hints: bool = True, usage_hints: bool = True) -> str:
+                  hints: bool = True, usage_hints: bool = True, write_prompts: bool = True) -> str:
     """The BUILDING-turn system prompt for a task kind."""
     actions = "\n".join(f"- {what}: {render_action(a)}" for what, a in example_actions(registry, kind))
     return load_template(template).format(
         operators=operator_table(registry, usage_hints=usage_hints),
         actions=actions,
         hint=task_hint(kind) if hints else "",
+        prompt_rule=PROMPT_RULES[write_prompts],
         **_role_lists(registry),
     ).strip()
 

@@ -14,6 +14,7 @@ setting ``cache=`` would mutate the user's model object.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -160,6 +161,9 @@ class CachedChatModel(BaseChatModel):
     """Overrides :func:`model_identity` (e.g. the backend spec string)."""
     _run: CallStats = PrivateAttr(default_factory=CallStats)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
+    _pending: dict[str, Any] = PrivateAttr(default_factory=dict)
+    """Key -> future of a call in flight: a concurrent identical request waits for it instead of
+    paying for the same (greedy) answer twice."""
 
     def __init__(self, inner: BaseChatModel, store: CallStore, *, identity: str | None = None, **kwargs: Any) -> None:
         super().__init__(inner=inner, store=store, identity=identity or model_identity(inner),  # type: ignore[call-arg]
@@ -211,12 +215,27 @@ class CachedChatModel(BaseChatModel):
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: Any = None, **kwargs: Any) -> ChatResult:
         key = self.key(messages, stop, kwargs)
-        cached = self._lookup(key)
-        if cached is not None:
-            return cached
-        # the wrapped model's own _agenerate under this call's run manager: one traced run, not two
-        result = await self.inner._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
-        self.store.put(key, _serialise(result.generations[0].message))
+        stored = self.store.get(key)
+        waiting = self._pending.get(key) if stored is None else None
+        self._count(stored is not None or waiting is not None)
+        if stored is not None:
+            return _restore(stored)
+        if waiting is not None:  # the same request is being answered right now: share its reply
+            return _restore(await asyncio.shield(waiting))
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            # the wrapped model's own _agenerate under this call's run manager: one traced run, not two
+            result = await self.inner._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
+            value = _serialise(result.generations[0].message)
+            self.store.put(key, value)
+            future.set_result(value)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so a request nobody waits for logs no warning
+            raise
+        finally:
+            self._pending.pop(key, None)
         return result
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,

@@ -205,6 +205,7 @@ async def aevaluate(
     registry: OperatorRegistry | None = None,
     sandbox: Sandbox | None = None,
     cache: bool = True,
+    cache_path: str | Path | None = None,
     executor_identity: str | None = None,
     sc_samples: int = 5,
     seed: int = 0,
@@ -219,7 +220,8 @@ async def aevaluate(
     the results (default: each task's ``source``). ``label`` renames the method in results and
     tables. ``director`` is a chat model (run by a :class:`~flowsteer.director.Director` with
     ``director_config``) or a ready ``Director``. ``executor_identity`` keys the call cache (default: derived from the model's class and
-    parameters). ``on_start(total, skipped)`` and ``on_result(item)`` feed a progress display.
+    parameters); ``cache_path`` puts it in a file of its own (default ``<out_dir>/calls.sqlite``), e.g.
+    one file shared by every method evaluated with the same executor. ``on_start(total, skipped)`` and ``on_result(item)`` feed a progress display.
     Returns the summary of ``out_dir``'s whole results file, or of this call's items without one.
     """
     if concurrency < 1:
@@ -239,7 +241,8 @@ async def aevaluate(
         from flowsteer.sandbox import Sandbox
 
         sandbox = Sandbox()
-    store = CallStore(out / CACHE_FILE) if out is not None and cache else None
+    store_path = Path(cache_path) if cache_path is not None else (out / CACHE_FILE if out is not None else None)
+    store = CallStore(store_path) if store_path is not None and cache else None
     cached = CachedChatModel(executor, store, identity=executor_identity) if store is not None else None
     try:
         ctx = _context(method, cached if cached is not None else executor, director, director_config, registry, sandbox, max_turns)

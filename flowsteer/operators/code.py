@@ -6,6 +6,7 @@ process), never in the library's process.
 
 from __future__ import annotations
 
+import ast
 from typing import TYPE_CHECKING, Any
 
 from flowsteer.operators.base import Operator, OperatorCall, OperatorResult, Usage
@@ -16,7 +17,7 @@ from flowsteer.operators.solvers import defines_function
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
 
-__all__ = ["Programmer", "Test", "describe_failure"]
+__all__ = ["Programmer", "Test", "describe_failure", "lone_function"]
 
 SECTION_REQUIREMENTS = "## Program requirements"
 _SOLVE_HARNESS = """
@@ -26,6 +27,35 @@ if __name__ == "__main__":
     if __flowsteer_result is not None:
         print(__flowsteer_result)
 """
+
+
+def lone_function(code: str) -> str | None:
+    """The name of the one top-level function that ``code`` defines and never calls, when it can be
+    called without arguments; None otherwise (several functions, required parameters, a call
+    already there, or code that does not parse).
+
+    Small executors often write ``def total(): return 48 + 24`` and stop: the program prints
+    nothing, yet its answer is one call away. Calling that function is an honest recovery (the
+    value is the program's own), unlike reading a number out of the source.
+    """
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    if len(functions) != 1:
+        return None
+    fn = functions[0]
+    required = len(fn.args.posonlyargs) + len(fn.args.args) - len(fn.args.defaults)
+    if required or any(d is None for d in fn.args.kw_defaults):
+        return None
+    called = any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == fn.name
+                 for stmt in tree.body if stmt is not fn for n in ast.walk(stmt))
+    return None if called else fn.name
+
+
+def _call_harness(name: str) -> str:
+    return _SOLVE_HARNESS.replace("solve()", f"{name}()")
 
 
 def _defines_check(entry_point: str) -> str:
@@ -89,7 +119,9 @@ class Programmer(LLMOperator):
                 return OperatorResult(output=result.output, data=data, usage=usage)
             error = result.error
             extra = [(SECTION_PREVIOUS_ATTEMPT, f"```python\n{code}\n```\nError: {error}")]
-        return OperatorResult(output=code, usage=usage, data={"code": code, "attempts": attempts, "raw": raw},
+        # a math/QA answer is the program's value: never hand its source on as the answer
+        output = code if call.task.kind == "code" else ""
+        return OperatorResult(output=output, usage=usage, data={"code": code, "attempts": attempts, "raw": raw},
                               error=f"program failed after {attempts} attempt(s): {error}")
 
     def parse(self, text: str, call: OperatorCall) -> OperatorResult:
@@ -116,10 +148,17 @@ class Programmer(LLMOperator):
         if not result.ok:
             return OperatorResult(output="", error=describe_failure(result))
         answer = _last_line(result.stdout)
+        lone = None if answer else lone_function(code)
+        if lone is not None:  # silent program with one uncalled function: its value is the answer
+            called = await self.context.sandbox.arun(code + _call_harness(lone), timeout=timeout)
+            if not called.ok:
+                return OperatorResult(output="", error=describe_failure(called))
+            result, answer = called, _last_line(called.stdout)
         if not answer:
             return OperatorResult(output="", error="the program printed nothing: solve() must return "
                                   "the answer (or the program must print it)")
-        return OperatorResult(output=answer, data={"stdout": result.stdout})
+        data = {"stdout": result.stdout, **({"called": lone} if lone else {})}
+        return OperatorResult(output=answer, data=data)
 
 
 class Test(Operator):

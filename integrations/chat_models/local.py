@@ -15,11 +15,12 @@ used by two threads at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,9 +33,10 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_config_list
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from flowsteer.errors import UserError
 from flowsteer.integrations.chat_models._sampling import PrefixCache, Sampled, SamplingParams, sample_batch
 
-__all__ = ["LocalChatModel", "LogitsProcessorFactory", "messages_to_dicts"]
+__all__ = ["LocalChatModel", "LogitsProcessorFactory", "messages_to_dicts", "BASE_WEIGHTS"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +64,36 @@ class _Request:
     messages: list[BaseMessage]
     params: SamplingParams
     factory: LogitsProcessorFactory | None
+    adapter: str | None = None
     future: Future = field(default_factory=Future)
 
     def batch_key(self) -> tuple[Any, ...]:
-        return (self.params.max_new_tokens, self.params.temperature, self.params.top_p, self.params.stop)
+        return (self.params.max_new_tokens, self.params.temperature, self.params.top_p, self.params.stop,
+                self.adapter)
+
+
+BASE_WEIGHTS = "__base__"
+"""``LocalChatModel.adapter`` value that runs the base weights with every LoRA adapter off."""
+
+
+@contextlib.contextmanager
+def _adapter_active(model: Any, adapter: str | None) -> Iterator[None]:
+    """Run with the named LoRA adapter of a peft model, with every adapter off (:data:`BASE_WEIGHTS`)
+    or as the model is (``None``: e.g. a trainer's policy with its own active adapter)."""
+    if adapter is None or (adapter == BASE_WEIGHTS and not hasattr(model, "peft_config")):
+        yield
+        return
+    if not hasattr(model, "peft_config"):
+        raise UserError(f"adapter {adapter!r} was asked for but the model has no LoRA adapters")
+    if adapter == BASE_WEIGHTS:
+        with model.disable_adapter():
+            yield
+        return
+    if adapter not in model.peft_config:
+        raise UserError(f"the model has no adapter {adapter!r}; it has {sorted(model.peft_config)}")
+    if model.active_adapter != adapter:
+        model.set_adapter(adapter)
+    yield
 
 
 class _Engine:
@@ -82,6 +110,8 @@ class _Engine:
         self._worker: threading.Thread | None = None
         self.batch_sizes: list[int] = []
         self.prefix_cache = PrefixCache(entries=prefix_cache_entries)
+        # keys and values depend on the adapter: one prefix cache per adapter (None = the base)
+        self._prefix_caches: dict[str | None, PrefixCache] = {None: self.prefix_cache}
 
     def submit(self, request: _Request) -> Future:
         with self._cv:
@@ -132,8 +162,11 @@ class _Engine:
                 g.manual_seed(r.params.seed if r.params.seed is not None else _fresh_seed())
                 generators.append(g)
         started = time.perf_counter()
-        results = sample_batch(self.model, self.tokenizer, [r.prompt_ids for r in batch], batch[0].params,
-                               processors, self._eos_ids(), generators, self.prefix_cache)
+        adapter = batch[0].adapter
+        cache = self._prefix_caches.setdefault(adapter, PrefixCache(entries=self.prefix_cache.entries))
+        with _adapter_active(self.model, adapter):
+            results = sample_batch(self.model, self.tokenizer, [r.prompt_ids for r in batch], batch[0].params,
+                                   processors, self._eos_ids(), generators, cache)
         logger.debug("generated a batch of %d in %.2fs", len(batch), time.perf_counter() - started)
         return results
 
@@ -183,7 +216,30 @@ class LocalChatModel(BaseChatModel):
     prompt) for single-prompt calls. 0 = off. Only for fixed weights: while training updates them,
     leave it off or call ``engine.prefix_cache.clear()`` after each update."""
 
+    adapter: str | None = None
+    """LoRA adapter of a peft ``model`` used for this model's calls: a name, :data:`BASE_WEIGHTS`
+    (every adapter off) or None (the model as it is). Copies made with :meth:`share` can use other
+    adapters over the same weights."""
+    director_adapter: str | None = None
+    """Adapter a :class:`~flowsteer.director.Director` uses when it is given this model
+    (:meth:`as_director`); the embedded model ships a trained one."""
+
     _engine: _Engine | None = PrivateAttr(default=None)
+
+    def director_config(self, **overrides: Any) -> Any:
+        """The director settings :attr:`director_adapter` was trained with (the small-model preset
+        with the action grammar), or None when this model has no trained director."""
+        if self.director_adapter is None:
+            return None
+        from flowsteer.director import DirectorConfig
+
+        return DirectorConfig.small_model(constrained=True, **overrides)
+
+    def as_director(self) -> LocalChatModel:
+        """This model as the Flow-Director sees it: with :attr:`director_adapter` on, when set."""
+        if self.director_adapter is None or self.adapter == self.director_adapter:
+            return self
+        return self.share(adapter=self.director_adapter)
 
     @property
     def _llm_type(self) -> str:
@@ -192,7 +248,8 @@ class LocalChatModel(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name, "max_new_tokens": self.max_new_tokens,
-                "temperature": self.temperature, "top_p": self.top_p}
+                "temperature": self.temperature, "top_p": self.top_p,
+                **({"adapter": self.adapter} if self.adapter else {})}
 
     @property
     def engine(self) -> _Engine:
@@ -240,7 +297,8 @@ class LocalChatModel(BaseChatModel):
 
     def _request(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> _Request:
         factory = kwargs.get("logits_processor_factory", self.logits_processor_factory)
-        return _Request(self.encode_messages(messages), list(messages), self._params(stop, kwargs), factory)
+        return _Request(self.encode_messages(messages), list(messages), self._params(stop, kwargs), factory,
+                        self.adapter)
 
     # -- LangChain interface -------------------------------------------------------------------
     def _result(self, request: _Request, sampled: Sampled) -> ChatResult:

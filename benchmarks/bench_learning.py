@@ -1,0 +1,173 @@
+"""Has the director learned? The training run's curves and the eval table of the shipped director.
+
+Reads a training run folder (default ``runs/director-cpu``: ``metrics.jsonl``, ``warmstart/``) for
+the learning curves and the wall time per step, then evaluates, with the same executor (the
+embedded SmolLM2-135M, greedy, 160 new tokens) and one call cache shared by every method, on
+held-out test splits of each training family (``arithmetic``, ``number_lists``: seed 2, never seen
+in training, seed 0) and on the GSM8K test file:
+
+* the trained director (the shipped adapter), the untrained director (the same base, adapter off),
+* IO, CoT, single-turn (the base model writes the whole workflow as one DSL line),
+* every fixed template: the warm start's candidates, the fallback template among them.
+
+Figures per (dataset, method): accuracy with its Wilson 95% interval, the rate of episodes that
+end by the director's own ``finish`` (no fallback), the rate with R_div = 1, executor calls per
+task. The targets of the issue are checked against the trained director's row.
+
+    python benchmarks/bench_learning.py                      # eval everything (about an hour on 2 cores)
+    python benchmarks/bench_learning.py --limit 4 --quick    # smoke sizes
+    python benchmarks/bench_learning.py --from-eval runs/learning-eval   # only re-read finished evals
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import ROOT, emit, log, parser
+
+FAMILIES = ("arithmetic", "number_lists")
+DIRECTORS = ("flowsteer", "untrained")
+
+
+def _curves(run_dir: Path) -> dict[str, Any]:
+    metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()] \
+        if (run_dir / "metrics.jsonl").is_file() else []
+    done = run_dir / "warmstart" / "done.json"
+    warm = json.loads(done.read_text()) if done.is_file() else {}
+    keys = ("step", "reward_mean", "r_div", "answer_score", "finished", "turns", "kl", "time_step",
+            "time_rollout", "time_update", "zero_variance_fraction")
+    steps = [{k: m.get(k) for k in keys} for m in metrics]
+    timing = {}
+    timing_file = run_dir / "timing.json"
+    if timing_file.is_file():
+        timing = json.loads(timing_file.read_text())
+    return {"warmstart": warm, "steps": steps, "timing": timing}
+
+
+def _methods(candidates: list[str]) -> list[tuple[str, str | None, str | None]]:
+    """(label, baseline spec, director role) per method."""
+    out: list[tuple[str, str | None, str | None]] = [
+        ("flowsteer", None, "trained"), ("untrained", "untrained", "base"),
+        ("io", "io", None), ("cot", "cot", None), ("single-turn", "single-turn", "base"),
+    ]
+    out += [(f"template:{dsl}", f"template:{dsl}", None) for dsl in candidates]
+    return out
+
+
+async def _evaluate_all(args: Any, candidates: list[str]) -> Path:
+    import dataclasses
+
+    from flowsteer.backends import load_chat_model
+    from flowsteer.datasets import load_dataset
+    from flowsteer.director import DirectorConfig
+    from flowsteer.evaluation import aevaluate
+    from flowsteer.integrations.chat_models.local import BASE_WEIGHTS
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    embedded = load_chat_model("embedded", max_new_tokens=160)  # executor role: base weights
+    base_director = embedded.share(director_adapter=None, adapter=BASE_WEIGHTS)
+    config = DirectorConfig.small_model(constrained=True, extra_call_kwargs={"seed": args.seed})
+    datasets: dict[str, list[Any]] = {f: load_dataset(f, None, limit=args.limit, split="test") for f in FAMILIES}
+    if args.gsm8k and Path(args.gsm8k).is_file():
+        datasets["gsm8k"] = load_dataset("gsm8k", args.gsm8k, limit=args.limit)
+    for name, tasks in datasets.items():
+        for label, baseline, role in _methods(candidates):
+            folder = out / name / label.replace("/", "_").replace(" ", "")[:80]
+            started = time.perf_counter()
+            director = {"trained": embedded, "base": base_director, None: None}[role]
+            method_config = dataclasses.replace(config) if director is not None else None
+            summary = await aevaluate(
+                tasks, executor=embedded, director=director, baseline=baseline, concurrency=args.concurrency,
+                out_dir=folder, dataset=name, director_config=method_config, seed=args.seed, label=label,
+                cache_path=out / "calls.sqlite", executor_identity="embedded|160")
+            log(f"{name} {label}: {summary.groups[0].score:.2f} ({time.perf_counter() - started:.0f} s)")
+    return out
+
+
+def _rows(out: Path) -> dict[str, dict[str, Any]]:
+    from flowsteer.dsl import parse
+    from flowsteer.evaluation.results import read_results, summarize
+    from flowsteer.reward import compute_reward
+
+    table: dict[str, dict[str, Any]] = {}
+    for results in sorted(out.glob("*/*/results.jsonl")):
+        records = read_results(results)
+        if not records:
+            continue
+        summary = summarize(records)
+        for group in summary.groups:
+            items = [r for r in summary.results if (r.dataset, r.method) == (group.dataset, group.method)]
+            full = 0
+            for r in items:
+                try:
+                    full += bool(r.workflow) and compute_reward(parse(r.workflow), 0.0).diversity >= 1.0
+                except Exception:  # noqa: BLE001 - an unparsable workflow earns no structure
+                    pass
+            finished = sum(1 for r in items if r.stop_reason == "finish" and not r.fallback)
+            table.setdefault(group.dataset, {})[group.method] = {
+                "n": group.n, "accuracy": group.score, "ci95": [group.ci.low, group.ci.high],
+                "finish_rate": finished / group.n if group.method in DIRECTORS else None,
+                "rdiv1_rate": full / group.n,
+                "executor_calls": sum(r.executor_calls for r in items) / group.n,
+                "turns": group.mean_turns,
+            }
+    return table
+
+
+def _targets(table: dict[str, dict[str, Any]], fallback: str) -> dict[str, Any]:
+    checks: dict[str, Any] = {}
+    for dataset, rows in table.items():
+        me, base = rows.get("flowsteer"), rows.get("untrained")
+        templates = {k: v for k, v in rows.items() if k.startswith("template:")}
+        if me is None:
+            continue
+        best = max((v["accuracy"] for v in templates.values()), default=None)
+        fb = templates.get(f"template:{fallback}")
+        checks[dataset] = {
+            "finish_rate>=0.95": me["finish_rate"] is not None and me["finish_rate"] >= 0.95,
+            "rdiv1_rate>=0.90": me["rdiv1_rate"] >= 0.90,
+            "accuracy>=best_template": best is not None and me["accuracy"] >= best - 1e-9,
+            "accuracy>=untrained+0.20": base is not None and me["accuracy"] >= base["accuracy"] + 0.20 - 1e-9,
+            "calls<fallback_template": fb is not None and me["executor_calls"] < fb["executor_calls"],
+            "best_template_accuracy": best,
+            "fallback_template_calls": fb["executor_calls"] if fb else None,
+        }
+    return checks
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--run", default=str(ROOT / "runs" / "director-cpu"), help="training run folder")
+    p.add_argument("--out", default=str(ROOT / "runs" / "learning-eval"), help="eval results folder")
+    p.add_argument("--limit", type=int, default=12, help="tasks per dataset")
+    p.add_argument("--gsm8k", default=str(ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl"),
+                   help="GSM8K test file (skipped when absent)")
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--from-eval", metavar="DIR", help="read finished evals from DIR instead of running them")
+    args = p.parse_args()
+    if args.quick:
+        args.limit = min(args.limit, 2)
+    from flowsteer.evaluation.search import DEFAULT_CANDIDATES
+    from flowsteer.fallback import FALLBACK_TEMPLATES
+
+    candidates = list(DEFAULT_CANDIDATES["math"])
+    fallback = FALLBACK_TEMPLATES["math-default"]
+    if fallback not in candidates:
+        candidates.append(fallback)
+    out = Path(args.from_eval) if args.from_eval else asyncio.run(_evaluate_all(args, candidates))
+    table = _rows(out)
+    emit("learning", {"curves": _curves(Path(args.run)), "table": table, "targets": _targets(table, fallback),
+                      "fallback_template": fallback, "limit": args.limit,
+                      "method": "flowsteer eval harness, embedded executor greedy (160 tokens), held-out test "
+                                "splits (seed 2) of the training families and the GSM8K test file, Wilson CI95"},
+         quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()
