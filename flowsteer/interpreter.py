@@ -6,8 +6,10 @@
 * A :class:`~flowsteer.ir.Conditional` runs its checker; ``on_fail`` runs when the verdict is not a
   pass (a failed or undecided check), ``on_pass`` (empty = ``done``) when it passes. The checker's
   output (the checked solution, passed through) feeds the branch that runs.
-* A :class:`~flowsteer.ir.Loop` runs its body up to ``max_iterations`` times and leaves as soon as
-  the last checker executed in an iteration passed.
+* A :class:`~flowsteer.ir.Loop` runs its body up to ``max_iterations`` times. Its exit point is
+  the body's last top-level step holding a checker (:func:`loop_exit_index`): right after that step,
+  the loop ends when every checker that ran in it passed (all branches of a parallel), and the rest
+  of that iteration is skipped, so ``(Review -> Revise) * 2`` with a passing Review never calls Revise.
 * Checker feedback travels downstream with the value, so a later Revise sees the latest verdict.
 * The workflow's answer is the last step's output (no operator overrides it). A workflow that ends
   in a parallel block answers with the most common branch output.
@@ -297,12 +299,19 @@ class Interpreter:
                 branch = on_pass if t.result.verdict is True else on_fail
                 return await self._chain(branch, after, task, trace, cache, config, iteration)
             case Loop(body=body, max_iterations=count):
+                exit_at = loop_exit_index(body, self.registry)
                 for i in range(count):
                     # A private trace per iteration: concurrent branches share ``trace``.
                     local: list[NodeTrace] = []
-                    flow = await self._chain(body, flow, task, local, cache, config, i)
+                    leave = False
+                    for j, inner in enumerate(body):
+                        mark = len(local)
+                        flow = await self._step(inner, flow, task, local, cache, config, i)
+                        if j == exit_at and checks_passed(local[mark:], self.registry):
+                            leave = True  # the rest of this iteration is skipped
+                            break
                     trace.extend(local)
-                    if last_checker_passed(local, self.registry):
+                    if leave:
                         break
                 return flow
         raise TypeError(f"not a workflow step: {step!r}")
@@ -313,10 +322,34 @@ def _advance(flow: _Flow, result: OperatorResult) -> _Flow:
     return _Flow(result.output, feedback)
 
 
-def last_checker_passed(iteration_trace: list[NodeTrace], registry: OperatorRegistry) -> bool:
-    """Loop exit test: did the last checker executed in this iteration pass?"""
-    for t in reversed(iteration_trace):
+def _holds_checker(step: Step, registry: OperatorRegistry) -> bool:
+    from flowsteer.ir import iter_steps
+
+    for ref in iter_steps((step,)):
+        if isinstance(ref.node, OperatorNode):
+            spec = registry.lookup_case_insensitive(ref.node.operator)
+            if spec is not None and spec.is_checker:
+                return True
+    return False
+
+
+def loop_exit_index(body: Chain, registry: OperatorRegistry) -> int | None:
+    """Where a loop may end early: the index of the body's last top-level step that holds a
+    checker (a checker node, or a parallel / conditional / loop with one inside); None when the
+    body holds none (the loop then runs all its iterations)."""
+    found = None
+    for i, step in enumerate(body):
+        if _holds_checker(step, registry):
+            found = i
+    return found
+
+
+def checks_passed(step_trace: list[NodeTrace], registry: OperatorRegistry) -> bool:
+    """Loop exit test after the exit step: at least one checker ran in it, and every checker that
+    ran in it (all branches of a parallel, every inner iteration) passed."""
+    verdicts = []
+    for t in step_trace:
         spec = registry.lookup_case_insensitive(t.operator)
         if spec is not None and spec.is_checker:
-            return t.result.verdict is True
-    return False
+            verdicts.append(t.result.verdict is True)
+    return bool(verdicts) and all(verdicts)

@@ -110,14 +110,34 @@ def test_conditional_done_passes_the_checked_solution_through():
     assert ops(result) == ["AnswerGenerate", "Review"] and result.answer == "7"
 
 
-def test_loop_leaves_early_when_the_last_checker_passes():
+def test_loop_leaves_as_soon_as_its_checker_passes():
     model = routed({"AnswerGenerate": "<answer>8</answer>",
                     "Review": ["<verdict>fail</verdict><feedback>wrong</feedback>", "<verdict>pass</verdict>"],
-                    "Revise": ["<solution>7</solution>", "<solution>7</solution>"]})
+                    "Revise": ["<solution>7</solution>", "<solution>9</solution>"]})
     result = run("AnswerGenerate -> (Review -> Revise) * 3", model)
-    assert ops(result) == ["AnswerGenerate", "Review", "Revise", "Review", "Revise"]
-    assert [t.iteration for t in result.trace] == [0, 0, 0, 1, 1]
+    # the passing Review ends the loop at once: the rest of that iteration (Revise) is skipped
+    assert ops(result) == ["AnswerGenerate", "Review", "Revise", "Review"]
+    assert [t.iteration for t in result.trace] == [0, 0, 0, 1]
     assert result.answer == "7"
+
+
+def test_a_passing_first_review_never_pays_for_revise():
+    model = routed({"Custom": "<answer>4</answer>", "Review": "<verdict>pass</verdict>",
+                    "Revise": "<solution>5</solution>", "Format": "<answer>4</answer>"})
+    result = run("Custom -> (Review -> Revise) * 2 -> Format", model)
+    assert ops(result) == ["Custom", "Review", "Format"] and result.answer == "4"
+
+
+def test_parallel_checkers_in_a_loop_must_all_pass():
+    from flowsteer.testing import ScriptedChatModel  # noqa: F401  (routed builds on it)
+
+    model = routed({"Custom": "<answer>4</answer>", "Review": "<verdict>pass</verdict>",
+                    "Verify": ["<verdict>fail</verdict>", "<verdict>pass</verdict>"],
+                    "Revise": "<solution>4</solution>"})
+    result = run("Custom -> ([Review, Verify] -> Revise) * 3", model)
+    # iteration 0: Review passes beside a failing Verify, so the loop goes on (Revise runs)
+    assert ops(result).count("Revise") == 1 and ops(result).count("Verify") == 2
+    assert [t.iteration for t in result.trace if t.operator == "Verify"] == [0, 1]
 
 
 def test_loop_runs_max_iterations_when_the_checker_keeps_failing():
@@ -235,7 +255,7 @@ def test_loop_with_a_passing_user_checker_runs_once():
                       role="checking", description="Always passes.", registry=registry)
     model = routed({"AnswerGenerate": "<answer>7</answer>"})
     result = run("AnswerGenerate -> (Always -> AnswerGenerate) * 5", model, registry=registry)
-    assert ops(result) == ["AnswerGenerate", "Always", "AnswerGenerate"]
+    assert ops(result) == ["AnswerGenerate", "Always"]  # the loop ends at its passing checker
 
 
 async def test_callbacks_see_each_node_as_a_run_with_its_model_call_nested():
@@ -260,7 +280,7 @@ async def test_callbacks_see_each_node_as_a_run_with_its_model_call_nested():
     assert [handler.chains[parent] for parent in handler.models] == ["Plan node_1", "AnswerGenerate node_2"]
 
 
-def test_loop_exit_takes_the_last_checker_in_branch_order_not_completion_order():
+def test_loop_exit_needs_every_parallel_checker_whatever_order_they_finish_in():
     import asyncio
 
     from flowsteer.ir import Loop, Parallel
@@ -279,4 +299,5 @@ def test_loop_exit_takes_the_last_checker_in_branch_order_not_completion_order()
     builder = WorkflowBuilder(registry=registry)
     builder.add(Loop((Parallel(((OperatorNode("SlowFail"),), (OperatorNode("FastPass"),))),), 3))
     result = Interpreter(routed({}), sandbox=NoSandbox(), registry=registry).run(builder.build(), TASK)
-    assert ops(result) == ["SlowFail", "FastPass"]  # FastPass is last in branch order: one iteration
+    # the fast pass finishing first (or last in branch order) never ends the loop beside a failing check
+    assert ops(result) == ["SlowFail", "FastPass"] * 3

@@ -261,6 +261,10 @@ class WarmStartConfig:
     """Family or task kind -> candidate workflows (DSL); empty: ``flowsteer.evaluation.search.DEFAULT_CANDIDATES``."""
     search_tasks: int = 6
     """Training tasks per family the search runs every candidate on."""
+    search_concurrency: int = 24
+    """Candidate runs at once in the search. Runs on one task share their first calls (the call
+    cache answers a request already in flight once), so it takes many concurrent runs to keep a
+    local executor's batches full."""
     demo_tasks: int = 12
     """Training tasks per family replayed as demonstrations."""
     epochs: int = 3
@@ -274,6 +278,7 @@ class WarmStartConfig:
         _check(self.search_tasks >= 1 and self.demo_tasks >= 1,
                "warmstart.search_tasks and warmstart.demo_tasks must be >= 1")
         _check(self.epochs >= 1, f"warmstart.epochs must be >= 1, got {self.epochs}")
+        _check(self.search_concurrency >= 1, "warmstart.search_concurrency must be >= 1")
         _check(self.lr > 0, f"warmstart.lr must be > 0, got {self.lr}")
         _check(self.micro_batch_size >= 1, "warmstart.micro_batch_size must be >= 1")
 

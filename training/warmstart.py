@@ -308,7 +308,7 @@ def run_warmstart(config: CWRPOConfig, *, model: Any, tokenizer: Any, rollout: A
         candidates = {k: tuple(v) for k, v in ws.candidates.items()} or None
         result = asyncio.run(asearch_workflows(sample, rollout.executor, candidates, registry=registry,
                                                reward_config=rollout.reward_config, sandbox=rollout.sandbox,
-                                               concurrency=rollout.concurrency))
+                                               concurrency=ws.search_concurrency))
         result.save(search_file)
         (folder / "search.md").write_text(result.markdown() + "\n", encoding="utf-8")
         seconds["search"] = time.perf_counter() - started

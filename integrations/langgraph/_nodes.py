@@ -17,7 +17,7 @@ from flowsteer.interpreter import final_answer
 from .state import MAIN_LANE, LaneState, as_value, task_to_state
 
 __all__ = [
-    "read_lane", "write_lane", "run_sync", "route_of", "join_route", "loop_gate", "fan_out", "fan_in",
+    "read_lane", "write_lane", "run_sync", "route_of", "join_route", "loop_gate", "loop_exit", "fan_out", "fan_in",
     "prepare", "finalize", "InlineNode", "AsyncNode",
 ]
 
@@ -120,20 +120,35 @@ def join_route(lane: str) -> Callable[[Mapping[str, Any]], str | list[str]]:
 
 
 def loop_gate(loop_id: str, count: int, lane: str, closes_lane: bool) -> Callable[..., dict[str, Any]]:
-    """The node after a loop body: another iteration, or exit (checker passed / count reached)."""
+    """The node after a loop body: another iteration, or exit once ``count`` iterations ran (an
+    early exit on a passing check happens at the loop's exit node, see :func:`loop_exit`)."""
 
     def gate(state: Mapping[str, Any]) -> dict[str, Any]:
-        flow = read_lane(state, lane)
-        checks = dict(flow.get("checks") or {})
-        passed = checks.pop(loop_id, False) is True
         iteration = (state.get("loops") or {}).get(loop_id, 0)
-        leave = passed or iteration + 1 >= count
-        update = LaneState(checks=checks, route="exit" if leave else "again", done=leave and closes_lane)
+        leave = iteration + 1 >= count
+        update = LaneState(route="exit" if leave else "again", done=leave and closes_lane)
         # Leaving resets the counter, so the next entry (e.g. in an outer loop) starts at 0.
         return {**write_lane(lane, update), "loops": {loop_id: 0 if leave else iteration + 1}}
 
     gate.__name__ = f"{loop_id}_loop"
     return gate
+
+
+def loop_exit(loop_id: str, lane: str, closes_lane: bool) -> Callable[..., dict[str, Any]]:
+    """The node after a loop's exit step: leave the loop when every checker that ran in that step
+    passed (``checks[loop_id]``, and-ed by the checkers and the branch joins), else go on."""
+
+    def exit_node(state: Mapping[str, Any]) -> dict[str, Any]:
+        flow = read_lane(state, lane)
+        checks = dict(flow.get("checks") or {})
+        leave = checks.pop(loop_id, None) is True  # None: no checker ran in the exit step
+        update = LaneState(checks=checks, route="exit" if leave else "on", done=leave and closes_lane)
+        if not leave:
+            return write_lane(lane, update)
+        return {**write_lane(lane, update), "loops": {loop_id: 0}}
+
+    exit_node.__name__ = f"{loop_id}_exit"
+    return exit_node
 
 
 def fan_out(lane: str, lanes: Sequence[str]) -> Callable[..., dict[str, Any]]:
@@ -157,8 +172,9 @@ def fan_in(lane: str, lanes: Sequence[str], closes_lane: bool) -> Callable[..., 
             return write_lane(lane, LaneState(route="wait"))
         flow = read_lane(state, lane)
         checks = dict(flow.get("checks") or {})
-        for branch in branches:  # branch order: the last branch that ran a checker wins
-            checks.update(branch.get("checks") or {})
+        for branch in branches:  # a loop's exit step passes only when every branch's checkers passed
+            for loop, passed in (branch.get("checks") or {}).items():
+                checks[loop] = checks.get(loop, True) and passed
         update = LaneState(
             value=[final_answer(as_value(b.get("value"))) for b in branches],
             feedback=flow.get("feedback"),

@@ -10,11 +10,10 @@ cache key, and the control structures map onto LangGraph constructs:
   yields the branch outputs in branch order;
 * a ``Conditional`` becomes conditional edges out of its checker node, routed by the verdict
   (``fail`` whenever the verdict is not True; an empty ``on_pass`` goes straight on);
-* a ``Loop`` becomes a cycle through ``<id>_loop``, which leaves after ``max_iterations`` or as soon as
-  the last checker executed in the iteration passed.
-
-The last checker of an iteration that ran parallel branches is taken in branch order (the last branch
-that ran a checker), which is deterministic where concurrent execution order is not.
+* a ``Loop`` becomes a cycle through ``<id>_loop``, which leaves after ``max_iterations``; when the
+  body holds a checker, ``<id>_exit`` follows its exit step (:func:`~flowsteer.interpreter.loop_exit_index`)
+  and leaves at once when every checker that ran in that step passed (branch lanes are joined with
+  a logical and), skipping the rest of the iteration.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, TimeoutPolicy
 
 from flowsteer.errors import UserError, WorkflowValidationError
-from flowsteer.interpreter import Interpreter, NodeCache, NodeTrace
+from flowsteer.interpreter import Interpreter, NodeCache, NodeTrace, loop_exit_index
 from flowsteer.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 from flowsteer.operators.base import Value
 from flowsteer.operators.registry import OperatorRegistry
@@ -43,6 +42,7 @@ from ._nodes import (
     fan_out,
     finalize,
     join_route,
+    loop_exit,
     loop_gate,
     prepare,
     read_lane,
@@ -115,6 +115,8 @@ class _Scope:
 
     lane: str = MAIN_LANE
     loops: tuple[str, ...] = ()
+    exits: tuple[str, ...] = ()
+    """Loops whose exit step holds this node: its checker verdicts decide whether they end."""
 
 
 class _GraphCompiler:
@@ -150,8 +152,23 @@ class _GraphCompiler:
                 )
             case Loop(body=body, max_iterations=count):
                 gate = f"{step.id}_loop"
-                inner = _Scope(scope.lane, (*scope.loops, step.id))
-                body_entry = self.chain(body, inner, _Target(gate))
+                inner = _Scope(scope.lane, (*scope.loops, step.id), scope.exits)
+                exit_at = loop_exit_index(body, self.runner.registry)
+                if exit_at is None:
+                    body_entry = self.chain(body, inner, _Target(gate))
+                else:  # body[:exit_at] -> exit step -> <id>_exit (leave, or go on) -> rest -> gate
+                    exit_node = f"{step.id}_exit"
+                    rest = self.chain(body[exit_at + 1:], inner, _Target(gate))
+                    head = [node_name(s) for s in body[: exit_at + 1]]
+                    for i, s in enumerate(body[:exit_at]):
+                        self.step(s, inner, _Target(head[i + 1]))
+                    self.step(body[exit_at], _Scope(inner.lane, inner.loops, (*inner.exits, step.id)),
+                              _Target(exit_node))
+                    body_entry = head[0]
+                    self.graph.add_node(exit_node, InlineNode(exit_node, loop_exit(step.id, scope.lane,
+                                                                                   cont.closes_lane)))
+                    self.graph.add_conditional_edges(exit_node, _router(route_of(scope.lane)),
+                                                     {"exit": cont.node, "on": rest})
                 self.graph.add_node(gate, InlineNode(gate, loop_gate(step.id, count, scope.lane, cont.closes_lane)))
                 self.graph.add_conditional_edges(
                     gate, _router(route_of(scope.lane)), {"again": body_entry, "exit": cont.node}
@@ -166,7 +183,7 @@ class _GraphCompiler:
         lanes = [f"{step.id}.{k}" for k in range(len(branches))]
         self.graph.add_node(fanout, InlineNode(fanout, fan_out(scope.lane, lanes)))
         for lane, branch in zip(lanes, branches, strict=True):
-            entry = self.chain(branch, _Scope(lane, scope.loops), _Target(fanin, closes_lane=True))
+            entry = self.chain(branch, _Scope(lane, scope.loops, scope.exits), _Target(fanin, closes_lane=True))
             self.graph.add_edge(fanout, entry)
         self.graph.add_node(fanin, InlineNode(fanin, fan_in(scope.lane, lanes, cont.closes_lane)))
         self.graph.add_conditional_edges(fanin, _router(join_route(scope.lane)), {"next": cont.node})
@@ -189,8 +206,8 @@ class _GraphCompiler:
             )
             result = trace.result
             checks = dict(flow.get("checks") or {})
-            if is_checker:
-                checks.update({loop: result.verdict is True for loop in scope.loops})
+            if is_checker:  # every checker of a loop's exit step must pass for the loop to end
+                checks.update({loop: checks.get(loop, True) and result.verdict is True for loop in scope.exits})
             update = LaneState(
                 value=result.output,
                 feedback=result.feedback if result.verdict is not None else flow.get("feedback"),
