@@ -148,18 +148,24 @@ class WorkflowBuilder:
         self._workflow = replace(self._workflow, next_id=n + 1)
         return f"node_{n}"
 
+    def _canonical(self, name: str) -> str:
+        """Operator names are case-insensitive everywhere (parser, builder, canvas): the registered
+        spelling is what the workflow stores."""
+        spec = self.registry.lookup_case_insensitive(name)
+        return spec.name if spec is not None else name
+
     def _assign_ids(self, step: Step) -> Step:
         """Give a fresh id to every node of ``step`` (pre-order, so a parent's id is smaller)."""
         match step:
             case OperatorNode():
-                return replace(step, id=self._next())
+                return replace(step, id=self._next(), operator=self._canonical(step.operator))
             case Parallel(branches=branches):
                 sid = self._next()
                 return Parallel(tuple(self._assign_chain(b) for b in branches), id=sid)
             case Conditional(check=check, on_fail=on_fail, on_pass=on_pass):
                 sid = self._next()
                 return Conditional(
-                    replace(check, id=self._next()),
+                    replace(check, id=self._next(), operator=self._canonical(check.operator)),
                     self._assign_chain(on_fail),
                     self._assign_chain(on_pass),
                     id=sid,

@@ -151,8 +151,15 @@ class _Parser:
                 "the branch after '?' runs when the check fails and cannot be 'done'; "
                 "write 'Check ? OnFail : done'"
             )
+        check = items[0].operator
+        if self.current.kind in (":", "end"):
+            raise self.error(f"the conditional is missing the operator that runs when {check} fails: write "
+                             f"'{check} ? Revise : done' (or '{check} ? Revise : Format')")
         on_fail = self.parse_primary()
         self.expect(":", "after the fail branch (write ': done' when nothing runs on pass)")
+        if self.current.kind in ("end", "->", ",", "]", ")"):
+            raise self.error(f"the conditional is missing its pass branch after ':': write 'done' when "
+                             f"nothing runs on pass, as in '{check} ? Revise : done'")
         if self._at_done():
             self.advance()
             on_pass: Chain = ()

@@ -218,6 +218,14 @@ class Interpreter:
         cache: NodeCache | None = None,
         config: RunnableConfig | None = None,
     ) -> ExecutionResult:
+        """Run ``workflow`` on ``task``. An invalid workflow (see :func:`flowsteer.validate`) raises
+        :class:`~flowsteer.errors.WorkflowValidationError` with the same violations, before any call."""
+        from flowsteer.errors import WorkflowValidationError
+        from flowsteer.validation import validate
+
+        violations = validate(workflow, self.registry)
+        if violations:
+            raise WorkflowValidationError(violations)
         trace: list[NodeTrace] = []
         start = time.perf_counter()
         try:

@@ -87,8 +87,8 @@ def test_tolerant_of_whitespace_case_and_arrow_spellings(toy_registry):
     messy = "  plan->[ PROGRAMMER ,custom ]  →scensemble->VERIFY?revise:DONE ->format  "
     assert render(parse(messy, toy_registry)) == PAPER
     assert render(parse("(review->revise)×3", toy_registry)) == "(Review -> Revise) * 3"
-    # without a registry names are kept as written
-    assert render(parse("plan -> MyOp")) == "plan -> MyOp"
+    # without a registry the default one spells the names it knows; others are kept as written
+    assert render(parse("plan -> MyOp")) == "Plan -> MyOp"
 
 
 def test_unknown_operator_names_position_and_valid_names(toy_registry):
@@ -195,3 +195,27 @@ def test_round_trip_with_custom_registered_operators(toy_registry):
 
     check()
     assert seen & {"UnitChecker", "Vote3"}
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("Verify ? : done", "missing the operator that runs when Verify fails"),
+    ("Verify ?", "missing the operator that runs when Verify fails"),
+    ("Verify ? Revise :", "missing its pass branch"),
+    ("Verify ? Revise : -> Format", "missing its pass branch"),
+])
+def test_an_incomplete_conditional_says_what_is_missing_and_shows_the_valid_form(text, says):
+    from flowsteer.errors import DSLParseError
+
+    with pytest.raises(DSLParseError, match=says) as err:
+        parse(text)
+    assert "Verify ? Revise : done" in str(err.value)
+
+
+def test_operator_names_are_case_insensitive_in_the_parser_and_the_builder_alike():
+    from flowsteer.builder import WorkflowBuilder
+
+    assert parse("custom -> verify ? revise : done").dsl == "Custom -> Verify ? Revise : done"
+    builder = WorkflowBuilder()
+    builder.add("custom")
+    builder.add_conditional("VERIFY", "revise")
+    assert builder.build().dsl == "Custom -> Verify ? Revise : done"

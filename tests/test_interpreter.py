@@ -10,7 +10,7 @@ import pytest
 from flowsteer.builder import WorkflowBuilder
 from flowsteer.dsl import parse
 from flowsteer.interpreter import ExecutionResult, Interpreter, NodeCache, cache_key
-from flowsteer.ir import OperatorNode
+from flowsteer.ir import Loop, OperatorNode, Parallel
 from flowsteer.operators import OperatorResult, Role, default_registry, register_operator
 from flowsteer.tasks import Task
 from flowsteer.testing import ScriptedChatModel
@@ -301,3 +301,21 @@ def test_loop_exit_needs_every_parallel_checker_whatever_order_they_finish_in():
     result = Interpreter(routed({}), sandbox=NoSandbox(), registry=registry).run(builder.build(), TASK)
     # the fast pass finishing first (or last in branch order) never ends the loop beside a failing check
     assert ops(result) == ["SlowFail", "FastPass"] * 3
+
+
+@pytest.mark.parametrize("bad", [
+    Loop((OperatorNode("Custom", id="node_2"),), 11, id="node_1"),
+    Parallel(((OperatorNode("Custom", id="node_2"),),), id="node_1"),
+])
+def test_invalid_workflows_are_refused_before_any_call_with_validates_errors(bad):
+    from flowsteer.errors import WorkflowValidationError
+    from flowsteer.ir import Workflow
+    from flowsteer.validation import validate
+
+    workflow = Workflow((bad,), next_id=3)
+    expected = validate(workflow)
+    assert expected
+    model = routed({"Custom": "<answer>1</answer>"})
+    with pytest.raises(WorkflowValidationError) as err:
+        Interpreter(model, sandbox=NoSandbox()).run(workflow, TASK)
+    assert err.value.violations == expected and not model.calls
