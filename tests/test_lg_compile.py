@@ -370,3 +370,32 @@ def test_sync_nodes_run_on_worker_threads_for_sync_invoke():
     compile_("[Custom, Custom] -> ScEnsemble", ScriptedChatModel(default=reply, latency=0.05)).invoke(
         {"question": "q"})
     assert len(seen) >= 1
+
+
+def test_sync_invoke_runs_every_branch_of_a_wide_parallel_at_once():
+    """Python's default pool (6 threads on 2 cores) used to run an 8-way parallel in two waves."""
+    state = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+
+    class Wait(Operator):
+        name = "Wait"
+
+        async def arun(self, call: OperatorCall, config=None) -> OperatorResult:
+            with lock:
+                state["now"] += 1
+                state["peak"] = max(state["peak"], state["now"])
+            await asyncio.sleep(0.3)
+            with lock:
+                state["now"] -= 1
+            return OperatorResult(output="x")
+
+    def make(ctx):
+        op = Wait(ctx)
+        return op
+
+    registry = OperatorRegistry([OperatorSpec("Wait", Role.SOLVING, "waits", make),
+                                 OperatorSpec("ScEnsemble", Role.ENSEMBLING, "rule", _factory("ScEnsemble"))])
+    graph = compile_workflow(parse("[" + ", ".join(["Wait"] * 8) + "] -> ScEnsemble", registry),
+                             executor=model(), sandbox=SANDBOX, registry=registry)
+    graph.invoke(task_input(Task("q")))
+    assert state["peak"] == 8

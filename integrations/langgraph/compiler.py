@@ -345,6 +345,10 @@ def build_state_graph(
                                    node_timeout=node_timeout, cache=cache)
 
 
+SYNC_MIN_CONCURRENCY = 16
+"""Least thread-pool size of a compiled graph's sync ``invoke``."""
+
+
 def compile_workflow(
     workflow: Workflow,
     *,
@@ -357,9 +361,13 @@ def compile_workflow(
 ) -> CompiledStateGraph:
     """Build and compile ``workflow``; ``options`` are those of :func:`build_state_graph`."""
     graph = build_state_graph(workflow, executor=executor, **options)
-    return graph.compile(
+    compiled = graph.compile(
         checkpointer=checkpointer,
         interrupt_before=list(interrupt_before) if interrupt_before else None,
         interrupt_after=list(interrupt_after) if interrupt_after else None,
         name=name or "flowsteer_workflow",
     )
+    # Sync invoke runs nodes on a thread pool sized by max_concurrency, which defaults to Python's
+    # min(32, cpus + 4): 6 threads on two cores, so an 8-way parallel would run in two waves. Room
+    # for every operator at once makes sync as parallel as ainvoke (a caller's config still wins).
+    return compiled.with_config(max_concurrency=max(SYNC_MIN_CONCURRENCY, len(workflow.operator_nodes())))
