@@ -204,11 +204,13 @@ class Interpreter:
         return runnable
 
     # -- public API --------------------------------------------------------------------------
-    def run(self, workflow: Workflow, task: Task, *, cache: NodeCache | None = None) -> ExecutionResult:
-        """Synchronous :meth:`arun` (also callable while an event loop runs in this thread)."""
+    def run(self, workflow: Workflow, task: Task, *, cache: NodeCache | None = None,
+            config: RunnableConfig | None = None) -> ExecutionResult:
+        """Synchronous :meth:`arun` (also callable while an event loop runs in this thread);
+        ``config`` (callbacks, tags, ...) reaches every node and model call, as in :meth:`arun`."""
         from flowsteer.operators.runnable import run_sync
 
-        return run_sync(self.arun(workflow, task, cache=cache))
+        return run_sync(self.arun(workflow, task, cache=cache, config=config))
 
     async def arun(
         self,

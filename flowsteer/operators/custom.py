@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowsteer.errors import UserError
 from flowsteer.operators.base import Operator, OperatorCall, OperatorContext, OperatorResult, Role
-from flowsteer.operators.llm import reply_text, usage_of
+from flowsteer.operators.llm import LLMOperator, reply_text, usage_of
 from flowsteer.operators.parsing import primary
 from flowsteer.operators.registry import OperatorRegistry, OperatorSpec, default_registry
 
@@ -35,8 +35,10 @@ T = TypeVar("T")
 class FunctionOperator(Operator):
     """An operator backed by a plain (sync or async) function.
 
-    The function takes ``(call)`` or ``(call, context)`` (the :class:`OperatorContext`, for
-    access to the executor model and sandbox) and returns a string (the output) or an
+    The function takes ``(call)``, ``(call, context)`` (the :class:`OperatorContext`, for
+    access to the executor model and sandbox) or ``(call, context, config)`` (also the run's
+    ``RunnableConfig``: pass it to ``context.model.invoke(..., config=config)`` so the model calls
+    nest under the operator's node in traces) and returns a string (the output) or an
     :class:`OperatorResult`. Sync functions run in a worker thread.
     """
 
@@ -44,14 +46,19 @@ class FunctionOperator(Operator):
         super().__init__(context)
         self.fn = fn
         self.name = name
-        self._wants_context = len(inspect.signature(fn).parameters) >= 2
+        params = inspect.signature(fn).parameters
+        self._config_by_name = "config" in params  # fn(call, config=...) or fn(call, context, config=...)
+        positional = [n for n, p in params.items() if n != "config"
+                      and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        self._positional = 3 if len(positional) >= 3 else min(len(positional), 2)
 
     async def arun(self, call: OperatorCall, config: RunnableConfig | None = None) -> OperatorResult:
-        args = (call, self.context) if self._wants_context else (call,)
+        args: tuple[Any, ...] = (call, self.context, config)[: max(1, self._positional)]
+        kwargs = {"config": config} if self._config_by_name else {}
         if inspect.iscoroutinefunction(self.fn):
-            value = await self.fn(*args)
+            value = await self.fn(*args, **kwargs)
         else:
-            value = await asyncio.to_thread(self.fn, *args)
+            value = await asyncio.to_thread(self.fn, *args, **kwargs)
             if inspect.isawaitable(value):
                 value = await value
         return coerce_result(value, call, self.name)
@@ -133,6 +140,8 @@ def operator_spec(
         raise UserError(f"role {role!r} is not valid; use one of {[r.value for r in Role]}") from None
     if isinstance(target, type) and issubclass(target, Operator):
         op_name = name or target.name or target.__name__
+        if issubclass(target, LLMOperator):
+            target.check_prompt(op_name)  # a missing prompt fails now, not at the first run
         factory = _class_factory(target, op_name)
     elif _is_runnable(target):
         if not name:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LLMOperator",
     "load_prompt",
+    "prompt_source",
     "operator_header",
     "reply_text",
     "usage_of",
@@ -59,13 +60,40 @@ def operator_header(name: str) -> str:
     return f"{_HEADER_PREFIX} {name}"
 
 
-@lru_cache(maxsize=64)
-def load_prompt(filename: str) -> str:
-    """The text of ``flowsteer/operators/prompts/<filename>`` (package data)."""
-    path = resources.files("flowsteer.operators.prompts").joinpath(filename)
+BUILTIN_PROMPTS = "flowsteer.operators.prompts"
+
+
+@lru_cache(maxsize=128)
+def load_prompt(filename: str, package: str = BUILTIN_PROMPTS) -> str:
+    """The text of ``<filename>`` in the package ``package`` (package data read with
+    :mod:`importlib.resources`; default: flowsteer's own ``flowsteer/operators/prompts``)."""
+    try:
+        path = resources.files(package).joinpath(filename)
+    except ModuleNotFoundError:
+        raise UserError(f"operator prompt package {package!r} cannot be imported; set prompt_package to "
+                        "an importable package that holds the prompt file") from None
     if not path.is_file():
-        raise UserError(f"operator prompt file {filename!r} is missing from flowsteer/operators/prompts/")
+        raise UserError(f"operator prompt file {filename!r} is missing from package {package!r} "
+                        f"({path}); ship it as package data there or set prompt_package")
     return path.read_text(encoding="utf-8").strip()
+
+
+def prompt_source(cls: type) -> tuple[str, str]:
+    """``(package, filename)`` of an LLM operator class's system prompt: its ``prompt_package``,
+    else the package of the module that defines it when the file is there, else flowsteer's own."""
+    filename = getattr(cls, "prompt_file", "")
+    explicit = getattr(cls, "prompt_package", None)
+    if explicit:
+        return explicit, filename
+    module = cls.__module__
+    package = module if getattr(__import__("sys").modules.get(module), "__path__", None) else module.rpartition(".")[0]
+    if package and not package.startswith("flowsteer"):
+        try:
+            if resources.files(package).joinpath(filename).is_file():
+                return package, filename
+        except (ModuleNotFoundError, TypeError):
+            pass
+    return BUILTIN_PROMPTS, filename
 
 
 def reply_text(message: Any) -> str:
@@ -116,16 +144,31 @@ class LLMOperator(Operator):
     """
 
     prompt_file: str = ""
-    """System prompt file name in ``flowsteer/operators/prompts``."""
+    """System prompt file name (package data; see :attr:`prompt_package`)."""
+    prompt_package: str | None = None
+    """Package that holds :attr:`prompt_file` (None: the package of the module defining the class
+    when the file is there, else ``flowsteer.operators.prompts``)."""
     takes_candidates: bool = False
     """Render the input as labelled candidates (ensemblers) instead of one text."""
 
     def system_prompt(self, call: OperatorCall) -> str:
         """The system prompt (begins with ``FlowSteer operator: <Name>``)."""
-        text = load_prompt(self.prompt_file)
+        package, filename = prompt_source(type(self))
+        text = load_prompt(filename, package)
         if not text.startswith(operator_header(self.name)):
             raise UserError(f"prompt {self.prompt_file} must begin with {operator_header(self.name)!r}")
         return text
+
+    @classmethod
+    def check_prompt(cls, name: str) -> None:
+        """Raise a :class:`UserError` now (at registration) when the prompt file cannot be read or
+        does not begin with ``FlowSteer operator: <name>``."""
+        if not cls.prompt_file:
+            raise UserError(f"LLM operator {name!r} sets no prompt_file: name its system prompt file")
+        package, filename = prompt_source(cls)
+        text = load_prompt(filename, package)
+        if not text.startswith(operator_header(name)):
+            raise UserError(f"prompt {filename} (package {package}) must begin with {operator_header(name)!r}")
 
     def sections(self, call: OperatorCall) -> list[tuple[str, str]]:
         """``(title, body)`` pairs of the user message; empty bodies are dropped."""
