@@ -96,3 +96,51 @@ def test_a_function_operator_gets_the_run_config_so_its_model_calls_nest(signatu
     assert model_runs, runs
     parent = runs.get(model_runs[0][2])
     assert parent is not None and parent[1] and "Ask" in parent[1]
+
+
+def _plugin(tmp_path, *, entry_point: bool) -> dict:
+    import os
+
+    (tmp_path / "unitops.py").write_text(textwrap.dedent('''
+        from flowsteer.operators import OperatorResult, Role, register_operator
+
+        @register_operator(name="UnitCheck", role=Role.CHECKING, description="Checks the answer has units.")
+        def unit_check(call):
+            ok = "kg" in (call.input or "")
+            return OperatorResult(output=call.input, verdict=ok, feedback="" if ok else "add units")
+    '''))
+    if entry_point:
+        info = tmp_path / "unitops-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: unitops\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text("[flowsteer.operators]\nunits = unitops\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+            "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.mark.parametrize("how", ["--operators", "entry-point"])
+def test_export_of_a_custom_operator_workflow_runs_in_a_fresh_process(tmp_path, how):
+    import subprocess
+    import sys
+
+    env = _plugin(tmp_path, entry_point=how == "entry-point")
+    out = tmp_path / "designed.py"
+    command = [sys.executable, "-m", "flowsteer", "export", "Custom -> UnitCheck ? Revise : done", "--to",
+               "langgraph-py", "-o", str(out)]
+    if how == "--operators":
+        command += ["--operators", "unitops"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "import unitops" in out.read_text()
+    ran = subprocess.run([sys.executable, str(out), "How heavy is it?"], env=env, capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+
+
+def test_an_unimportable_operators_module_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "flowsteer", "export", "Custom", "--to", "json",
+                           "--operators", "no_such_module_here"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--operators no_such_module_here: cannot import it" in done.stderr

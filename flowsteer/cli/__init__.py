@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if callable(register):
             register(subparsers)
+    for sub in subparsers.choices.values():  # one way to bring custom operators, on every command
+        if not any("--operators" in a.option_strings for a in sub._actions):
+            sub.add_argument("--operators", action="append", default=[], metavar="MODULE",
+                             help="import MODULE first so the operators it registers are known (repeatable; "
+                                  "packages listed under the 'flowsteer.operators' entry point load by themselves)")
     return parser
 
 
@@ -45,11 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from flowsteer.operators.registry import load_operator_modules
+
+        load_operator_modules(getattr(args, "operators", None) or ())
         return int(func(args) or 0)
     except FlowSteerError as exc:
         from flowsteer.cli._console import console
 
-        console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        from rich.markup import escape
+
+        # the message is user text: escaped, so advice such as pip install 'flowsteer[vllm]' survives
+        console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
         return 2
     except KeyboardInterrupt:
         return 130

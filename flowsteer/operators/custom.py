@@ -157,8 +157,9 @@ def operator_spec(
     text = description or _first_doc_line(target)
     if not text:
         raise UserError(f"operator {op_name!r}: pass description='one line for the director' or add a docstring")
+    module = getattr(target, "__module__", "") if isinstance(target, type) or inspect.isroutine(target) else ""
     return OperatorSpec(op_name, role, text, factory, inputs=inputs, outputs=outputs, runs_code=runs_code,
-                        usage_hint=usage_hint, tags=frozenset({"user"}))
+                        usage_hint=usage_hint, tags=frozenset({"user"}), module=module or "")
 
 
 def _class_factory(cls: type[Operator], op_name: str) -> Callable[[OperatorContext], Operator]:

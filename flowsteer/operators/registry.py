@@ -7,12 +7,15 @@ edit.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from flowsteer.errors import UserError
 from flowsteer.operators.base import Operator, OperatorContext, Role
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["OperatorSpec", "OperatorRegistry", "default_registry"]
 
@@ -42,6 +45,8 @@ class OperatorSpec:
     usage_hint: str = ""
     """Optional longer advice shown to the director (when to use it, what to put in its prompt)."""
     tags: frozenset[str] = field(default_factory=frozenset)
+    module: str = ""
+    """The module that defines the operator ("" for built-ins): exported graphs import it."""
     """Free-form labels (e.g. ``{"builtin"}``)."""
 
     def __post_init__(self) -> None:
@@ -127,11 +132,46 @@ class OperatorRegistry:
 _DEFAULT: OperatorRegistry | None = None
 
 
+ENTRY_POINT_GROUP = "flowsteer.operators"
+"""Installed packages list modules here (``[project.entry-points."flowsteer.operators"]``,
+``name = "package.module"``); they are imported when the default registry is first built, so their
+operators exist in every command and in the Python API. An entry point naming a callable is called
+with the registry."""
+
+
 def default_registry() -> OperatorRegistry:
-    """The process-wide registry holding the 12 built-ins plus anything users registered."""
+    """The process-wide registry holding the 12 built-ins, the operators of installed plugins
+    (:data:`ENTRY_POINT_GROUP`) and anything users registered."""
     global _DEFAULT
     if _DEFAULT is None:
         from flowsteer.operators.builtins import builtin_specs
 
         _DEFAULT = OperatorRegistry(builtin_specs())
+        _load_entry_points(_DEFAULT)
     return _DEFAULT
+
+
+def _load_entry_points(registry: OperatorRegistry) -> None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = ep.load()
+            if callable(loaded):
+                loaded(registry)
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not take flowsteer down
+            logger.warning("operator plugin %r (%s) failed to load: %s: %s", ep.name, ep.value,
+                           type(exc).__name__, exc)
+
+
+def load_operator_modules(modules: Iterable[str]) -> None:
+    """Import each module (``--operators MODULE``); a module that cannot be imported is a
+    :class:`UserError` naming it."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise UserError(f"--operators {name}: cannot import it ({exc}); give an importable module "
+                            "(on PYTHONPATH or installed) that calls register_operator") from exc

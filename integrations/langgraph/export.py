@@ -63,7 +63,7 @@ def export_workflow(
         raise WorkflowValidationError(violations)
     match to:
         case "langgraph-py":
-            return render_module(workflow)
+            return render_module(workflow, registry)
         case "json":
             from flowsteer.serialize import to_json
 
@@ -136,21 +136,29 @@ if __name__ == "__main__":
 '''
 
 
-def render_module(workflow: Workflow) -> str:
+def render_module(workflow: Workflow, registry: OperatorRegistry | None = None) -> str:
     """A standalone, readable Python module that rebuilds ``workflow`` and compiles it.
 
-    Operators outside the default registry are named in a comment: the module needs them
-    registered (or a ``registry=``) before it can compile its graph.
+    The modules that define its custom operators are imported at the top (so a fresh process
+    knows them); operators registered from ``__main__`` or not registered at all are named in a
+    comment: register them (or pass ``registry=``) before importing the module.
     """
     used = {type(ref.node).__name__ for ref in workflow.walk()} | {"Workflow"}
     if any(isinstance(ref.node, Conditional) for ref in workflow.walk()):
         used.add("OperatorNode")
     names = ", ".join(sorted(used))
-    custom = sorted({n.operator for n in workflow.operator_nodes() if n.operator not in default_registry()})
-    note = ""
-    if custom:
-        note = (f"# Not built-in: {', '.join(custom)}. Register them with flowsteer.operators.register_operator\n"
-                "# before importing this module, or pass registry= to build_graph().\n")
+    registry = registry or default_registry()
+    custom = sorted({n.operator for n in workflow.operator_nodes()
+                     if n.operator not in registry or "user" in registry.get(n.operator).tags})
+    modules = sorted({registry.get(name).module for name in custom if name in registry}
+                     - {"", "__main__", "builtins"})
+    unknown = [name for name in custom if name not in registry or registry.get(name).module in ("", "__main__")]
+    note = "".join(f"import {m}  # registers its operators\n" for m in modules)
+    if modules:
+        note += "\n"
+    if unknown:
+        note += (f"# Not built-in: {', '.join(unknown)}. Register them with flowsteer.operators.register_operator\n"
+                 "# before importing this module, or pass registry= to build_graph().\n")
     steps = _chain(workflow.steps, 2)
     body = f"Workflow(\n    steps={steps},\n    next_id={workflow.next_id},\n)"
     title = (workflow.dsl or "An empty workflow").replace('"""', "'''")
