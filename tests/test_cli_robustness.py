@@ -148,3 +148,18 @@ def test_eval_wraps_a_served_executor(tmp_path, monkeypatch, capsys):
     assert isinstance(seen["executor"], RetryingChatModel)
     results = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert len(results) == 1 and results[0]["score"] == 1.0 and not results[0]["errors"]
+
+
+def test_error_messages_keep_their_brackets(monkeypatch, capsys):
+    """Rich markup used to eat `[vllm]` from advice such as pip install 'flowsteer[vllm]'."""
+    from flowsteer.cli import export as export_cli
+    from flowsteer.cli import main
+    from flowsteer.errors import MissingExtraError
+
+    def fail(args):
+        raise MissingExtraError("vllm", "vllm", "flowsteer serve")
+
+    monkeypatch.setattr(export_cli, "run", fail)
+    assert main(["export", "Custom", "--to", "json"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'flowsteer[vllm]'" in err
