@@ -144,3 +144,28 @@ def test_an_unimportable_operators_module_is_a_clear_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "flowsteer", "export", "Custom", "--to", "json",
                            "--operators", "no_such_module_here"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--operators no_such_module_here: cannot import it" in done.stderr
+
+
+def test_the_simulated_executor_runs_custom_llm_operators_through_a_hook(tmp_path, monkeypatch):
+    from flowsteer.dsl import parse
+    from flowsteer.interpreter import Interpreter
+    from flowsteer.tasks import Task
+    from flowsteer.testing import SimulatedCall, SimulatedExecutor
+
+    module = _package(tmp_path, monkeypatch, "userops_sim", "FlowSteer operator: UnitCheck\nSay pass or fail.")
+    registry = default_registry().copy()
+    register_operator(module.UnitCheck, role=Role.CHECKING, description="Checks units.", registry=registry)
+    seen: list[SimulatedCall] = []
+
+    def unit_check(call: SimulatedCall) -> str:
+        seen.append(call)
+        return "pass" if call.gold in call.input else "fail"
+
+    task = Task("What is 2 + 2?", answer="4")
+    workflow = parse("Custom -> UnitCheck", registry)
+    executor = SimulatedExecutor({task.question: "4"}, skill=1.0, handlers={"UnitCheck": unit_check})
+    result = Interpreter(executor, registry=registry).run(workflow, task)
+    assert seen and seen[0].gold == "4" and result.trace[-1].result.verdict is True
+    borrowed = SimulatedExecutor({task.question: "4"}, skill=1.0, behaves_like={"UnitCheck": "Review"})
+    raw = Interpreter(borrowed, registry=registry).run(workflow, task).trace[-1].result.data["raw"]
+    assert "<verdict>" in raw  # answered as the simulated Review would

@@ -9,7 +9,7 @@
   ``dev`` extra).
 """
 
-from flowsteer.testing.fakes import ScriptedChatModel, SimulatedExecutor
+from flowsteer.testing.fakes import ScriptedChatModel, SimulatedCall, SimulatedExecutor
 from flowsteer.testing.faults import FaultyChatModel
 
-__all__ = ["FaultyChatModel", "ScriptedChatModel", "SimulatedExecutor"]
+__all__ = ["FaultyChatModel", "ScriptedChatModel", "SimulatedCall", "SimulatedExecutor"]

@@ -34,7 +34,7 @@ from flowsteer.operators.llm import (
 )
 from flowsteer.operators.parsing import answer_key, extract_code, extract_tag
 
-__all__ = ["ScriptedChatModel", "SimulatedExecutor", "approx_tokens"]
+__all__ = ["ScriptedChatModel", "SimulatedExecutor", "SimulatedCall", "approx_tokens"]
 
 Reply = str | Callable[[list[BaseMessage]], str]
 
@@ -226,6 +226,13 @@ class SimulatedExecutor(BaseChatModel):
     false_alarm: float = 0.1
     fix: float = 0.7
     plan_bonus: float = 0.15
+    handlers: dict[str, Any] = Field(default_factory=dict)
+    """Custom operator name -> ``fn(call: SimulatedCall) -> str``, the reply text (in the format the
+    operator's ``parse`` reads). ``call`` carries ``question``, ``gold``, ``input``, ``sections``,
+    a seeded ``rng`` and helpers (``is_right``, ``wrong``, ``program``, ``candidates``)."""
+    behaves_like: dict[str, str] = Field(default_factory=dict)
+    """Custom operator name -> the built-in whose simulated behaviour it borrows (e.g.
+    ``{"UnitCheck": "Review"}``); unknown names are simulated as solvers."""
     _calls: list[str] = PrivateAttr(default_factory=list)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
     _latency_rng: random.Random = PrivateAttr(default_factory=lambda: random.Random(0))
@@ -273,7 +280,11 @@ class SimulatedExecutor(BaseChatModel):
         question = sections.get(SECTION_TASK, reply_text(messages[-1])).strip()
         rng = self._rng(operator, question, sections)
         call = _Call(operator, question, self._gold(question), sections, rng)
-        handler: Callable[[_Call], str] = getattr(self, _HANDLERS.get(operator, "_solve"))
+        custom = self.handlers.get(operator)
+        if custom is not None:
+            return str(custom(call))
+        borrowed = self.behaves_like.get(operator, operator)
+        handler: Callable[[_Call], str] = getattr(self, _HANDLERS.get(borrowed, "_solve"))
         return handler(call)
 
     def _rng(self, operator: str, question: str, sections: dict[str, str]) -> random.Random:
@@ -365,7 +376,8 @@ class SimulatedExecutor(BaseChatModel):
 
 
 class _Call:
-    """One simulated operator call: what the simulator knows and its random draws."""
+    """One simulated operator call: what the simulator knows and its random draws (the argument of
+    a ``SimulatedExecutor(handlers=...)`` function, exported as ``SimulatedCall``)."""
 
     def __init__(self, operator: str, question: str, gold: str, sections: dict[str, str],
                  rng: random.Random) -> None:
@@ -413,3 +425,7 @@ class _Call:
         winners = list(dict.fromkeys(answer_key(stated[i]) for i in tied))
         chosen = self.rng.choice(winners)
         return next(i for i in tied if answer_key(stated[i]) == chosen)
+
+
+SimulatedCall = _Call
+"""What a ``SimulatedExecutor.handlers`` function receives."""
