@@ -158,8 +158,15 @@ class GrammarLogitsProcessor:
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         out = scores.clone()
+        eos = set(self.automaton.eos_ids)
         for row in range(scores.shape[0]):
             completion = [int(t) for t in input_ids[row, self.prompt_len:]]
+            if eos.intersection(completion):
+                # a row that already ended keeps being padded while the rest of its batch decodes:
+                # it has no grammar state to continue (this, not the grammar, was the "dead end")
+                out[row] = torch.full_like(scores[row], float("-inf"))
+                out[row, [t for t in eos if t < scores.shape[-1]]] = 0.0
+                continue
             remaining = None if self.max_new_tokens is None else self.max_new_tokens - len(completion)
             allowed = self.automaton.allowed(self.state(row, completion), remaining)
             mask = allowed_mask(self.automaton, allowed, scores.shape[-1]).to(scores.device)

@@ -6,7 +6,8 @@ For demos, smoke tests and CPU training runs where no benchmark file is at hand:
 * ``gsm_synthetic``: short multi-step word problems in the style of GSM8K (change, sales over days,
   sharing, savings with a percentage, distance over two legs);
 * ``number_lists``: one question about a short list of integers (sum, largest, smallest, range,
-  how many are even): easy for a program, error-prone for a small model reasoning in prose.
+  how many are even): easy for a program, error-prone for a small model reasoning in prose;
+* ``percentages``: "What is 15% of 240?" and price changes by a percentage, integer answers.
 
 The same ``(seed, n)`` always gives the same tasks; the registered loaders derive the seed from the
 split (train 0, validation 1, test 2) and default to 100 tasks.
@@ -22,7 +23,8 @@ from flowsteer.datasets.registry import register_dataset
 from flowsteer.errors import UserError
 from flowsteer.tasks import Task
 
-__all__ = ["generate_arithmetic", "generate_word_problems", "generate_number_lists", "SPLIT_SEEDS"]
+__all__ = ["generate_arithmetic", "generate_word_problems", "generate_number_lists", "generate_percentages",
+           "SPLIT_SEEDS"]
 
 SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
 DEFAULT_SIZE = 100
@@ -144,6 +146,28 @@ def generate_number_lists(n: int, *, seed: int = 0, min_len: int = 4, max_len: i
     return tasks
 
 
+def generate_percentages(n: int, *, seed: int = 0) -> list[Task]:
+    """``n`` percentage questions with integer answers (a share of a number, or a price change)."""
+    if n < 0:
+        raise UserError(f"generate_percentages needs n >= 0, got {n}")
+    rng = random.Random(seed)
+    tasks = []
+    for i in range(n):
+        pct = rng.choice((5, 10, 15, 20, 25, 30, 40, 50, 60, 75))
+        base = rng.randint(2, 40) * 20  # a multiple of 20 keeps every answer whole
+        if rng.random() < 0.5:
+            question, answer, shape = f"What is {pct}% of {base}?", base * pct // 100, "share"
+        else:
+            up = rng.random() < 0.5
+            change = base * pct // 100
+            verb = "raised" if up else "lowered"
+            question = f"A price of ${base} is {verb} by {pct}%. What is the new price in dollars?"
+            answer, shape = base + change if up else base - change, "change"
+        tasks.append(Task(question, "math", f"percentages/{seed}/{i}", str(answer), source="percentages",
+                          meta={"shape": shape}))
+    return tasks
+
+
 def _seed(path: PathLike | None, split: str | None, name: str) -> int:
     if path is not None:
         raise UserError(f"dataset {name!r} is generated, not read: pass no path (choose a split for another seed)")
@@ -169,3 +193,9 @@ def load_gsm_synthetic(path: PathLike | None, *, limit: int | None = None, split
 def load_number_lists(path: PathLike | None, *, limit: int | None = None, split: str | None = None) -> list[Task]:
     """Generated questions about short integer lists (offline, seeded by split)."""
     return generate_number_lists(DEFAULT_SIZE if limit is None else limit, seed=_seed(path, split, "number_lists"))
+
+
+@register_dataset("percentages", kind="math", default_metric="accuracy")
+def load_percentages(path: PathLike | None, *, limit: int | None = None, split: str | None = None) -> list[Task]:
+    """Generated percentage questions with integer answers (offline, seeded by split)."""
+    return generate_percentages(DEFAULT_SIZE if limit is None else limit, seed=_seed(path, split, "percentages"))
