@@ -3,10 +3,11 @@
 Reads a training run folder (default ``runs/director-cpu``: ``metrics.jsonl``, ``warmstart/``) for
 the learning curves and the wall time per step, then evaluates, with the same executor (the
 embedded SmolLM2-135M, greedy, 160 new tokens) and one call cache shared by every method, on
-held-out test splits of each training family (``arithmetic``, ``number_lists``: seed 2, never seen
-in training, seed 0) and on the GSM8K test file:
+held-out test splits of each training family (``arithmetic``: seed 2, never seen in training,
+seed 0) and on the GSM8K test file:
 
-* the trained director (the shipped adapter), the untrained director (the same base, adapter off),
+* the trained director (the shipped adapter, or the run's when ``--adapter`` points elsewhere),
+  the untrained director (the same base, adapter off),
 * IO, CoT, single-turn (the base model writes the whole workflow as one DSL line),
 * every fixed template: the warm start's candidates, the fallback template among them.
 
@@ -29,7 +30,7 @@ from typing import Any
 
 from _common import ROOT, emit, log, parser
 
-FAMILIES = ("arithmetic", "number_lists")
+FAMILIES = ("arithmetic",)
 DIRECTORS = ("flowsteer", "untrained")
 
 
@@ -51,10 +52,11 @@ def _curves(run_dir: Path) -> dict[str, Any]:
 def _methods(candidates: list[str]) -> list[tuple[str, str | None, str | None]]:
     """(label, baseline spec, director role) per method."""
     out: list[tuple[str, str | None, str | None]] = [
-        ("flowsteer", None, "trained"), ("untrained", "untrained", "base"),
+        ("flowsteer", None, "trained"),
+        *[(f"template:{dsl}", f"template:{dsl}", None) for dsl in candidates],
         ("io", "io", None), ("cot", "cot", None), ("single-turn", "single-turn", "base"),
+        ("untrained", "untrained", "base"),
     ]
-    out += [(f"template:{dsl}", f"template:{dsl}", None) for dsl in candidates]
     return out
 
 
@@ -74,9 +76,11 @@ async def _evaluate_all(args: Any, candidates: list[str]) -> Path:
     config = DirectorConfig.small_model(constrained=True, extra_call_kwargs={"seed": args.seed})
     datasets: dict[str, list[Any]] = {f: load_dataset(f, None, limit=args.limit, split="test") for f in FAMILIES}
     if args.gsm8k and Path(args.gsm8k).is_file():
-        datasets["gsm8k"] = load_dataset("gsm8k", args.gsm8k, limit=args.limit)
+        datasets["gsm8k"] = load_dataset("gsm8k", args.gsm8k, limit=args.gsm8k_limit)
     for name, tasks in datasets.items():
-        for label, baseline, role in _methods(candidates):
+        # GSM8K (not a training family) gets the fallback and the taught workflows as its templates
+        chosen = candidates if name in FAMILIES else [c for c in candidates if c in args.gsm8k_templates]
+        for label, baseline, role in _methods(chosen):
             folder = out / name / label.replace("/", "_").replace(" ", "")[:80]
             started = time.perf_counter()
             director = {"trained": embedded, "base": base_director, None: None}[role]
@@ -147,6 +151,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=12, help="tasks per dataset")
     p.add_argument("--gsm8k", default=str(ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl"),
                    help="GSM8K test file (skipped when absent)")
+    p.add_argument("--gsm8k-limit", type=int, default=6, help="GSM8K test items")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--from-eval", metavar="DIR", help="read finished evals from DIR instead of running them")
@@ -160,6 +165,9 @@ def main() -> None:
     fallback = FALLBACK_TEMPLATES["math-default"]
     if fallback not in candidates:
         candidates.append(fallback)
+    done = Path(args.run) / "warmstart" / "done.json"
+    taught = list(json.loads(done.read_text()).get("best", {}).values()) if done.is_file() else []
+    args.gsm8k_templates = {fallback, *taught}
     out = Path(args.from_eval) if args.from_eval else asyncio.run(_evaluate_all(args, candidates))
     table = _rows(out)
     emit("learning", {"curves": _curves(Path(args.run)), "table": table, "targets": _targets(table, fallback),

@@ -10,7 +10,7 @@ import pytest
 from flowsteer.builder import WorkflowBuilder
 from flowsteer.dsl import parse
 from flowsteer.interpreter import ExecutionResult, Interpreter, NodeCache, cache_key
-from flowsteer.ir import Loop, OperatorNode, Parallel
+from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel
 from flowsteer.operators import OperatorResult, Role, default_registry, register_operator
 from flowsteer.tasks import Task
 from flowsteer.testing import ScriptedChatModel
@@ -306,6 +306,7 @@ def test_loop_exit_needs_every_parallel_checker_whatever_order_they_finish_in():
 @pytest.mark.parametrize("bad", [
     Loop((OperatorNode("Custom", id="node_2"),), 11, id="node_1"),
     Parallel(((OperatorNode("Custom", id="node_2"),),), id="node_1"),
+    Conditional(OperatorNode("Verify", id="node_2"), (), (), id="node_1"),
 ])
 def test_invalid_workflows_are_refused_before_any_call_with_validates_errors(bad):
     from flowsteer.errors import WorkflowValidationError

@@ -1,0 +1,91 @@
+"""Copy a trained director run into the package as the shipped embedded director.
+
+    python scripts/ship_director.py runs/director-cpu [--learning benchmarks/results/learning.json]
+
+Writes ``flowsteer/director/adapters/embedded/``: the LoRA weights and config of the run's newest
+checkpoint, ``manifest.json`` (prompt/grammar fingerprint, base model, run facts) and
+``MODEL_CARD.md`` (data, config, seed, steps, wall time, learning curves, eval table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = ROOT / "flowsteer" / "director" / "adapters" / "embedded"
+
+
+def _table(learning: dict) -> str:
+    lines = []
+    for dataset, rows in learning.get("table", {}).items():
+        lines += [f"\n**{dataset}** (n = {next(iter(rows.values()))['n']} per method)\n",
+                  "| method | accuracy | CI95 | own finish | R_div = 1 | executor calls/task |",
+                  "|---|---|---|---|---|---|"]
+        order = sorted(rows, key=lambda m: (m not in ("flowsteer", "untrained"), -rows[m]["accuracy"]))
+        for method in order:
+            r = rows[method]
+            finish = "" if r["finish_rate"] is None else f"{r['finish_rate']:.2f}"
+            lines.append(f"| `{method}` | {r['accuracy']:.2f} | [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] | "
+                         f"{finish} | {r['rdiv1_rate']:.2f} | {r['executor_calls']:.1f} |")
+    targets = learning.get("targets", {})
+    if targets:
+        lines.append("\nTargets (trained director):\n")
+        for dataset, checks in targets.items():
+            met = ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in checks.items() if isinstance(v, bool))
+            lines.append(f"- {dataset}: {met}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--learning", type=Path, help="bench_learning JSON to put in the model card")
+    p.add_argument("--timing", type=Path, help="JSON with the run's measured wall times")
+    args = p.parse_args()
+    sys.path.insert(0, str(ROOT))  # a script of this repository, run from a checkout
+    from flowsteer.director.shipped import director_fingerprint
+    from flowsteer.training.checkpoint import latest_checkpoint
+
+    checkpoint = latest_checkpoint(args.run_dir)
+    if checkpoint is None or not (checkpoint / "adapter").is_dir():
+        print(f"no checkpoint with an adapter under {args.run_dir}", file=sys.stderr)
+        return 2
+    TARGET.mkdir(parents=True, exist_ok=True)
+    shutil.copy(checkpoint / "adapter" / "adapter_model.safetensors", TARGET / "adapter_model.safetensors")
+    config = json.loads((checkpoint / "adapter" / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "SmolLM2-135M-Instruct"  # the embedded model, not a local path
+    (TARGET / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    state = json.loads((checkpoint / "state.json").read_text())
+    run_config = (args.run_dir / "config.yaml").read_text()
+    warm = json.loads((args.run_dir / "warmstart" / "done.json").read_text())
+    metrics = [json.loads(x) for x in (args.run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    timing = json.loads(args.timing.read_text()) if args.timing else {}
+    manifest = {
+        "fingerprint": director_fingerprint(), "base_model": "SmolLM2-135M-Instruct",
+        "adapter_name": "flowsteer-director", "cwrpo_steps": state["step"], "warmstart_best": warm["best"],
+        "warmstart_demos": warm["demos"], "warmstart_losses": warm["losses"], "timing": timing,
+        "recipe": "training/configs/director-cpu.yaml",
+    }
+    (TARGET / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    learning = json.loads(args.learning.read_text()) if args.learning and args.learning.is_file() else {}
+    curve = "\n".join(
+        f"| {m['step']} | {m.get('reward_mean', 0):+.3f} | {m.get('r_div', 0):.2f} | {m.get('answer_score', 0):.2f} | "
+        f"{m.get('finished', 0):.2f} | {m.get('kl', 0):.4f} | {m.get('time_step', 0):.0f} |" for m in metrics)
+    card = (ROOT / "scripts" / "model_card.md.in").read_text().format(
+        fingerprint=manifest["fingerprint"], steps=state["step"], best=json.dumps(warm["best"]),
+        demos=warm["demos"], losses=", ".join(f"{x:.3f}" for x in warm["losses"]),
+        warm_seconds=json.dumps({k: round(v) for k, v in warm.get("seconds", {}).items()}),
+        curve=curve or "| - | | | | | | |", config=run_config.strip(), table=_table(learning) or "(not measured)",
+        timing=json.dumps(timing, indent=1) if timing else "(not recorded)",
+    )
+    (TARGET / "MODEL_CARD.md").write_text(card)
+    print(f"shipped {checkpoint} -> {TARGET}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
