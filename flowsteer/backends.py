@@ -8,6 +8,8 @@
 ``openai:<model>``     any OpenAI-compatible server through ``langchain-openai``: OpenAI, Ollama,
                        vLLM (use the LoRA adapter name as the model); ``base_url`` or
                        ``$OPENAI_BASE_URL`` picks the server
+``simulated``          the shipped :class:`~flowsteer.testing.SimulatedExecutor` fake (an executor for
+                       tests; ``answers=`` gives the gold answers)
 ``scripted:<file>``    replays replies from a file (a JSON list of strings, or blocks separated by
                        lines holding ``---``): for tests and demos without a model
 =====================  ==========================================================================
@@ -44,7 +46,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BACKEND_SCHEMES: tuple[str, ...] = ("embedded", "hf", "openai", "scripted")
+BACKEND_SCHEMES: tuple[str, ...] = ("embedded", "hf", "openai", "scripted", "simulated")
 
 
 class BackendUnreachableError(UserError):
@@ -61,8 +63,12 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if scheme not in BACKEND_SCHEMES:
         raise UserError(
             f"unknown model spec {spec!r}; use one of: embedded, hf:<path or hub id>, "
-            "openai:<model> (with --base-url for vLLM/Ollama), scripted:<file>"
+            "openai:<model> (with --base-url for vLLM/Ollama), scripted:<file>, simulated"
         )
+    if scheme == "simulated":  # the shipped SimulatedExecutor fake, as training configs name it
+        if rest.strip():
+            raise UserError(f"'simulated' takes no argument, got {spec!r}")
+        return scheme, ""
     if scheme == "embedded":
         if rest.strip() not in ("", "untrained"):
             raise UserError(f"'embedded' takes no argument but 'untrained' (the base model without the "
@@ -116,6 +122,10 @@ def load_chat_model(
             return _openai(arg, base_url, api_key, gen_kwargs)
         case "scripted":
             return _scripted(arg)
+        case "simulated":
+            from flowsteer.testing import SimulatedExecutor
+
+            return SimulatedExecutor(gen_kwargs.pop("answers", None), **gen_kwargs)
     raise UserError(f"unknown model spec {spec!r}")  # unreachable: parse_spec validated it
 
 

@@ -163,3 +163,19 @@ def test_error_messages_keep_their_brackets(monkeypatch, capsys):
     assert main(["export", "Custom", "--to", "json"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'flowsteer[vllm]'" in err
+
+
+def test_eval_takes_the_simulated_executor_like_training_configs(tmp_path, capsys):
+    from flowsteer.cli import main
+
+    out = tmp_path / "sim"
+    assert main(["eval", "--dataset", "arithmetic", "--limit", "3", "--executor", "simulated", "--baseline",
+                 "template:math-default", "--out", str(out)]) == 0
+    assert (out / "results.jsonl").read_text().count("\n") == 3
+
+
+def test_a_dataset_that_needs_a_file_names_the_flag(capsys):
+    from flowsteer.cli import main
+
+    assert main(["eval", "--dataset", "gsm8k", "--executor", "simulated", "--baseline", "io"]) == 2
+    assert "--data PATH" in capsys.readouterr().err

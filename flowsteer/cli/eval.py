@@ -67,7 +67,9 @@ def director_label(spec: str | None, baseline: str | None) -> str | None:
 def _models(args: argparse.Namespace, needs_director: bool) -> tuple[Any, Any]:
     from flowsteer.backends import load_chat_model, load_chat_models
 
-    executor_kwargs = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+    executor_kwargs: dict[str, Any] = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+    if args.executor.strip() == "simulated":  # the fake knows the gold answers of the tasks it serves
+        executor_kwargs = {"answers": {t.question: t.golds[0] for t in args.tasks if t.golds}}
     if not needs_director:
         executor = load_chat_model(args.executor, base_url=args.base_url, **executor_kwargs)
         return None, with_remote_retries(executor, args.executor, args)
@@ -120,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     tasks = load_dataset(args.dataset, args.data, limit=args.limit, split=args.split)
     if not tasks:
         raise UserError(f"dataset {args.dataset!r} gave no tasks (check --data and --limit)")
+    args.tasks = tasks
     director, executor = _models(args, needs_director(method))
     label = args.label or director_label(args.director or "embedded", args.baseline)
     err = console(stderr=True)

@@ -94,8 +94,9 @@ def resolve_file(path: PathLike | None, dataset: str, candidates: Sequence[str])
     """The file to read: ``path`` itself, or the first of ``candidates`` inside directory ``path``."""
     if path is None:
         raise UserError(
-            f"dataset {dataset!r} is not bundled with FlowSteer: pass path= to a local copy "
-            f"(expected file names: {', '.join(candidates)}) or path='hf:<repo>' to load it from the hub"
+            f"dataset {dataset!r} is not bundled with FlowSteer: give a local copy (`--data PATH` on the "
+            f"command line, path= in Python; expected file names: {', '.join(candidates)}) or "
+            f"'hf:<repo>' to load it from the hub"
         )
     target = Path(path).expanduser()
     if target.is_dir():
