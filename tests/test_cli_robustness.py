@@ -179,3 +179,20 @@ def test_a_dataset_that_needs_a_file_names_the_flag(capsys):
 
     assert main(["eval", "--dataset", "gsm8k", "--executor", "simulated", "--baseline", "io"]) == 2
     assert "--data PATH" in capsys.readouterr().err
+
+
+def test_design_json_says_what_happened_and_turns_go_to_stderr(tmp_path, capsys):
+    import json as _json
+
+    from flowsteer.cli import main
+
+    replies = tmp_path / "replies.json"
+    replies.write_text(_json.dumps(["<action>add</action><operator>Custom</operator>", "Solve it.",
+                                    "<action>finish</action>"]))
+    assert main(["design", "What is 2 + 3?", "--director", f"scripted:{replies}", "--executor", "simulated",
+                 "--json", "--max-turns", "3"]) == 0
+    captured = capsys.readouterr()
+    data = _json.loads(captured.out)
+    assert data["design"]["stop_reason"] in ("finish", "max_turns") and "fallback" in data["design"]
+    assert data["design"]["director_usage"]["calls"] >= 1
+    assert "t 1" in captured.err  # live turns, kept off stdout so the JSON stays parseable

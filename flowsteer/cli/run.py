@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
         p.add_argument("--director", default="embedded", help="director model spec (default: embedded)")
         p.add_argument("--executor", default="embedded", help="executor model spec (default: embedded)")
         p.add_argument("--base-url", default=None, help="OpenAI-compatible server for openai: specs")
-        p.add_argument("--max-turns", type=int, default=20, help="turn limit (default 20)")
+        p.add_argument("--max-turns", type=int, default=None,
+                       help="turn limit (default: the director's settings, 10 for the embedded director, else 20)")
         p.add_argument("--seed", type=int, default=None, help="sampling seed (local models)")
         p.add_argument("--temperature", type=float, default=None, help="director temperature")
         p.add_argument("--json", action="store_true", help="print JSON instead of the live view")
@@ -54,7 +55,9 @@ def register(subparsers: Any) -> None:
 
 
 def _config(args: argparse.Namespace, director_model: Any) -> Any:
-    overrides: dict[str, Any] = {"max_turns": args.max_turns, "fallback": not args.no_fallback}
+    overrides: dict[str, Any] = {"fallback": not args.no_fallback}
+    if args.max_turns is not None:
+        overrides["max_turns"] = args.max_turns
     if args.temperature is not None:
         overrides["temperature"] = args.temperature
     if args.seed is not None:
@@ -87,7 +90,7 @@ def _episode(args: argparse.Namespace, live: bool) -> Any:
     from flowsteer.director import Director
 
     out = console()
-    if args.max_turns < 1:
+    if args.max_turns is not None and args.max_turns < 1:
         from flowsteer.errors import UserError
 
         raise UserError("--max-turns must be >= 1")
@@ -96,8 +99,13 @@ def _episode(args: argparse.Namespace, live: bool) -> Any:
         director_model, executor = _models(args)
     if live:
         out.print(f"[dim]models ready in {time.perf_counter() - started:.1f}s[/]")
-    director = Director(director_model, config=_config(args, director_model), on_turn=_show_turn if live else None)
+    director = Director(director_model, config=_config(args, director_model),
+                        on_turn=_show_turn if live else _show_turn_on_stderr)
     return director.run(Task(args.task, kind=args.kind), executor)
+
+
+def _show_turn_on_stderr(record: Any) -> None:
+    _show_turn(record, stderr=True)
 
 
 class _Null:
@@ -108,7 +116,7 @@ class _Null:
         return None
 
 
-def _show_turn(record: Any) -> None:
+def _show_turn(record: Any, stderr: bool = False) -> None:
     from rich.markup import escape
 
     from flowsteer.cli._console import console
@@ -124,7 +132,7 @@ def _show_turn(record: Any) -> None:
         what = f"no action in: {_gist(record.raw_output, 70)}"
     line = f"[bold]t{record.index:>2}[/] [cyan]{record.kind:<6}[/] {mark} {escape(what)}"
     gist = _feedback_gist(record.feedback)
-    console().print(line + (f"\n      [dim]{escape(gist)}[/]" if gist else ""), highlight=False)
+    console(stderr=stderr).print(line + (f"\n      [dim]{escape(gist)}[/]" if gist else ""), highlight=False)
 
 
 def _feedback_gist(feedback: str) -> str:
@@ -185,10 +193,24 @@ def _design(args: argparse.Namespace) -> int:
     out = console()
     if trajectory.fallback:
         console(stderr=True).print(f"[yellow]fallback:[/] {escape(trajectory.fallback)}", highlight=False)
-    if args.json:
+    if args.json:  # the workflow's JSON plus what happened: nothing is only on stderr
+        import json
+
         from flowsteer.serialize import to_json
 
-        out.print_json(to_json(trajectory.workflow))
+        data = json.loads(to_json(trajectory.workflow))
+        data["design"] = {
+            "stop_reason": trajectory.stop_reason, "fallback": trajectory.fallback,
+            "designed": trajectory.designed.dsl if trajectory.designed is not None else None,
+            "turns": len({t.index for t in trajectory.turns}),
+            "director_usage": _usage_dict(trajectory.usage),
+            "executor_usage": _usage_dict(trajectory.executor_usage),
+        }
+        out.print_json(json.dumps(data))
     else:
         out.print(escape(trajectory.workflow.dsl or "(empty)"), highlight=False)
     return 0
+
+
+def _usage_dict(usage: Any) -> dict[str, int]:
+    return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens, "calls": usage.calls}
