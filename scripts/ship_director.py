@@ -40,6 +40,20 @@ def _table(learning: dict) -> str:
     return "\n".join(lines)
 
 
+def _warmstart_adapter(run_dir: Path) -> Path:
+    """The warm start's LoRA weights as a peft adapter folder (``<run_dir>/warmstart/adapter``)."""
+    from flowsteer.training.checkpoint import load_trainable
+    from flowsteer.training.config import load_config
+    from flowsteer.training.policy import load_policy
+
+    config = load_config(run_dir / "config.yaml")
+    model, _ = load_policy(config.model, config.lora)
+    load_trainable(model, run_dir / "warmstart" / "trainable.safetensors")
+    out = run_dir / "warmstart" / "adapter"
+    model.save_pretrained(str(out))
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir", type=Path)
@@ -51,22 +65,26 @@ def main() -> int:
     from flowsteer.training.checkpoint import latest_checkpoint
 
     checkpoint = latest_checkpoint(args.run_dir)
-    if checkpoint is None or not (checkpoint / "adapter").is_dir():
-        print(f"no checkpoint with an adapter under {args.run_dir}", file=sys.stderr)
+    if checkpoint is not None and (checkpoint / "adapter").is_dir():
+        adapter, step = checkpoint / "adapter", json.loads((checkpoint / "state.json").read_text())["step"]
+    elif (args.run_dir / "warmstart" / "trainable.safetensors").is_file():
+        adapter, step = _warmstart_adapter(args.run_dir), 0  # no CWRPO step finished: the warm start's
+    else:
+        print(f"no checkpoint with an adapter and no warm start under {args.run_dir}", file=sys.stderr)
         return 2
     TARGET.mkdir(parents=True, exist_ok=True)
-    shutil.copy(checkpoint / "adapter" / "adapter_model.safetensors", TARGET / "adapter_model.safetensors")
-    config = json.loads((checkpoint / "adapter" / "adapter_config.json").read_text())
+    shutil.copy(adapter / "adapter_model.safetensors", TARGET / "adapter_model.safetensors")
+    config = json.loads((adapter / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = "SmolLM2-135M-Instruct"  # the embedded model, not a local path
     (TARGET / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    state = json.loads((checkpoint / "state.json").read_text())
     run_config = (args.run_dir / "config.yaml").read_text()
     warm = json.loads((args.run_dir / "warmstart" / "done.json").read_text())
-    metrics = [json.loads(x) for x in (args.run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    metrics_file = args.run_dir / "metrics.jsonl"
+    metrics = [json.loads(x) for x in metrics_file.read_text().splitlines() if x.strip()] if metrics_file.is_file() else []
     timing = json.loads(args.timing.read_text()) if args.timing else {}
     manifest = {
         "fingerprint": director_fingerprint(), "base_model": "SmolLM2-135M-Instruct",
-        "adapter_name": "flowsteer-director", "cwrpo_steps": state["step"], "warmstart_best": warm["best"],
+        "adapter_name": "flowsteer-director", "cwrpo_steps": step, "warmstart_best": warm["best"],
         "warmstart_demos": warm["demos"], "warmstart_losses": warm["losses"], "timing": timing,
         "recipe": "training/configs/director-cpu.yaml",
     }
@@ -76,14 +94,14 @@ def main() -> int:
         f"| {m['step']} | {m.get('reward_mean', 0):+.3f} | {m.get('r_div', 0):.2f} | {m.get('answer_score', 0):.2f} | "
         f"{m.get('finished', 0):.2f} | {m.get('kl', 0):.4f} | {m.get('time_step', 0):.0f} |" for m in metrics)
     card = (ROOT / "scripts" / "model_card.md.in").read_text().format(
-        fingerprint=manifest["fingerprint"], steps=state["step"], best=json.dumps(warm["best"]),
+        fingerprint=manifest["fingerprint"], steps=step, best=json.dumps(warm["best"]),
         demos=warm["demos"], losses=", ".join(f"{x:.3f}" for x in warm["losses"]),
         warm_seconds=json.dumps({k: round(v) for k, v in warm.get("seconds", {}).items()}),
         curve=curve or "| - | | | | | | |", config=run_config.strip(), table=_table(learning) or "(not measured)",
         timing=json.dumps(timing, indent=1) if timing else "(not recorded)",
     )
     (TARGET / "MODEL_CARD.md").write_text(card)
-    print(f"shipped {checkpoint} -> {TARGET}")
+    print(f"shipped {adapter} (CWRPO step {step}) -> {TARGET}")
     return 0
 
 

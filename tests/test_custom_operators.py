@@ -33,8 +33,8 @@ def _package(tmp_path, monkeypatch, name: str, prompt: str | None) -> object:
 
 
 def test_an_llm_operator_reads_its_prompt_from_the_users_package(tmp_path, monkeypatch):
-    from flowsteer.interpreter import Interpreter
     from flowsteer.dsl import parse
+    from flowsteer.interpreter import Interpreter
     from flowsteer.tasks import Task
     from flowsteer.testing import ScriptedChatModel
 

@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         load_operator_modules(getattr(args, "operators", None) or ())
         return int(func(args) or 0)
     except FlowSteerError as exc:
-        from flowsteer.cli._console import console
-
         from rich.markup import escape
+
+        from flowsteer.cli._console import console
 
         # the message is user text: escaped, so advice such as pip install 'flowsteer[vllm]' survives
         console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
