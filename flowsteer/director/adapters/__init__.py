@@ -1,0 +1,1 @@
+"""Package data: trained director adapters shipped with FlowSteer."""

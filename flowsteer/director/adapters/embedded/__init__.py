@@ -1,0 +1,1 @@
+"""Package data: the shipped director adapter (see MODEL_CARD.md)."""
