@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   -> creates .venv, installs the embedded model, runs the Flow-Director on a GSM8K-style task
+#   make demo   -> creates .venv, installs the embedded model, runs the trained Flow-Director on a held-out arithmetic task
 #   make test   -> creates .venv and runs the default (fast) test suite
 PYTHON ?= python3
 VENV := .venv
@@ -29,7 +29,7 @@ test-slow: venv
 	$(BIN)/python -m pytest -q -m slow
 
 demo: venv
-	$(BIN)/flowsteer run "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?" --type math --max-turns 12
+	$(BIN)/flowsteer run "Calculate 6 - 6." --type math --seed 0
 
 # The shipped director: warm start + CWRPO against the real embedded executor (<= 90 min on 2 cores).
 # Re-running it resumes the run in runs/director-cpu; `make ship-director` copies the adapter into the package.

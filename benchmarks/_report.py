@@ -182,12 +182,36 @@ def _generic(r: dict) -> list[Row]:
              str(r.get("target", "")), _verdict(met) if isinstance(met, bool) else "")]
 
 
+def _learning(r: dict) -> list[Row]:
+    rows: list[Row] = []
+    for dataset, table in r["table"].items():
+        me, checks = table.get("flowsteer"), r["targets"].get(dataset, {})
+        if me is None:
+            continue
+        base = table.get("untrained", {}).get("accuracy")
+        rows += [
+            (f"{dataset}: trained director accuracy (n={me['n']}, CI95 {_f(me['ci95'][0])}-{_f(me['ci95'][1])})",
+             _f(me["accuracy"]), f">= best template {_f(checks.get('best_template_accuracy'))}",
+             _verdict(checks.get("accuracy>=best_template"))),
+            (f"{dataset}: vs untrained director ({_f(base)})", _f(me["accuracy"] - (base or 0.0)), ">= +0.20",
+             _verdict(checks.get("accuracy>=untrained+0.20"))),
+            (f"{dataset}: episodes ended by the director's own finish", _f(me["finish_rate"]), ">= 0.95",
+             _verdict(checks.get("finish_rate>=0.95"))),
+            (f"{dataset}: R_div = 1", _f(me["rdiv1_rate"]), ">= 0.90", _verdict(checks.get("rdiv1_rate>=0.90"))),
+            (f"{dataset}: executor calls per task", _f(me["executor_calls"], 1),
+             f"< fallback template {_f(checks.get('fallback_template_calls'), 1)}",
+             _verdict(checks.get("calls<fallback_template"))),
+        ]
+    return rows
+
+
 RENDERERS: dict[str, Callable[[dict], list[Row]]] = {
     "parallel": _parallel, "overhead": _overhead, "incremental": _incremental, "rollout": _rollout,
     "context": _context, "sandbox": _sandbox, "training": _training, "demo": _demo,
-    "constrained": _constrained,
+    "constrained": _constrained, "learning": _learning,
 }
-ORDER = ["parallel", "overhead", "incremental", "rollout", "context", "sandbox", "training", "demo", "constrained"]
+ORDER = ["parallel", "overhead", "incremental", "rollout", "context", "sandbox", "training", "demo", "constrained",
+         "learning"]
 
 
 def _machine(r: dict) -> dict:

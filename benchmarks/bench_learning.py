@@ -49,15 +49,17 @@ def _curves(run_dir: Path) -> dict[str, Any]:
     return {"warmstart": warm, "steps": steps, "timing": timing}
 
 
-def _methods(candidates: list[str]) -> list[tuple[str, str | None, str | None]]:
-    """(label, baseline spec, director role) per method."""
-    out: list[tuple[str, str | None, str | None]] = [
-        ("flowsteer", None, "trained"),
-        *[(f"template:{dsl}", f"template:{dsl}", None) for dsl in candidates],
-        ("io", "io", None), ("cot", "cot", None), ("single-turn", "single-turn", "base"),
-        ("untrained", "untrained", "base"),
+def _methods(candidates: list[str], first: set[str]) -> list[tuple[str, str | None, str | None]]:
+    """(label, baseline spec, director role) per method; the comparisons the targets need first
+    (an interrupted run has them), the templates in ``first`` before the others."""
+    templates = sorted(candidates, key=lambda dsl: dsl not in first)
+    return [
+        ("flowsteer", None, "trained"), ("untrained", "untrained", "base"),
+        *[(f"template:{dsl}", f"template:{dsl}", None) for dsl in templates if dsl in first],
+        ("io", "io", None), ("cot", "cot", None),
+        *[(f"template:{dsl}", f"template:{dsl}", None) for dsl in templates if dsl not in first],
+        ("single-turn", "single-turn", "base"),
     ]
-    return out
 
 
 async def _evaluate_all(args: Any, candidates: list[str]) -> Path:
@@ -80,7 +82,7 @@ async def _evaluate_all(args: Any, candidates: list[str]) -> Path:
     for name, tasks in datasets.items():
         # GSM8K (not a training family) gets the fallback and the taught workflows as its templates
         chosen = candidates if name in FAMILIES else [c for c in candidates if c in args.gsm8k_templates]
-        for label, baseline, role in _methods(chosen):
+        for label, baseline, role in _methods(chosen, args.gsm8k_templates):
             folder = out / name / label.replace("/", "_").replace(" ", "")[:80]
             started = time.perf_counter()
             director = {"trained": embedded, "base": base_director, None: None}[role]

@@ -226,7 +226,7 @@ def test_bad_json_array_and_missing_paths(tmp_path):
         json.dump([{"question": "q", "answer": "a"}], handle)
     with pytest.raises(UserError, match=r"record 0: missing field 'context'"):
         load_dataset("hotpotqa", f)
-    with pytest.raises(UserError, match="pass path="):
+    with pytest.raises(UserError, match="--data PATH"):
         load_dataset("squad_v2")
     with pytest.raises(UserError, match="no gsm8k file found"):
         load_dataset("gsm8k", tmp_path)

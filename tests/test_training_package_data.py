@@ -29,7 +29,9 @@ def test_every_training_folder_with_files_is_a_package_setuptools_finds() -> Non
 def test_example_configs_load_as_package_resources() -> None:
     configs = importlib.resources.files("flowsteer.training.configs")
     names = sorted(p.name for p in configs.iterdir() if p.name.endswith(".yaml"))
-    assert names == ["paper-gpu.yaml", "tiny-cpu.yaml"]
+    assert names == ["director-cpu.yaml", "paper-gpu.yaml", "tiny-cpu.yaml"]
+    with importlib.resources.as_file(configs / "director-cpu.yaml") as path:
+        assert load_config(path).warmstart.enabled
     with importlib.resources.as_file(configs / "tiny-cpu.yaml") as path:
         assert load_config(path).max_steps >= 1
 
