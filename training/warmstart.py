@@ -70,9 +70,10 @@ def workflow_actions(workflow: Any) -> list[Any]:
                 actions.append(AddConditional(check.operator, single(on_fail, "a conditional's fail branch"),
                                               single(on_pass, "a conditional's pass branch") if on_pass else None))
             case Loop(body=body, max_iterations=count):
-                if not all(isinstance(s, OperatorNode) for s in body):
+                names = tuple(s.operator for s in body if isinstance(s, OperatorNode))
+                if len(names) != len(body):
                     raise UserError("a loop body must be a chain of operators to be replayed as a canvas action")
-                actions.append(AddLoop(tuple(s.operator for s in body), count))
+                actions.append(AddLoop(names, count))
             case _:
                 raise UserError(f"cannot replay step {step!r} as a canvas action")
     actions.append(Finish())
@@ -131,7 +132,8 @@ class ScriptedActions:
     def __call__(self, observation: Any, registry: Any, model: Any) -> Mapping[str, Any] | None:
         kwargs = self.inner(observation, registry, model)
         task = getattr(observation, "task", None)
-        script = self.scripts.get(getattr(task, "question", None)) if task is not None else None
+        question = getattr(task, "question", None)
+        script = self.scripts.get(question) if isinstance(question, str) else None
         turn = int(getattr(observation, "turn", 0))
         if kwargs is None or script is None or turn >= len(script) or "logits_processor_factory" not in kwargs:
             return kwargs
