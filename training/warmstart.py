@@ -126,7 +126,7 @@ class ScriptedActions:
     def pieces(self) -> list[str]:
         if self._pieces is None:
             size = max(len(self.tokenizer), int(getattr(self.tokenizer, "vocab_size", 0)))
-            self._pieces = [self.tokenizer.decode([i]) for i in range(size)]
+            self._pieces = list(self.tokenizer.batch_decode([[i] for i in range(size)]))
         return self._pieces
 
     def __call__(self, observation: Any, registry: Any, model: Any) -> Mapping[str, Any] | None:

@@ -141,7 +141,7 @@ def operator_spec(
     if isinstance(target, type) and issubclass(target, Operator):
         op_name = name or target.name or target.__name__
         if issubclass(target, LLMOperator):
-            target.check_prompt(op_name)  # a missing prompt fails now, not at the first run
+            target.checked_prompt(op_name)  # a missing prompt fails now, not at the first run
         factory = _class_factory(target, op_name)
     elif _is_runnable(target):
         if not name:

@@ -10,6 +10,7 @@ The section titles are constants here so fakes such as
 from __future__ import annotations
 
 import logging
+import sys
 from abc import abstractmethod
 from dataclasses import replace
 from functools import lru_cache
@@ -78,6 +79,7 @@ def load_prompt(filename: str, package: str = BUILTIN_PROMPTS) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
+@lru_cache(maxsize=256)
 def prompt_source(cls: type) -> tuple[str, str]:
     """``(package, filename)`` of an LLM operator class's system prompt: its ``prompt_package``,
     else the package of the module that defines it when the file is there, else flowsteer's own."""
@@ -86,7 +88,7 @@ def prompt_source(cls: type) -> tuple[str, str]:
     if explicit:
         return explicit, filename
     module = cls.__module__
-    package = module if getattr(__import__("sys").modules.get(module), "__path__", None) else module.rpartition(".")[0]
+    package = module if getattr(sys.modules.get(module), "__path__", None) else module.rpartition(".")[0]
     if package and not package.startswith("flowsteer"):
         try:
             if resources.files(package).joinpath(filename).is_file():
@@ -153,22 +155,19 @@ class LLMOperator(Operator):
 
     def system_prompt(self, call: OperatorCall) -> str:
         """The system prompt (begins with ``FlowSteer operator: <Name>``)."""
-        package, filename = prompt_source(type(self))
-        text = load_prompt(filename, package)
-        if not text.startswith(operator_header(self.name)):
-            raise UserError(f"prompt {self.prompt_file} must begin with {operator_header(self.name)!r}")
-        return text
+        return type(self).checked_prompt(self.name)
 
     @classmethod
-    def check_prompt(cls, name: str) -> None:
-        """Raise a :class:`UserError` now (at registration) when the prompt file cannot be read or
-        does not begin with ``FlowSteer operator: <name>``."""
+    def checked_prompt(cls, name: str) -> str:
+        """The system prompt text; a :class:`UserError` when the file cannot be read or does not
+        begin with ``FlowSteer operator: <name>`` (registration calls it, so that fails early)."""
         if not cls.prompt_file:
             raise UserError(f"LLM operator {name!r} sets no prompt_file: name its system prompt file")
         package, filename = prompt_source(cls)
         text = load_prompt(filename, package)
         if not text.startswith(operator_header(name)):
             raise UserError(f"prompt {filename} (package {package}) must begin with {operator_header(name)!r}")
+        return text
 
     def sections(self, call: OperatorCall) -> list[tuple[str, str]]:
         """``(title, body)`` pairs of the user message; empty bodies are dropped."""
