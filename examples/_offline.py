@@ -47,7 +47,7 @@ def policy_director(plan: Sequence[Action] = DEMO_PLAN) -> ScriptedChatModel:
         last = str(messages[-1].content)
         if "## Write the prompt for" in last:
             return _PROMPT
-        found = re.search(r"^Workflow: (.*)$", last, re.M)
+        found = re.search(r"^\[Current DSL\]: (.*)$", last, re.M)
         dsl = found.group(1).strip() if found else "(empty)"
         return rendered[min(_steps(dsl), len(rendered) - 1)]
 

@@ -44,7 +44,7 @@ from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph.message import add_messages
 
-from flowsteer.canvas import Canvas, CanvasConfig, render_action
+from flowsteer.canvas import Canvas, render_action
 from flowsteer.director import Director, DirectorConfig, TurnRecord
 from flowsteer.errors import UserError
 from flowsteer.interpreter import Interpreter, NodeCache
@@ -191,7 +191,8 @@ class Orchestration:
 
     async def design(self, task: Task, emit: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
         """One director episode; returns the design as plain data (checkpointable)."""
-        canvas = Canvas(self.interpreter, registry=self.registry, config=CanvasConfig(max_turns=self.max_turns))
+        canvas = Canvas(self.interpreter, registry=self.registry,
+                        config=self.director.config.canvas_config(max_turns=self.max_turns))
         director = copy.copy(self.director)
         previous = self.director.on_turn
 

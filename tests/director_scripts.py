@@ -81,7 +81,7 @@ def policy_director(actions: Sequence[Action] = ACTIONS, *, latency: float = 0.0
             log.record(last.split("\n")[1])
         if "## Write the prompt for" in last:
             return PROMPT
-        found = re.search(r"^Workflow: (.*)$", last, re.M)
+        found = re.search(r"^\[Current DSL\]: (.*)$", last, re.M)
         dsl = found.group(1).strip() if found else "(empty)"
         steps = 0 if dsl == "(empty)" else _top_level_steps(dsl)
         return rendered[min(steps, len(rendered) - 1)]

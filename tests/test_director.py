@@ -64,6 +64,25 @@ def test_full_episode_finishes_with_a_structured_workflow():
     assert trajectory.to_dict()["workflow"] == trajectory.workflow.dsl
 
 
+def test_every_building_turn_shows_the_canvas_state_exactly_once():
+    model = ScriptedChatModel(GOOD_EPISODE)
+    trajectory = Director(model).run(_task(), _executor())
+    building = [t for t in trajectory.turns if t.kind == "action"]
+    assert len(building) >= 3
+    for record in building:
+        user = record.messages[-1]["content"]
+        # the DSL, the node list and the round come from the canvas feedback block only
+        for marker in ("[Current DSL]:", "[Nodes]:", "[Round]:"):
+            assert user.count(marker) == 1, (marker, user)
+        assert "Workflow:" not in user and "Nodes:" not in user.replace("[Nodes]:", "")
+    last = building[-1].messages[-1]["content"]
+    assert trajectory.turns[-2].feedback.split("[Current DSL]: ")[1].split("\n")[0] in last
+    # the worked example reads like a real first turn: the same empty-canvas block
+    example_user = building[0].messages[1]["content"]
+    first_user = building[0].messages[-1]["content"]
+    assert example_user.split("## Canvas")[1] == first_user.split("## Canvas")[1]
+
+
 def test_prompt_turns_ask_for_the_node_prompt_only():
     model = ScriptedChatModel(GOOD_EPISODE[:2])
     canvas = Canvas(_executor(), config=CanvasConfig(max_turns=2))

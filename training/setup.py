@@ -68,10 +68,7 @@ def director_config(config: CWRPOConfig) -> Any:
 
 def canvas_config(config: CWRPOConfig) -> Any:
     """The canvas settings implied by the rollout config."""
-    from flowsteer.canvas import CanvasConfig
-
-    director = director_config(config)
-    return CanvasConfig(max_turns=director.max_turns, write_prompts=director.write_prompts)
+    return director_config(config).canvas_config()
 
 
 def build_components(config: CWRPOConfig) -> tuple[Any, Any, DirectorRollout, list[Any]]:

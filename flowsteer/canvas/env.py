@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 
     from flowsteer.sandbox import Sandbox
 
-__all__ = ["Canvas", "CanvasConfig", "CanvasState", "Observation", "StepInfo", "PromptRequest"]
+__all__ = ["Canvas", "CanvasConfig", "CanvasState", "Observation", "StepInfo", "PromptRequest", "EMPTY_CANVAS_MESSAGE",
+           "initial_feedback"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,21 @@ class CanvasConfig:
                 raise UserError(f"CanvasConfig.{name} must be an integer >= {least}, got {value!r}")
         if not isinstance(self.finish, FinishConstraints):
             raise UserError("CanvasConfig.finish must be a FinishConstraints(...)")
+
+
+EMPTY_CANVAS_MESSAGE = ("The canvas is empty. Build a workflow one action per turn, then finish. "
+                        "Start with e.g. <action>add</action><operator>NAME</operator>")
+"""The ``[Message]`` of a fresh canvas."""
+
+
+def initial_feedback(registry: OperatorRegistry, config: CanvasConfig | None = None,
+                     task: Task | None = None) -> str:
+    """The feedback block :meth:`Canvas.reset` shows, without building a canvas (the director's
+    worked example uses it, so the example turn reads exactly like a real first turn)."""
+    config = config or CanvasConfig()
+    return render_feedback(status="Ready", message=EMPTY_CANVAS_MESSAGE, workflow=Workflow(), registry=registry,
+                           turn=0, max_turns=config.max_turns, result_chars=config.result_chars,
+                           feedback_chars=config.feedback_chars, task=task)
 
 
 @dataclass(frozen=True)
@@ -250,9 +266,7 @@ class Canvas:
             raise UserError(f"Canvas.reset expects a flowsteer Task, got {type(task).__name__}")
         self._task = task
         self._clear()
-        message = ("The canvas is empty. Build a workflow one action per turn, then finish. "
-                   "Start with e.g. <action>add</action><operator>NAME</operator>")
-        self._observation = self._observe("Ready", message, None)
+        self._observation = self._observe("Ready", EMPTY_CANVAS_MESSAGE, None)
         return self._observation
 
     async def areset(self, task: Task | str) -> Observation:

@@ -1,4 +1,4 @@
-"""Procedurally generated math tasks: offline, seeded, with exact integer answers.
+"""Procedurally generated tasks: offline, seeded, with exact answers or tests.
 
 For demos, smoke tests and CPU training runs where no benchmark file is at hand:
 
@@ -7,7 +7,10 @@ For demos, smoke tests and CPU training runs where no benchmark file is at hand:
   sharing, savings with a percentage, distance over two legs);
 * ``number_lists``: one question about a short list of integers (sum, largest, smallest, range,
   how many are even): easy for a program, error-prone for a small model reasoning in prose;
-* ``percentages``: "What is 15% of 240?" and price changes by a percentage, integer answers.
+* ``percentages``: "What is 15% of 240?" and price changes by a percentage, integer answers;
+* ``simple_functions`` (code): one-line Python functions (arithmetic of two arguments, a linear
+  map, divisibility, largest/smallest/sum of a list, a string reversed/upper-cased/doubled) in
+  MBPP's format: the first assert is in the question and public, three more are hidden.
 
 The same ``(seed, n)`` always gives the same tasks; the registered loaders derive the seed from the
 split (train 0, validation 1, test 2) and default to 100 tasks.
@@ -15,8 +18,10 @@ split (train 0, validation 1, test 2) and default to 100 tasks.
 
 from __future__ import annotations
 
+import operator
 import random
 from collections.abc import Callable
+from typing import Any
 
 from flowsteer.datasets._io import PathLike
 from flowsteer.datasets.registry import register_dataset
@@ -24,7 +29,7 @@ from flowsteer.errors import UserError
 from flowsteer.tasks import Task
 
 __all__ = ["generate_arithmetic", "generate_word_problems", "generate_number_lists", "generate_percentages",
-           "SPLIT_SEEDS"]
+           "generate_simple_functions", "SPLIT_SEEDS"]
 
 SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
 DEFAULT_SIZE = 100
@@ -168,6 +173,71 @@ def generate_percentages(n: int, *, seed: int = 0) -> list[Task]:
     return tasks
 
 
+def _call(name: str, args: tuple[Any, ...]) -> str:
+    return f"{name}({', '.join(map(repr, args))})"
+
+
+def _fn_arith(rng: random.Random) -> tuple[str, str, Callable[..., Any], list[tuple[Any, ...]]]:
+    op, word, fn = rng.choice((("+", "sum", operator.add), ("-", "difference", operator.sub),
+                               ("*", "product", operator.mul)))
+    name = rng.choice(("combine", "compute", "calc", "apply_op")) + f"_{word}"
+    return name, f"returns the {word} of `a` and `b` (a {op} b)", fn, [
+        (rng.randint(-20, 50), rng.randint(-20, 50)) for _ in range(4)]
+
+
+def _fn_linear(rng: random.Random) -> tuple[str, str, Callable[..., Any], list[tuple[Any, ...]]]:
+    k, c = rng.randint(2, 9), rng.randint(1, 20)
+    name = rng.choice(("scale", "transform", "linear", "adjust"))
+    return name, f"returns `x` multiplied by {k}, plus {c}", lambda x: x * k + c, [
+        (x,) for x in rng.sample(range(-10, 31), 4)]
+
+
+def _fn_divisible(rng: random.Random) -> tuple[str, str, Callable[..., Any], list[tuple[Any, ...]]]:
+    k = rng.randint(2, 9)
+    name = rng.choice(("is_multiple", "divides", "check_divisible")) + f"_of_{k}"
+    return name, f"returns True when `n` is divisible by {k} and False otherwise", lambda n: n % k == 0, [
+        (k * rng.randint(1, 12),), (k * rng.randint(1, 12) + 1,), (rng.randint(1, 99),), (0,)]
+
+
+def _fn_list(rng: random.Random) -> tuple[str, str, Callable[..., Any], list[tuple[Any, ...]]]:
+    word, fn = rng.choice((("largest", max), ("smallest", min), ("sum", sum)))
+    name = rng.choice(("list", "numbers", "values")) + f"_{'total' if word == 'sum' else word}"
+    what = "sum of the numbers" if word == "sum" else f"{word} number"
+    return name, f"returns the {what} in the list `items`", fn, [
+        ([rng.randint(-20, 60) for _ in range(rng.randint(2, 6))],) for _ in range(4)]
+
+
+def _fn_string(rng: random.Random) -> tuple[str, str, Callable[..., Any], list[tuple[Any, ...]]]:
+    words = ("apple", "river", "stone", "python", "cloud", "garden", "mirror", "planet")
+    shape, fn = rng.choice((("reversed", lambda s: s[::-1]), ("in upper case", str.upper),
+                            ("repeated twice", lambda s: s * 2)))
+    name = rng.choice(("transform", "convert", "remake")) + "_" + shape.split()[-1]
+    return name, f"returns the string `s` {shape}", fn, [(w,) for w in rng.sample(words, 4)]
+
+
+_PARAMS = {_fn_arith: "a, b", _fn_linear: "x", _fn_divisible: "n", _fn_list: "items", _fn_string: "s"}
+
+
+def generate_simple_functions(n: int, *, seed: int = 0) -> list[Task]:
+    """``n`` one-line Python function tasks in MBPP's format (the first assert is shown and public,
+    three more are hidden), with seeded names and constants."""
+    if n < 0:
+        raise UserError(f"generate_simple_functions needs n >= 0, got {n}")
+    rng = random.Random(seed)
+    tasks = []
+    for i in range(n):
+        template = rng.choice(tuple(_PARAMS))
+        name, does, fn, cases = template(rng)
+        asserts = [f"assert {_call(name, args)} == {fn(*args)!r}" for args in cases]
+        question = (f"Write a Python function `{name}({_PARAMS[template]})` that {does}.\n"
+                    f"Your code should pass this test:\n{asserts[0]}")
+        tasks.append(Task(question, "code", f"simple_functions/{seed}/{i}", None, entry_point=name,
+                          public_tests=asserts[0] + "\n", hidden_tests="\n".join(asserts[1:]) + "\n",
+                          source="simple_functions",
+                          meta={"test_format": "assert", "template": template.__name__.removeprefix("_fn_")}))
+    return tasks
+
+
 def _seed(path: PathLike | None, split: str | None, name: str) -> int:
     if path is not None:
         raise UserError(f"dataset {name!r} is generated, not read: pass no path (choose a split for another seed)")
@@ -199,3 +269,11 @@ def load_number_lists(path: PathLike | None, *, limit: int | None = None, split:
 def load_percentages(path: PathLike | None, *, limit: int | None = None, split: str | None = None) -> list[Task]:
     """Generated percentage questions with integer answers (offline, seeded by split)."""
     return generate_percentages(DEFAULT_SIZE if limit is None else limit, seed=_seed(path, split, "percentages"))
+
+
+@register_dataset("simple_functions", kind="code", default_metric="pass@1")
+def load_simple_functions(path: PathLike | None, *, limit: int | None = None,
+                          split: str | None = None) -> list[Task]:
+    """Generated one-line Python function tasks, MBPP-style tests (offline, seeded by split)."""
+    return generate_simple_functions(DEFAULT_SIZE if limit is None else limit,
+                                     seed=_seed(path, split, "simple_functions"))

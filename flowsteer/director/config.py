@@ -100,6 +100,18 @@ class DirectorConfig:
         values.update(overrides)
         return cls(**values)
 
+    def canvas_config(self, **overrides: Any) -> Any:
+        """The :class:`~flowsteer.canvas.CanvasConfig` this director expects: its turn limit, its
+        feedback size (the canvas fits its sections into it, so the director never cuts the block
+        again) and whether nodes get prompt-writing turns. The one place these limits pass from the
+        director to a canvas; ``overrides`` sets other canvas fields."""
+        from flowsteer.canvas import CanvasConfig
+
+        values: dict[str, Any] = dict(max_turns=self.max_turns, feedback_chars=self.feedback_chars,
+                                      write_prompts=self.write_prompts)
+        values.update(overrides)
+        return CanvasConfig(**values)
+
     def __post_init__(self) -> None:
         checks = [
             (self.max_turns >= 1, "max_turns must be >= 1"),

@@ -24,7 +24,8 @@ from typing import Any, Literal
 from langchain_core.language_models import BaseChatModel
 
 from flowsteer.backends import generation_kwargs, unwrap_model
-from flowsteer.canvas import Canvas, CanvasConfig, CanvasState, Observation, parse_action, render_action
+from flowsteer.canvas import Canvas, CanvasState, Observation, parse_action, render_action
+from flowsteer.canvas.env import initial_feedback
 from flowsteer.director._calls import CallResult, call_model
 from flowsteer.director.config import CONSTRAINT_RECORD_KEY, DirectorConfig
 from flowsteer.director.context import BudgetParts, fit_messages, token_counter, truncate_middle
@@ -32,7 +33,6 @@ from flowsteer.director.prompts import first_action, load_template, system_promp
 from flowsteer.director.trajectory import Trajectory, TurnKind, TurnRecord
 from flowsteer.errors import ParseFailure, UserError
 from flowsteer.interpreter import Interpreter
-from flowsteer.ir import OperatorNode, Workflow
 from flowsteer.operators.base import Usage
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.tasks import Task
@@ -158,8 +158,7 @@ class Director:
         if isinstance(target, Canvas):
             return target
         if isinstance(target, (BaseChatModel, Interpreter)):
-            return Canvas(target, registry=self.registry, config=CanvasConfig(max_turns=self.config.max_turns,
-                                                                         write_prompts=self.config.write_prompts))
+            return Canvas(target, registry=self.registry, config=self.config.canvas_config())
         raise UserError(f"Director needs a Canvas, an executor chat model or an Interpreter, got "
                         f"{type(target).__name__}")
 
@@ -286,19 +285,16 @@ class Director:
         if parts.omitted:
             history.insert(0, f"({parts.omitted} earlier turns not shown)")
         user = load_template("turn.txt").format(
-            kind=ep.task.kind, question=parts.question, turn=turn, max_turns=self._max_turns(ep),
-            dsl=obs.dsl or "(empty)", nodes=_nodes(ep.canvas.workflow),
+            kind=ep.task.kind, question=parts.question,
             history="\n".join(history) or "(none)", feedback=parts.feedback or "(none)",
         )
         return [{"role": "system", "content": ep.system}, *ep.example, {"role": "user", "content": user.strip()}]
 
     def _example_turn(self, task: Task) -> list[dict[str, str]]:
         """One worked example turn: the empty canvas for a sample task and a correct first action."""
-        user = load_template("turn.txt").format(
-            kind="math", question=load_template("example_task.txt").strip(), turn=1,
-            max_turns=self.config.max_turns, dsl="(empty)", nodes="(none)", history="(none)",
-            feedback="The canvas is empty.",
-        )
+        feedback = initial_feedback(self.registry, self.config.canvas_config())
+        user = load_template("turn.txt").format(kind="math", question=load_template("example_task.txt").strip(),
+                                                history="(none)", feedback=feedback)
         return [{"role": "user", "content": user.strip()},
                 {"role": "assistant", "content": render_action(first_action(self.registry))}]
 
@@ -338,11 +334,6 @@ class Director:
 
 def _is_target(obj: object) -> bool:
     return isinstance(obj, (Canvas, BaseChatModel, Interpreter))
-
-
-def _nodes(workflow: Workflow) -> str:
-    nodes = [f"{n.id}: {n.operator}" for n in workflow.operator_nodes() if isinstance(n, OperatorNode)]
-    return "; ".join(nodes) or "(none)"
 
 
 @dataclass

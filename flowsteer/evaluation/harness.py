@@ -165,7 +165,6 @@ async def _run_one(tid: str, task: Task, dataset: str, plan: EvalPlan, ctx: Meth
 def _context(method: Method, executor: BaseChatModel, director: BaseChatModel | Director | None,
              director_config: DirectorConfig | None, registry: OperatorRegistry, sandbox: Sandbox | None,
              max_turns: int | None) -> MethodContext:
-    from flowsteer.canvas import CanvasConfig
     from flowsteer.director import Director, DirectorConfig
 
     interpreter = Interpreter(executor, sandbox=sandbox, registry=registry)
@@ -180,9 +179,9 @@ def _context(method: Method, executor: BaseChatModel, director: BaseChatModel | 
         built = Director(director, registry=registry, config=config)
     if needs_director(method) and built is None:
         raise UserError(f"method {method_label(method)!r} needs a director model: pass director=")
-    turns = built.config.max_turns if built is not None else config.max_turns
+    canvas_config = (built.config if built is not None else config).canvas_config()
     return MethodContext(executor=executor, interpreter=interpreter, registry=registry, director=built,
-                         canvas_config=CanvasConfig(max_turns=turns), templates=workflow_templates())
+                         canvas_config=canvas_config, templates=workflow_templates())
 
 
 def _with_turns(config: DirectorConfig, max_turns: int) -> DirectorConfig:

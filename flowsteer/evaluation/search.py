@@ -48,8 +48,10 @@ DEFAULT_CANDIDATES: Mapping[str, tuple[str, ...]] = {
     ),
     "code": (
         "Programmer -> Test ? Revise : done -> Test ? Revise : done -> Format",
-        "Plan -> Programmer -> Test ? Revise : done -> Review ? Revise : done",
+        "Programmer -> Test ? Programmer : done -> Test ? Programmer : done -> Format",
+        "[Programmer, Programmer] -> ScEnsemble -> Test ? Programmer : done -> Format",
         "[Programmer, Custom] -> ScEnsemble -> Test ? Revise : done -> Format",
+        "Custom -> Review ? Revise : done -> Review ? Revise : done -> Format",
     ),
     "qa": (
         "AnswerGenerate -> Verify ? Revise : done -> Verify ? Revise : done -> Format",
