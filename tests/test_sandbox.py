@@ -121,7 +121,7 @@ def test_check_assert_list_mbpp_style(sandbox):
     assert sandbox.check(code, ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]).ok
     failed = sandbox.check(code, ["assert add(1, 2) == 3", "assert add(2, 2) == 5, 'two plus two'"])
     assert failed.status == "error" and failed.error_type == "AssertionError"
-    assert failed.error_message == "two plus two"
+    assert failed.error_message.startswith("two plus two")
 
 
 def test_check_plain_assert_code_and_early_exit(sandbox):

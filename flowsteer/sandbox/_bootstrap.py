@@ -210,13 +210,29 @@ def _exit_code(exc):
     return 1
 
 
-def _run_program(programs, status_fd):
+def _run_probes(probes, encoder, namespace, status_fd):
+    """Evaluate each probe after the program and report its value as plain data (host verdicts:
+    the expected values stay with the library, see flowsteer/sandbox/_verdict.py)."""
+    helpers = {}
+    exec(encoder, helpers)
+    encode = helpers["_flowsteer_encode"]
+    for index, code in enumerate(probes):
+        try:
+            record = {"event": "probe", "i": index, "value": encode(eval(code, namespace))}
+        except BaseException as exc:  # the candidate's failure (or an unencodable value) fails this probe
+            record = {"event": "probe", "i": index, "raised": type(exc).__name__, "message": _safe_str(exc)[:300]}
+        _report(status_fd, record)
+
+
+def _run_program(programs, status_fd, probes=(), encoder=None):
     module = type(sys)("__main__")
     sys.modules["__main__"] = module
     namespace = module.__dict__
     try:
         for _filename, code in programs:
             exec(code, namespace)
+        if probes:
+            _run_probes(probes, encoder, namespace, status_fd)
     except SystemExit as exc:
         _report(status_fd, {"event": "exit", "code": _exit_code(exc)})
         _flush()
@@ -366,6 +382,8 @@ def main():
     _set_stdin(request["stdin"])
     try:
         programs = [(name, compile(source, name, "exec")) for name, source in request["sources"]]
+        probes = [compile(source, "<test>", "eval") for source in request.get("probes") or ()]
+        encoder = compile(request["encoder"], "<encoder>", "exec") if probes else None
     except SyntaxError as exc:
         import traceback
 
@@ -388,7 +406,12 @@ def main():
     if entered & CLONE_NEWUSER:
         _drop_capabilities()
     sys.argv = ["program.py"]
-    _run_program(programs, status_fd)
+    for stream in (sys.stdout, sys.stderr):
+        try:  # each printed line reaches the capture file at once: a timeout keeps what was printed
+            stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError):
+            pass
+    _run_program(programs, status_fd, probes, encoder)
 
 
 main()

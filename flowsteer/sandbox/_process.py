@@ -42,6 +42,7 @@ from typing import IO, Literal
 from flowsteer.sandbox._cleanup import MARKER_VAR, cleanup, killpg, reap, remove_tree
 from flowsteer.sandbox._result import Outcome
 from flowsteer.sandbox._types import SandboxLimits
+from flowsteer.sandbox._verdict import ENCODER_SOURCE
 
 __all__ = ["Features", "RunHandle", "Spawned", "spawn", "run", "execute"]
 
@@ -275,10 +276,16 @@ def run(
     timeout_s: float,
     stdin: str | None = None,
     handle: RunHandle | None = None,
+    probes: tuple[str, ...] = (),
 ) -> Outcome:
-    """Send ``sources`` (run in order, in one namespace) to ``spawned``; wait, kill, clean up."""
+    """Send ``sources`` (run in order, in one namespace) to ``spawned``; wait, kill, clean up.
+
+    ``probes``: expressions evaluated after the sources, each value reported as plain data on the
+    status channel (host verdicts, :mod:`flowsteer.sandbox._verdict`)."""
     try:
-        request = {"sources": sources, "stdin": stdin, "rlimits": _rlimits(limits, timeout_s)}
+        request: dict = {"sources": sources, "stdin": stdin, "rlimits": _rlimits(limits, timeout_s)}
+        if probes:
+            request.update(probes=list(probes), encoder=ENCODER_SOURCE)
         _send(spawned.control, repr(request).encode("utf-8"))
         if handle is not None:
             handle.attach(spawned.proc)

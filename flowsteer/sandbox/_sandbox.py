@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import os
@@ -21,6 +22,7 @@ from flowsteer.sandbox._probe import probe
 from flowsteer.sandbox._process import Features, RunHandle, Spawned, run, spawn
 from flowsteer.sandbox._result import build_result
 from flowsteer.sandbox._types import SandboxLimits, SandboxMode, SandboxResult
+from flowsteer.sandbox._verdict import CheckPlan, host_verdict, plan_checks
 
 __all__ = ["Sandbox", "check_program"]
 
@@ -42,6 +44,19 @@ def check_program(tests: str | Sequence[str], entry_point: str | None) -> str:
     if entry_point and _HUMANEVAL_CHECK.search(text):
         text = f"{text}\n\ncheck({entry_point})\n"
     return text
+
+
+def _check_sources(code: str, tests: str | Sequence[str], entry_point: str | None,
+                   ) -> tuple[list[tuple[str, str]], CheckPlan]:
+    """What a check sends to the sandbox: with a host verdict, the candidate and the tests' imports
+    (the asserts stay here); otherwise the candidate and the whole test program."""
+    program = check_program(tests, entry_point)  # validates entry_point
+    text = tests if isinstance(tests, str) else "\n".join(tests)
+    plan = plan_checks(text, entry_point)
+    if plan.host:
+        return [("program.py", code), ("setup.py", plan.setup)], plan
+    logger.debug("sandbox: tests judged in the sandbox (%s)", plan.reason)
+    return [("program.py", code), ("tests.py", program)], plan
 
 
 class Sandbox:
@@ -117,8 +132,8 @@ class Sandbox:
         A candidate that exits (``sys.exit``, ``os._exit``) before the tests finish fails with
         ``error_type="EarlyExit"``. The test source is removed from disk before the candidate runs.
         """
-        sources = [("program.py", code), ("tests.py", check_program(tests, entry_point))]
-        return self._run(sources, timeout, None, require_completion=True)
+        sources, plan = _check_sources(code, tests, entry_point)
+        return self._run(sources, timeout, None, require_completion=True, plan=plan)
 
     async def arun(
         self, code: str, *, timeout: float | None = None, stdin: str | None = None
@@ -135,8 +150,8 @@ class Sandbox:
         timeout: float | None = None,
     ) -> SandboxResult:
         """Async :meth:`check`."""
-        sources = [("program.py", code), ("tests.py", check_program(tests, entry_point))]
-        return await self._arun(sources, timeout, None, True)
+        sources, plan = _check_sources(code, tests, entry_point)
+        return await self._arun(sources, timeout, None, True, plan)
 
     def _timeout(self, timeout: float | None) -> float:
         value = self.limits.timeout_s if timeout is None else timeout
@@ -151,17 +166,25 @@ class Sandbox:
         stdin: str | None,
         require_completion: bool,
         handle: RunHandle | None = None,
+        plan: CheckPlan | None = None,
     ) -> SandboxResult:
         timeout_s = self._timeout(timeout)
         features = self.features
+        host = plan is not None and plan.host
         with self._slots:
             start = time.perf_counter()
             spawned = self._take(features)
             outcome = run(
-                spawned, sources, limits=self.limits, timeout_s=timeout_s, stdin=stdin, handle=handle
+                spawned, sources, limits=self.limits, timeout_s=timeout_s, stdin=stdin, handle=handle,
+                probes=tuple(p.source for p in plan.probes) if host and plan is not None else (),
             )
             seconds = time.perf_counter() - start
-        return build_result(outcome, seconds, timeout_s, require_completion)
+        result = build_result(outcome, seconds, timeout_s, require_completion and not host)
+        if plan is None:
+            return result
+        if host:
+            return host_verdict(result, outcome, plan)
+        return dataclasses.replace(result, verdict="sandbox")
 
     def _spawn(self, features: Features, *, spare: bool = False) -> Spawned:
         return spawn(self.limits, features, f"{self.marker}-{next(self._runs)}", spare=spare)
@@ -208,11 +231,11 @@ class Sandbox:
                 self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="flowsteer-sandbox")
             return self._pool
 
-    async def _arun(self, sources, timeout, stdin, require_completion) -> SandboxResult:
+    async def _arun(self, sources, timeout, stdin, require_completion, plan=None) -> SandboxResult:
         handle = RunHandle()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
-            self._executor(), self._run, sources, timeout, stdin, require_completion, handle
+            self._executor(), self._run, sources, timeout, stdin, require_completion, handle, plan
         )
         try:
             return await asyncio.shield(future)

@@ -86,6 +86,11 @@ class SandboxResult:
     """Wall-clock time of the run, start-up included."""
     truncated: bool
     """True when stdout or stderr was longer than ``max_output_bytes`` and was cut."""
+    verdict: Literal["host", "sandbox"] | None = None
+    """How a :meth:`~flowsteer.sandbox.Sandbox.check` was judged: ``"host"`` when the library
+    compared the candidate's values with the expected ones itself (the expected values never
+    entered the sandbox, so the candidate cannot forge a pass), ``"sandbox"`` when the tests had to
+    run inside the sandbox; ``None`` for a plain run."""
 
     @property
     def ok(self) -> bool:
