@@ -324,8 +324,25 @@ print(json.dumps(report))
 """
 
 
+@pytest.fixture(scope="module")
+def readable_checkout():
+    """A copy of the ``flowsteer`` package that any uid can read, wherever this checkout lives (a
+    clone inside a private 0700 folder cannot be imported by the ordinary uid these tests switch to)."""
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="flowsteer-readable-", dir="/tmp"))
+    shutil.copytree(Path(__file__).resolve().parents[1] / "flowsteer", top / "flowsteer",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for folder, dirs, files in os.walk(top):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
+    yield top
+    shutil.rmtree(top, ignore_errors=True)
+
+
 @pytest.mark.parametrize("variant", ["probed", "weak"])
-def test_library_running_as_an_ordinary_user(variant):
+def test_library_running_as_an_ordinary_user(variant, readable_checkout):
     """The non-root paths (no uid isolation; and without namespaces), run for real as another uid."""
     import subprocess
     import sys
@@ -333,9 +350,8 @@ def test_library_running_as_an_ordinary_user(variant):
     system_python = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}", path="/usr/bin")
     if os.geteuid() != 0 or system_python is None:
         pytest.skip("needs root (to switch uid) and a system Python of the same version")
-    root = Path(__file__).resolve().parents[1]
     done = subprocess.run(
-        [system_python, "-I", "-c", NON_ROOT_SCRIPT, str(root), variant],
+        [system_python, "-I", "-c", NON_ROOT_SCRIPT, str(readable_checkout), variant],
         user=45_678, group=45_678, extra_groups=[], env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -378,7 +394,7 @@ os.rmdir(parent)
 """
 
 
-def test_remove_tree_fixes_permissions_only_inside_the_tree():
+def test_remove_tree_fixes_permissions_only_inside_the_tree(readable_checkout):
     """The cleanup of a ``chmod 0`` tree must never change its parent (it once chmod-ed /tmp)."""
     import subprocess
     import sys
@@ -386,9 +402,8 @@ def test_remove_tree_fixes_permissions_only_inside_the_tree():
     system_python = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}", path="/usr/bin")
     if os.geteuid() != 0 or system_python is None:
         pytest.skip("needs root (to run as an ordinary uid, where permissions bite) and a system Python")
-    root = Path(__file__).resolve().parents[1]
     done = subprocess.run(
-        [system_python, "-I", "-c", REMOVE_TREE_SCRIPT, str(root)],
+        [system_python, "-I", "-c", REMOVE_TREE_SCRIPT, str(readable_checkout)],
         user=45_678, group=45_678, extra_groups=[], env={"PATH": "/usr/bin:/bin"},
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
@@ -436,3 +451,55 @@ def test_program_sees_only_its_own_processes_and_holds_no_capabilities(sandbox):
     pids, caps, umount, errno = result.stdout.rsplit(" ", 3)
     assert eval(pids) == [1, 2] and os.getpid() not in eval(pids)
     assert int(caps, 16) == 0 and umount == "-1" and errno.strip() == "1"  # EPERM
+
+
+def _private_fs_or_skip(box: Sandbox) -> None:
+    from flowsteer.sandbox._process import CLONE_NEWNS, CLONE_NEWUSER
+
+    if box.mode_in_effect != "process" or box.features.namespaces & (CLONE_NEWNS | CLONE_NEWUSER) != (
+            CLONE_NEWNS | CLONE_NEWUSER):
+        pytest.skip("the private filesystem needs user and mount namespaces (process mode)")
+
+
+def test_every_world_writable_directory_is_private_and_nothing_is_left_behind(tmp_path):
+    import uuid
+
+    from flowsteer.sandbox._process import world_writable
+
+    box = Sandbox(SandboxLimits(timeout_s=5.0), mode="process")
+    _private_fs_or_skip(box)
+    token = uuid.uuid4().hex
+    planted = Path("/tmp") / f"flowsteer-host-file-{token}"
+    planted.write_text("secret")
+    try:
+        paths = [p for p in world_writable() if os.access(p, os.W_OK)]
+        assert "/tmp" in paths
+        code = (
+            "import os, json\n"
+            f"paths = {paths!r}\n"
+            "seen = {p: sorted(os.listdir(p)) for p in paths}\n"
+            f"for p in paths:\n    open(os.path.join(p, 'left-{token}'), 'w').write('x')\n"
+            "print(json.dumps({'seen': seen, 'cwd': os.getcwd(), 'cwd_files': os.listdir('.')}))"
+        )
+        result = box.run(code)
+        assert result.ok, result.error
+        report = json.loads(result.stdout)
+        assert all(planted.name not in names for names in report["seen"].values())
+        # /tmp holds only the run's own working directory, which starts empty
+        assert report["seen"]["/tmp"] == [os.path.basename(report["cwd"])] and report["cwd_files"] == []
+        assert [p for p in paths if os.path.exists(os.path.join(p, f"left-{token}"))] == []
+    finally:
+        planted.unlink()
+        box.close()
+
+
+def test_disk_use_has_one_limit_over_every_writable_directory():
+    box = Sandbox(SandboxLimits(timeout_s=10.0, disk_mb=40, file_size_mb=64), mode="process")
+    _private_fs_or_skip(box)
+    chunk = "b'x' * (15 << 20)"
+    code = (f"import os\nfor i, d in enumerate(['.', '/tmp', '/var/tmp']):\n"
+            f"    open(os.path.join(d, f'f{{i}}'), 'wb').write({chunk})\n    print('wrote', d, flush=True)")
+    result = box.run(code)
+    box.close()
+    assert result.status == "error" and "No space left" in (result.error_message or result.stderr)
+    assert result.stdout.count("wrote") == 2  # 15 + 15 MB fit in 40 MB, the third 15 MB does not

@@ -38,6 +38,7 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_DUMPABLE = 4
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
@@ -138,6 +139,55 @@ def _unshare(flags):
     except (AttributeError, OSError):
         pass
     return 0
+
+
+def _map_own_ids(uid, gid):
+    """Map our uid and gid (from before the user namespace) to themselves in it: files a private
+    tmpfs holds need an owner the namespace can name. No other id is mapped; capabilities go later."""
+    _prctl(PR_SET_DUMPABLE, 1)  # a process that dropped root is not dumpable: its /proc files stay root's
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+        fd = os.open(f"/proc/self/{name}", os.O_WRONLY)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+
+def _private_fs(paths, size_mb):
+    """Give the program one private tmpfs of ``size_mb`` for everything it may write: its working
+    directory and every world-writable directory of the host (``/tmp``, ``/var/tmp``, ``/dev/shm``,
+    ``/run/lock``, ...) become directories of that tmpfs. Nothing outside is visible or writable
+    there, nothing survives the run (the mount namespace dies with it) and the total is one limit.
+    Returns an error message, or None when it worked."""
+    libc = _libc()
+    work = os.getcwd()
+    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        return "cannot make / private"
+    options = f"size={int(size_mb)}m,mode=0700".encode()
+    if libc.mount(b"tmpfs", work.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options) != 0:
+        return "cannot mount a tmpfs"
+    os.chdir(work)
+    root = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.mkdir("w", 0o700)
+        covered = []
+        for index, path in enumerate(sorted(paths)):
+            if any(path == c or path.startswith(c.rstrip("/") + "/") for c in covered) or not os.path.isdir(path):
+                continue  # inside a directory already covered (or gone)
+            name = f"d{index}"
+            os.mkdir(name)
+            os.chmod(name, 0o1777)
+            if libc.mount(f"/proc/self/fd/{root}/{name}".encode(), path.encode(), None, MS_BIND, None) != 0:
+                return f"cannot cover {path}"
+            covered.append(path)
+        if not os.path.isdir(work):
+            os.makedirs(work, 0o700)  # the working directory's path lay under a covered directory
+        if libc.mount(f"/proc/self/fd/{root}/w".encode(), work.encode(), None, MS_BIND, None) != 0:
+            return "cannot bind the working directory"
+    finally:
+        os.close(root)
+    os.chdir(work)
+    return None
 
 
 def _guard_network():
@@ -368,8 +418,21 @@ def main():
         if config["exec"]:
             os.execv(config["exec"][0], config["exec"])
     status_fd = config["status_fd"]
+    ids = os.geteuid(), os.getegid()  # a new user namespace shows them as the overflow id
     entered = _unshare(config["unshare"])
-    _report(status_fd, {"event": "start", "namespaces": entered})
+    private = None
+    if config.get("private_fs") and entered & CLONE_NEWUSER and entered & CLONE_NEWNS:
+        try:
+            _map_own_ids(*ids)
+            private = _private_fs(config["private_fs"], config["disk_mb"])
+        except OSError as exc:
+            private = str(exc)
+        if private is not None:  # half-built mounts would be worse than none: refuse to run
+            _report(status_fd, {"event": "error", "type": "SandboxError",
+                                "message": "private filesystem failed: " + private})
+            os._exit(74)
+    _report(status_fd, {"event": "start", "namespaces": entered, "private_fs": bool(config.get("private_fs"))
+                        and entered & CLONE_NEWNS != 0})
     if config["guard_network"] and not entered & CLONE_NEWNET:
         _guard_network()
     sys.path.extend(config["path"])

@@ -131,6 +131,8 @@ def _bwrap_prefix(bwrap: str, workdir: str) -> list[str]:
         bwrap, "--unshare-all", "--die-with-parent", "--new-session",
         "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
         "--tmpfs", "/tmp", "--tmpfs", "/var/tmp", "--tmpfs", "/dev/shm",
+        *[arg for path in world_writable() if path not in ("/tmp", "/var/tmp", "/dev/shm")
+          for arg in ("--tmpfs", path)],
         "--bind", workdir, workdir, "--chdir", workdir, "--",
     ]  # fmt: skip
 
@@ -172,6 +174,34 @@ def _site_packages() -> list[str]:
     return [path for path in site.getsitepackages() if os.path.isdir(path)]
 
 
+@functools.cache
+def world_writable() -> tuple[str, ...]:
+    """Directories anyone may write on this host (``/tmp``, ``/var/tmp``, ``/dev/shm``,
+    ``/run/lock``, ...), found once: each becomes a private directory of the run's tmpfs."""
+    found: list[str] = []
+    skip = ("/proc", "/sys")
+
+    def walk(path: str, depth: int) -> None:
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                if not entry.is_dir(follow_symlinks=False) or entry.path in skip:
+                    continue
+                if entry.stat(follow_symlinks=False).st_mode & 0o002:
+                    found.append(entry.path)
+                    continue  # what lies inside is covered with it
+                if depth < 3:
+                    walk(entry.path, depth + 1)
+            except OSError:
+                continue
+
+    walk("/", 1)
+    return tuple(sorted(found))
+
+
 def _command(
     limits: SandboxLimits, features: Features, uid: int | None, workdir: str, fds: dict[str, int], spare: bool
 ) -> list[str]:
@@ -190,6 +220,8 @@ def _command(
         "supervise": uid is None,
         "path": _site_packages(),
         "preload": limits.preload if spare else (),
+        "private_fs": world_writable() if namespaces & CLONE_NEWNS and namespaces & CLONE_NEWUSER else (),
+        "disk_mb": limits.disk_mb,
         **fds,
     }
     # -S: ``site`` would process every .pth file (an editable install's finder alone costs ~35 ms

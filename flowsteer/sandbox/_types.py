@@ -29,6 +29,11 @@ class SandboxLimits:
     max_processes: int = 32
     """Processes (and threads) the program may have at once (RLIMIT_NPROC; per run when the
     sandbox gives each run its own uid or user namespace)."""
+    disk_mb: int = 256
+    """Total disk a program may fill: its working directory and every world-writable directory it
+    sees (``/tmp``, ``/var/tmp``, ``/dev/shm``, ``/run/lock``, ...) are one private tmpfs of this
+    size, gone when the run ends (process mode with namespaces; bubblewrap gives private ``/tmp``,
+    ``/var/tmp`` and ``/dev/shm`` without one size cap)."""
     max_output_bytes: int = 64_000
     """Captured stdout and stderr are each cut to this many bytes (``truncated`` is then set)."""
     isolate_user: bool = True
@@ -58,6 +63,8 @@ class SandboxLimits:
             raise UserError(
                 "SandboxLimits.preload must be a tuple of module names, e.g. ('math',), not a string"
             )
+        if self.disk_mb < 1:
+            raise UserError(f"SandboxLimits.disk_mb must be >= 1, got {self.disk_mb}")
         if self.max_output_bytes < 1:
             raise UserError(f"SandboxLimits.max_output_bytes must be >= 1, got {self.max_output_bytes}")
 
