@@ -333,7 +333,7 @@ def readable_checkout():
     top = Path(tempfile.mkdtemp(prefix="flowsteer-readable-", dir="/tmp"))
     shutil.copytree(Path(__file__).resolve().parents[1] / "flowsteer", top / "flowsteer",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for folder, dirs, files in os.walk(top):
+    for folder, _, files in os.walk(top):
         os.chmod(folder, 0o755)
         for name in files:
             os.chmod(os.path.join(folder, name), 0o644)

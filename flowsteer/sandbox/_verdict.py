@@ -89,6 +89,9 @@ _CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
     ast.GtE: operator.ge, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
     ast.Is: lambda a, b: _same(a, b), ast.IsNot: lambda a, b: not _same(a, b),
 }
+_UNARY: dict[type, Callable[[Any], Any]] = {
+    ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert,
+}
 _PLACEHOLDER = "__flowsteer_probe__"
 
 
@@ -187,6 +190,16 @@ def _check_host(node: ast.expr, planner: _Planner) -> None:
                 raise Unsupported("an indirect call in a test expression")
 
 
+class _Rename(ast.NodeTransformer):
+    """``candidate`` -> the entry point, inside an inlined ``check(candidate)``."""
+
+    def __init__(self, old: str, new: str) -> None:
+        self.old, self.new = old, new
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        return ast.copy_location(ast.Name(self.new, node.ctx), node) if node.id == self.old else node
+
+
 def _statements(tree: ast.Module, entry_point: str | None) -> list[ast.stmt]:
     """The test's statements with a HumanEval ``def check(candidate)`` inlined."""
     out: list[ast.stmt] = []
@@ -195,13 +208,8 @@ def _statements(tree: ast.Module, entry_point: str | None) -> list[ast.stmt]:
             args = stmt.args
             if len(args.args) != 1 or args.vararg or args.kwarg or args.kwonlyargs or stmt.decorator_list:
                 raise Unsupported("check() with an unusual signature")
-            param = args.args[0].arg
-
-            class Rename(ast.NodeTransformer):
-                def visit_Name(self, node: ast.Name) -> ast.AST:
-                    return ast.copy_location(ast.Name(entry_point, node.ctx), node) if node.id == param else node
-
-            out.extend(Rename().visit(s) for s in stmt.body)
+            rename = _Rename(args.args[0].arg, entry_point)
+            out.extend(rename.visit(s) for s in stmt.body)
         elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and \
                 isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == "check":
             continue  # the ``check(entry_point)`` call the inlining replaces
@@ -313,7 +321,7 @@ def decode(record: Any, depth: int = 0) -> Any:
     if tag in _SCALARS and isinstance(payload, str):
         return _SCALARS[tag](payload)
     if tag in _CONTAINERS and isinstance(payload, list):
-        return _CONTAINERS[tag](decode(item, depth + 1) for item in payload)
+        return _CONTAINERS[tag]([decode(item, depth + 1) for item in payload])
     if tag == "d" and isinstance(payload, list):
         pairs = []
         for pair in payload:
@@ -391,10 +399,8 @@ class _Env:
                 return {self.eval(e) for e in elts}
             case ast.Dict(keys=keys, values=vals):
                 return {self.eval(k): self.eval(v) for k, v in zip(keys, vals, strict=True) if k is not None}
-            case ast.UnaryOp(op=op, operand=operand):
-                value = self.eval(operand)
-                return {ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos,
-                        ast.Invert: operator.invert}[type(op)](value)
+            case ast.UnaryOp(op=unary, operand=operand):
+                return _UNARY[type(unary)](self.eval(operand))
             case ast.BinOp(left=left, op=op, right=right):
                 return _BINOPS[type(op)](self.eval(left), self.eval(right))
             case ast.BoolOp(op=ast.And(), values=vals):
@@ -413,9 +419,9 @@ class _Env:
                 return result
             case ast.Compare(left=left, ops=ops, comparators=comparators):
                 current = self.eval(left)
-                for op, right in zip(ops, comparators, strict=True):
+                for cmp, right in zip(ops, comparators, strict=True):
                     other = self.eval(right)
-                    if not _CMPOPS[type(op)](current, other):
+                    if not _CMPOPS[type(cmp)](current, other):
                         return False
                     current = other
                 return True
