@@ -164,8 +164,8 @@ def reference_turn(record, previous_feedback: str, task: Task, registry, count_t
                                            rules="code only, mention the signature" if op == "Programmer"
                                            else "short and specific")
         return count_text(text) + 12
-    dsl_m = re.search(r"^Workflow: (.*)$", user, re.MULTILINE)
-    nodes_m = re.search(r"^Nodes: (.*)$", user, re.MULTILINE)
+    dsl_m = re.search(r"^\[Current DSL\]: (.*)$", user, re.MULTILINE)
+    nodes_m = re.search(r"^\[Nodes\]: (.*)$", user, re.MULTILINE)
     dsl = dsl_m.group(1) if dsl_m else "(empty)"
     total, unique = _ops_summary(dsl if dsl != "(empty)" else "")
     feedback = "\n".join(line for line in previous_feedback.splitlines() if "<action>" not in line)

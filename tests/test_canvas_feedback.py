@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowsteer.canvas.feedback import render_feedback
+from flowsteer.canvas.feedback import render_feedback, shrink_feedback
+from flowsteer.director.context import BudgetParts, fit_messages
+from flowsteer.dsl import parse
 from flowsteer.graph import stats
 from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
 from flowsteer.operators.registry import default_registry
@@ -92,3 +94,48 @@ def test_node_gists_stay_neutralised_and_bounded(prompt):
     gist = nodes.split(" (", 1)[1][:-1]
     assert len(gist) <= 40
     assert "<action" not in gist.lower() and "</feedback" not in gist.lower()
+
+
+# -- shrinking a block for a tight context budget --------------------------------------------------------
+_LONG = "a node reported an error; " * 40
+
+
+@settings(max_examples=40, deadline=None)
+@given(workflows(REGISTRY, max_steps=4, max_depth=2), st.integers(min_value=200, max_value=900))
+def test_a_shrunk_block_keeps_its_sections_the_dsl_and_the_round(workflow, limit):
+    full = render_feedback(status="Success", message=_LONG, workflow=workflow, registry=REGISTRY, turn=4,
+                           max_turns=10, feedback_chars=100_000)
+    shrunk = shrink_feedback(full, limit)
+    assert shrunk is not None and len(shrunk) <= limit
+    assert shrunk.startswith("<feedback>\n[Status]: Success\n") and shrunk.endswith("[Round]: 4/10\n</feedback>")
+    dsl = "(empty)" if workflow.is_empty else workflow.dsl
+    if len(dsl) <= 300 and len(dsl) + 80 <= limit:  # what is on the canvas survives whole while it can
+        assert _section(shrunk, "Current DSL") == dsl
+    # every line left is a section of the block, in the block's order
+    names = [line[1:line.index("]")] for line in shrunk.splitlines()[1:-1]]
+    order = [line[1:line.index("]")] for line in full.splitlines()[1:-1]]
+    assert names == [n for n in order if n in names]
+
+
+def test_shrinking_leaves_a_fitting_block_and_other_text_alone():
+    block = _render(Workflow())
+    assert shrink_feedback(block, len(block)) == block
+    assert shrink_feedback("plain text " * 50, 100) is None
+
+
+def test_the_director_budget_cut_keeps_the_canvas_state():
+    # a budget far too small for the block: the history goes first, then the block shrinks by
+    # section (the DSL and the round stay), never by dropping its middle
+    workflow = parse("Programmer -> Verify ? Revise : done -> Format", REGISTRY)
+    full = render_feedback(status="Failed", message=_LONG, workflow=workflow, registry=REGISTRY,
+                           turn=7, max_turns=10, feedback_chars=100_000)
+    parts = BudgetParts(history=[f"turn {i}: add" for i in range(6)], feedback=full, question="What is 2+2?")
+
+    def render(p: BudgetParts) -> list[dict[str, str]]:
+        return [{"role": "user", "content": "\n".join([p.question, *p.history, p.feedback])}]
+
+    messages, used = fit_messages(parts, render, lambda ms: sum(len(m["content"]) for m in ms) // 3, 90)
+    text = messages[0]["content"]
+    assert used <= 90 and not parts.history and parts.omitted == 6
+    assert "[Round]: 7/10" in text and " [...] " not in text
+    assert "[Current DSL]: Programmer -> Verify ? Revise : done -> Format\n" in text

@@ -30,6 +30,7 @@ __all__ = [
     "error_hint",
     "render_feedback",
     "prompt_request_text",
+    "shrink_feedback",
 ]
 
 _CONTROL_WORDS = (
@@ -244,26 +245,75 @@ def render_feedback(
     if prompt_request is not None:
         sections.append(("Prompt Request", prompt_request_text(prompt_request, registry, task)))
     sections.append(("Round", f"{turn}/{max_turns}"))
-    opening, closing = "<feedback>\n", "\n</feedback>"
+    opening, closing = _OPENING, _CLOSING
     body = _fit(sections, feedback_chars - len(opening) - len(closing))
     # Our own text never contains a feedback tag: a last guard against anything that slipped in.
     body = _FEEDBACK_TAG.sub("‹", body)
     return opening + body + closing
 
 
-def _fit(sections: list[tuple[str, str]], budget: int) -> str:
-    """Join sections, shrinking the longest values first until the text fits ``budget``."""
+def _fit(sections: list[tuple[str, str]], budget: int, keep: tuple[str, ...] = ()) -> str:
+    """Join sections, shrinking the longest values first until the text fits ``budget``.
+
+    With ``keep``, the other sections shrink first, then go whole (:data:`_DROP_ORDER`), and only
+    then do the kept ones shrink."""
     values = [value for _, value in sections]
+    dropped: set[int] = set()
 
     def joined() -> str:
-        return "\n".join(f"[{name}]: {value}" for (name, _), value in zip(sections, values, strict=True))
+        return "\n".join(f"[{name}]: {values[k]}" for k, (name, _) in enumerate(sections) if k not in dropped)
 
-    text = joined()
-    while len(text) > budget:
-        i = max(range(len(values)), key=lambda k: len(values[k]))
-        target = max(40, len(values[i]) - (len(text) - budget))
-        if target >= len(values[i]):
-            break
-        values[i] = truncate(values[i], target)
+    def shrink(pool: list[int]) -> str:
         text = joined()
+        while len(text) > budget and pool:
+            i = max(pool, key=lambda k: len(values[k]))
+            target = max(40, len(values[i]) - (len(text) - budget))
+            if target >= len(values[i]):
+                break
+            values[i] = truncate(values[i], target)
+            text = joined()
+        return text
+
+    others = [k for k, (name, _) in enumerate(sections) if name not in keep]
+    text = shrink(others)
+    if keep:
+        for i in sorted(others, key=lambda k: _DROP_ORDER.get(sections[k][0], -1)):
+            if len(text) <= budget:
+                break
+            dropped.add(i)
+            text = joined()
+        text = shrink([k for k in range(len(values)) if k not in dropped])
     return text if len(text) <= budget else text[:budget]
+
+
+_DROP_ORDER = {name: rank for rank, name in enumerate(
+    ("Hint", "Statistics", "Nodes", "Prompt Request", "Checks", "Result", "Message", "Error"))}
+
+
+_OPENING, _CLOSING = "<feedback>\n", "\n</feedback>"
+_SECTION_START = re.compile(r"(?m)^\[([A-Z][A-Za-z ]{0,30})\]: ")
+KEPT_SECTIONS = ("Status", "Current DSL", "Round")
+"""What a shrunk feedback block keeps longest: where the episode stands and what the canvas holds."""
+
+
+def shrink_feedback(text: str, limit: int) -> str | None:
+    """A feedback block cut to at most ``limit`` characters with its structure intact: every
+    section keeps its header, the longest values shrink first, and :data:`KEPT_SECTIONS` only
+    when nothing else is left to cut. ``None`` when ``text`` is not a feedback block.
+
+    (Untrusted text inside the block cannot fake a section header: :func:`neutralize` defused it.)
+    """
+    if len(text) <= limit:
+        return text
+    if not (text.startswith(_OPENING) and text.endswith(_CLOSING)):
+        return None
+    body = text[len(_OPENING): len(text) - len(_CLOSING)]
+    starts = list(_SECTION_START.finditer(body))
+    if not starts or starts[0].start() != 0:
+        return None
+    ends = [m.start() - 1 for m in starts[1:]] + [len(body)]
+    sections = [(m.group(1), body[m.end(): end]) for m, end in zip(starts, ends, strict=True)]
+    budget = limit - len(_OPENING) - len(_CLOSING)
+    if budget < 20 * len(sections):
+        return None
+    return _OPENING + _fit(sections, budget, keep=KEPT_SECTIONS) + _CLOSING

@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TokenCounter", "token_counter", "fit_messages", "BudgetParts", "truncate_middle"]
+from flowsteer.canvas.feedback import shrink_feedback
+
+__all__ = ["TokenCounter", "token_counter", "fit_messages", "BudgetParts", "truncate_middle", "shorter_feedback"]
 
 TokenCounter = Callable[[list[dict[str, str]]], int]
 """Counts the tokens a list of ``{"role", "content"}`` messages takes as a model prompt."""
@@ -98,10 +100,20 @@ def _ratio_cut(text: str, used: int, budget: int) -> int:
     return max(0, len(text) - 2 * over - 64)
 
 
+def shorter_feedback(text: str, limit: int) -> str:
+    """A canvas feedback block cut to ``limit`` characters keeping its section headers, the current
+    DSL and the round longest (any other text: its middle dropped)."""
+    shrunk = shrink_feedback(text, limit)
+    return truncate_middle(text, limit) if shrunk is None else shrunk
+
+
 def _shrink_feedback(parts: BudgetParts, used: int, budget: int) -> bool:
     if len(parts.feedback) <= 40:
         return False
-    parts.feedback = truncate_middle(parts.feedback, _ratio_cut(parts.feedback, used, budget))
+    shorter = shorter_feedback(parts.feedback, _ratio_cut(parts.feedback, used, budget))
+    if len(shorter) >= len(parts.feedback):
+        return False
+    parts.feedback = shorter
     return True
 
 

@@ -28,7 +28,13 @@ from flowsteer.canvas import Canvas, CanvasState, Observation, parse_action, ren
 from flowsteer.canvas.env import initial_feedback
 from flowsteer.director._calls import CallResult, call_model
 from flowsteer.director.config import CONSTRAINT_RECORD_KEY, DirectorConfig
-from flowsteer.director.context import BudgetParts, fit_messages, token_counter, truncate_middle
+from flowsteer.director.context import (
+    BudgetParts,
+    fit_messages,
+    shorter_feedback,
+    token_counter,
+    truncate_middle,
+)
 from flowsteer.director.prompts import first_action, load_template, system_prompt
 from flowsteer.director.trajectory import Trajectory, TurnKind, TurnRecord
 from flowsteer.errors import ParseFailure, UserError
@@ -204,7 +210,7 @@ class Director:
             reserve = max(reserve, cfg.max_repair_tokens + _REPAIR_ECHO_CHARS + 200)
         parts = BudgetParts(history=ep.history[-cfg.history_turns:],
                             omitted=max(0, len(ep.history) - cfg.history_turns),
-                            feedback=truncate_middle(obs.text, cfg.feedback_chars), question=ep.task.question)
+                            feedback=shorter_feedback(obs.text, cfg.feedback_chars), question=ep.task.question)
         messages, used = fit_messages(parts, lambda p: self._building_messages(ep, obs, p, turn),
                                       self.count_tokens, cfg.context_budget - reserve)
         result = await self._call(ep, messages, self._kwargs(ep, obs, cfg.max_action_tokens), used)
