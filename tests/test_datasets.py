@@ -13,6 +13,7 @@ from _paths import SHARED_DATA
 from flowsteer.datasets import (
     dataset_names,
     generate_arithmetic,
+    generate_simple_functions,
     generate_word_problems,
     get_dataset,
     load_dataset,
@@ -250,6 +251,39 @@ def test_arithmetic_is_seeded_and_correct():
         assert re.fullmatch(r"[\d +*-]+", expression)
         assert int(task.answer) == eval(expression)  # noqa: S307 (test oracle on generated digits)
         assert score(task, f"The answer is {task.answer}.").correct
+
+
+def _solution(task: Task) -> str:
+    """A reference solution written from the task's own words (what a correct model must do)."""
+    q, name = task.question, task.entry_point
+    signature = re.search(r"`(\w+\([^)]*\))`", q).group(1)
+    if m := re.search(r"\(a ([+*-]) b\)", q):
+        body = f"a {m.group(1)} b"
+    elif m := re.search(r"multiplied by (\d+), plus (\d+)", q):
+        body = f"x * {m.group(1)} + {m.group(2)}"
+    elif m := re.search(r"divisible by (\d+)", q):
+        body = f"n % {m.group(1)} == 0"
+    elif "in the list" in q:
+        body = "sum(items)" if "sum of" in q else ("max(items)" if "largest" in q else "min(items)")
+    else:
+        body = "s[::-1]" if "reversed" in q else ("s.upper()" if "upper case" in q else "s * 2")
+    assert signature.startswith(name + "(")
+    return f"def {signature}:\n    return {body}\n"
+
+
+def test_simple_functions_are_seeded_and_solvable_from_their_words():
+    a = generate_simple_functions(40, seed=0)
+    assert a == generate_simple_functions(40, seed=0)
+    train = {t.question for t in load_dataset("simple_functions", None, limit=1000, split="train")}
+    for split in ("validation", "test"):  # a small task space: held-out splits repeat no training task
+        held_out = load_dataset("simple_functions", None, limit=100, split=split)
+        assert len(held_out) == 100 and train.isdisjoint(t.question for t in held_out)
+    assert {t.meta["template"] for t in a} == {"arith", "linear", "divisible", "list", "string"}
+    for task in a[:12]:
+        assert task.kind == "code" and task.public_tests.count("assert") == 1
+        assert task.hidden_tests.count("assert") == 3 and task.public_tests.splitlines()[0] in task.question
+        assert score(task, _solution(task)).correct, task.question
+        assert not score(task, f"def {task.entry_point}(*args):\n    return None\n").correct
 
 
 def test_word_problems_have_integer_answers_and_split_seeds():

@@ -397,3 +397,32 @@ def test_a_failing_director_call_is_an_error_item_with_its_episode_kept(tmp_path
     again = evaluate(tasks, executor=executor, director=policy_director(), out_dir=tmp_path, cache=False)
     assert again.ran == 3 and all(r.status == "ok" and r.correct for r in again.results)
     assert {e["stop_reason"] for e in read_trajectories(tmp_path).values()} == {"finish"}
+
+
+@pytest.mark.parametrize("preset", ["default", "small_model"])
+def test_eval_and_orchestrator_canvases_follow_the_director_preset(tmp_path: Path, preset: str) -> None:
+    # the canvas an evaluated (or orchestrated) episode runs on takes its turn limit and its prompt
+    # writing from the director's config: the small-model preset writes no prompts, so its turns
+    # are all actions and the episode ends by its own finish
+    from director_scripts import ACTIONS, policy_director
+
+    from flowsteer.director import Director, DirectorConfig
+    from flowsteer.integrations.orchestrator import Orchestration
+    from flowsteer.report.evaluation import read_trajectories
+
+    config = DirectorConfig() if preset == "default" else DirectorConfig.small_model(constrained=False)
+    tasks = math_tasks(1)
+    executor = SimulatedExecutor({t.question: t.answer or "" for t in tasks}, skill=1.0)
+    evaluate(tasks, executor=executor, director=policy_director(), director_config=config, out_dir=tmp_path)
+    (episode,) = read_trajectories(tmp_path).values()
+    kinds = [t["kind"] for t in episode["turns"]]
+    assert episode["stop_reason"] == "finish"
+    if preset == "small_model":
+        assert kinds == ["action"] * len(ACTIONS)
+    else:
+        assert "prompt" in kinds and len(kinds) > len(ACTIONS)
+
+    engine = Orchestration(director=Director(policy_director(), config=config), executor=executor, max_turns=20)
+    design = asyncio.run(engine.design(tasks[0]))
+    assert design["stop_reason"] == "finish"
+    assert (design["turns"] == len(ACTIONS)) is (preset == "small_model")

@@ -274,6 +274,20 @@ def load_percentages(path: PathLike | None, *, limit: int | None = None, split: 
 @register_dataset("simple_functions", kind="code", default_metric="pass@1")
 def load_simple_functions(path: PathLike | None, *, limit: int | None = None,
                           split: str | None = None) -> list[Task]:
-    """Generated one-line Python function tasks, MBPP-style tests (offline, seeded by split)."""
-    return generate_simple_functions(DEFAULT_SIZE if limit is None else limit,
-                                     seed=_seed(path, split, "simple_functions"))
+    """Generated one-line Python function tasks, MBPP-style tests (offline, seeded by split).
+
+    The task space is small, so the validation and test splits leave out every task the first
+    :data:`HELD_OUT_OF_TRAIN` training tasks hold: they stay held out."""
+    n = DEFAULT_SIZE if limit is None else limit
+    seed = _seed(path, split, "simple_functions")
+    if seed == SPLIT_SEEDS["train"]:
+        return generate_simple_functions(n, seed=seed)
+    seen = {t.question for t in generate_simple_functions(HELD_OUT_OF_TRAIN, seed=SPLIT_SEEDS["train"])}
+    fresh = [t for t in generate_simple_functions(4 * n + 50, seed=seed) if t.question not in seen]
+    if len(fresh) < n:
+        raise UserError(f"simple_functions has only {len(fresh)} tasks outside the training split; ask for fewer")
+    return fresh[:n]
+
+
+HELD_OUT_OF_TRAIN = 1000
+"""Training tasks of ``simple_functions`` that no validation or test task repeats."""
