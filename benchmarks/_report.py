@@ -202,6 +202,9 @@ def _learning(r: dict) -> list[Row]:
              f"< fallback template {_f(checks.get('fallback_template_calls'), 1)}",
              _verdict(checks.get("calls<fallback_template"))),
         ]
+        if checks.get("template_gap") is not None:
+            rows.append((f"{dataset}: best template minus worst (does the workflow matter here?)",
+                         _f(checks["template_gap"]), ">= 0.20", _verdict(checks.get("family_qualifies(gap>=0.20)"))))
     return rows
 
 

@@ -13,7 +13,11 @@ Hugging Face hub when the ``datasets`` package is installed and the machine is o
 """
 
 from flowsteer.datasets import code_loaders, loaders, procedural  # noqa: F401  (register the built-ins)
-from flowsteer.datasets.procedural import generate_arithmetic, generate_simple_functions, generate_word_problems
+from flowsteer.datasets.procedural import (
+    generate_arithmetic,
+    generate_simple_functions,
+    generate_word_problems,
+)
 from flowsteer.datasets.registry import (
     METRICS,
     DatasetSpec,
