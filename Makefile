@@ -47,7 +47,7 @@ bench: venv
 	$(BIN)/python benchmarks/run_all.py
 
 lint: venv
-	$(BIN)/ruff check flowsteer integrations training tests examples benchmarks
+	$(BIN)/ruff check flowsteer integrations training tests examples benchmarks scripts
 
 typecheck: venv
 	$(BIN)/mypy

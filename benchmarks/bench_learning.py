@@ -3,8 +3,8 @@
 Reads a training run folder (default ``runs/director-cpu``: ``metrics.jsonl``, ``warmstart/``) for
 the learning curves and the wall time per step, then evaluates, with the same executor (the
 embedded SmolLM2-135M, greedy, 160 new tokens) and one call cache shared by every method, on
-held-out test splits of each training family (``arithmetic``: seed 2, never seen in training,
-seed 0) and on the GSM8K test file:
+held-out test splits of each training family (``arithmetic`` and ``simple_functions``: seed 2,
+never seen in training, seed 0) and on the GSM8K test file:
 
 * the trained director (the shipped adapter, or the run's when ``--adapter`` points elsewhere),
   the untrained director (the same base, adapter off),
@@ -30,7 +30,8 @@ from typing import Any
 
 from _common import ROOT, emit, log, parser
 
-FAMILIES = ("arithmetic",)
+FAMILIES = {"arithmetic": "math", "simple_functions": "code"}
+"""Training family -> task kind (its candidates and its fallback template)."""
 DIRECTORS = ("flowsteer", "untrained")
 
 
@@ -62,7 +63,7 @@ def _methods(candidates: list[str], first: set[str]) -> list[tuple[str, str | No
     ]
 
 
-async def _evaluate_all(args: Any, candidates: list[str]) -> Path:
+async def _evaluate_all(args: Any, candidates: dict[str, list[str]]) -> Path:
     import dataclasses
 
     from flowsteer.backends import load_chat_model
@@ -80,9 +81,10 @@ async def _evaluate_all(args: Any, candidates: list[str]) -> Path:
     if args.gsm8k and Path(args.gsm8k).is_file():
         datasets["gsm8k"] = load_dataset("gsm8k", args.gsm8k, limit=args.gsm8k_limit)
     for name, tasks in datasets.items():
-        # GSM8K (not a training family) gets the fallback and the taught workflows as its templates
-        chosen = candidates if name in FAMILIES else [c for c in candidates if c in args.gsm8k_templates]
-        for label, baseline, role in _methods(chosen, args.gsm8k_templates):
+        # GSM8K (not a training family) gets the math fallback and the taught math workflow as templates
+        kind = FAMILIES.get(name, "math")
+        chosen = candidates[kind] if name in FAMILIES else [c for c in candidates["math"] if c in args.gsm8k_templates]
+        for label, baseline, role in _methods(chosen, args.gsm8k_templates | args.fallbacks):
             folder = out / name / label.replace("/", "_").replace(" ", "")[:80]
             started = time.perf_counter()
             director = {"trained": embedded, "base": base_director, None: None}[role]
@@ -125,14 +127,16 @@ def _rows(out: Path) -> dict[str, dict[str, Any]]:
     return table
 
 
-def _targets(table: dict[str, dict[str, Any]], fallback: str) -> dict[str, Any]:
+def _targets(table: dict[str, dict[str, Any]], fallbacks: dict[str, str]) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     for dataset, rows in table.items():
+        fallback = fallbacks[FAMILIES.get(dataset, "math")]
         me, base = rows.get("flowsteer"), rows.get("untrained")
         templates = {k: v for k, v in rows.items() if k.startswith("template:")}
         if me is None:
             continue
         best = max((v["accuracy"] for v in templates.values()), default=None)
+        worst = min((v["accuracy"] for v in templates.values()), default=None)
         fb = templates.get(f"template:{fallback}")
         checks[dataset] = {
             "finish_rate>=0.95": me["finish_rate"] is not None and me["finish_rate"] >= 0.95,
@@ -141,6 +145,9 @@ def _targets(table: dict[str, dict[str, Any]], fallback: str) -> dict[str, Any]:
             "accuracy>=untrained+0.20": base is not None and me["accuracy"] >= base["accuracy"] + 0.20 - 1e-9,
             "calls<fallback_template": fb is not None and me["executor_calls"] < fb["executor_calls"],
             "best_template_accuracy": best,
+            # the family teaches something only if the workflow matters: best beats worst by >= 20 points
+            "template_gap": None if best is None else round(best - worst, 4),
+            "family_qualifies(gap>=0.20)": best is not None and best - worst >= 0.20 - 1e-9,
             "fallback_template_calls": fb["executor_calls"] if fb else None,
         }
     return checks
@@ -163,17 +170,19 @@ def main() -> None:
     from flowsteer.evaluation.search import DEFAULT_CANDIDATES
     from flowsteer.fallback import FALLBACK_TEMPLATES
 
-    candidates = list(DEFAULT_CANDIDATES["math"])
-    fallback = FALLBACK_TEMPLATES["math-default"]
-    if fallback not in candidates:
-        candidates.append(fallback)
+    fallbacks = {kind: FALLBACK_TEMPLATES[f"{kind}-default"] for kind in set(FAMILIES.values())}
+    candidates = {kind: list(DEFAULT_CANDIDATES[kind]) for kind in fallbacks}
+    for kind, fallback in fallbacks.items():
+        if fallback not in candidates[kind]:
+            candidates[kind].append(fallback)
     done = Path(args.run) / "warmstart" / "done.json"
-    taught = list(json.loads(done.read_text()).get("best", {}).values()) if done.is_file() else []
-    args.gsm8k_templates = {fallback, *taught}
+    taught = json.loads(done.read_text()).get("best", {}) if done.is_file() else {}
+    args.gsm8k_templates = {fallbacks["math"], *(dsl for fam, dsl in taught.items() if FAMILIES.get(fam) == "math")}
+    args.fallbacks = set(fallbacks.values())
     out = Path(args.from_eval) if args.from_eval else asyncio.run(_evaluate_all(args, candidates))
     table = _rows(out)
-    emit("learning", {"curves": _curves(Path(args.run)), "table": table, "targets": _targets(table, fallback),
-                      "fallback_template": fallback, "limit": args.limit,
+    emit("learning", {"curves": _curves(Path(args.run)), "table": table, "targets": _targets(table, fallbacks),
+                      "fallback_templates": fallbacks, "limit": args.limit,
                       "method": "flowsteer eval harness, embedded executor greedy (160 tokens), held-out test "
                                 "splits (seed 2) of the training families and the GSM8K test file, Wilson CI95"},
          quick=args.quick)
