@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flowsteer.director.shipped import quiet_peft
 from flowsteer.errors import UserError
 
 from .checkpoint import latest_checkpoint
@@ -88,7 +89,8 @@ def export_director(run_dir: str | Path, output: str | Path | None = None, *, ch
         if adapter_dir is not None:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+            with quiet_peft():
+                model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
         else:  # full fine-tuning: the checkpoint holds every trained weight by name
             state = load_file(str(ckpt / "trainable.safetensors"))
             missing = model.load_state_dict(state, strict=False)

@@ -65,6 +65,8 @@ def wrap_lora(model: Any, config: LoRAConfig) -> Any:
     """Add a trainable LoRA adapter (peft) to ``model``; every base weight is frozen."""
     try:
         from peft import LoraConfig, get_peft_model
+
+        from flowsteer.director.shipped import quiet_peft
     except ImportError:
         raise MissingExtraError("peft", "train", "LoRA training") from None
     missing = [m for m in config.target_modules if not any(n.endswith(m) for n, _ in model.named_modules())]
@@ -81,7 +83,8 @@ def wrap_lora(model: Any, config: LoRAConfig) -> Any:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, peft_config)
+    with quiet_peft():
+        return get_peft_model(model, peft_config)
 
 
 def has_adapter(model: Any) -> bool:

@@ -15,10 +15,13 @@ version is bumped on purpose).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
+import warnings
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -102,6 +105,15 @@ def director_fingerprint(config: Any = None, registry: Any = None) -> str:
     return hashlib.sha256("\n\x00".join(parts).encode()).hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Around a peft wrap: peft reads transformers' deprecated ``is_gradient_checkpointing`` alias,
+    a FutureWarning about peft's code, not the user's, so it is hidden where we call peft."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
 def attach_shipped_adapter(model: Any, folder: Path | None = None) -> Any:
     """``model`` (the embedded base) as a peft model carrying the shipped adapter, switched off
     until a call asks for it by name."""
@@ -118,6 +130,7 @@ def attach_shipped_adapter(model: Any, folder: Path | None = None) -> Any:
         logger.warning("the shipped director adapter was trained on prompts/grammar %s, these are %s "
                        "(custom operators or edited prompts): it may act worse than its model card says",
                        manifest.get("fingerprint"), current)
-    peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=SHIPPED_ADAPTER, is_trainable=False)
+    with quiet_peft():
+        peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=SHIPPED_ADAPTER, is_trainable=False)
     peft_model.eval()
     return peft_model

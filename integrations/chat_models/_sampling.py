@@ -224,7 +224,9 @@ def _forward_args(model: Any) -> tuple[str, dict[str, Any]]:
     prompt position but the last)."""
     import inspect
 
-    names = inspect.signature(model.forward).parameters
+    # a peft wrapper's forward takes **kwargs: the base model's signature says which name it reads
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    names = inspect.signature(base.forward).parameters
     cache_arg = "cache" if "cache" in names else "past_key_values"
     extra = {"logits_to_keep": 1} if "logits_to_keep" in names else {}
     return cache_arg, extra
