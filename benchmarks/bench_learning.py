@@ -85,6 +85,8 @@ async def _evaluate_all(args: Any, candidates: dict[str, list[str]]) -> Path:
         kind = FAMILIES.get(name, "math")
         chosen = candidates[kind] if name in FAMILIES else [c for c in candidates["math"] if c in args.gsm8k_templates]
         for label, baseline, role in _methods(chosen, args.gsm8k_templates | args.fallbacks):
+            if label in args.skip:
+                continue
             folder = out / name / label.replace("/", "_").replace(" ", "")[:80]
             started = time.perf_counter()
             director = {"trained": embedded, "base": base_director, None: None}[role]
@@ -163,6 +165,9 @@ def main() -> None:
     p.add_argument("--gsm8k-limit", type=int, default=6, help="GSM8K test items")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip", action="append", default=[], metavar="METHOD",
+                   help="leave a method out of this run (e.g. flowsteer while its adapter still trains; "
+                        "finished methods are skipped anyway, the eval resumes)")
     p.add_argument("--from-eval", metavar="DIR", help="read finished evals from DIR instead of running them")
     args = p.parse_args()
     if args.quick:

@@ -124,7 +124,11 @@ def load_policy(model_config: ModelConfig, lora_config: LoRAConfig) -> tuple[Any
 def prepare_policy(model: Any, model_config: ModelConfig, lora_config: LoRAConfig) -> Any:
     """Apply LoRA and gradient checkpointing to an already loaded model (used for tiny test models)."""
     if model_config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5.2x renamed it activation checkpointing (the old name warns)
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()  # needed when only adapter weights require grad
