@@ -427,14 +427,14 @@ def test_cli_reports_bad_specs_as_errors(capsys):
 def test_repair_calls_stay_within_the_budget():
     long_prose = "I would first think about the problem in a lot of detail. " * 200
     model = ScriptedChatModel([], default=long_prose)
-    config = DirectorConfig(max_turns=3, context_budget=1200, max_action_tokens=64, max_repair_tokens=32,
+    config = DirectorConfig(max_turns=3, context_budget=1600, max_action_tokens=64, max_repair_tokens=32,
                             max_prompt_tokens=32, feedback_chars=5000)
     trajectory = Director(model, config=config).run(Task(QUESTION + " more" * 400), _executor())
     repairs = [t for t in trajectory.turns if t.kind == "repair"]
     assert len(repairs) == 3
     for record in trajectory.turns:
         limit = 32 if record.kind == "repair" else 64
-        assert record.context_tokens + limit <= 1200
+        assert record.context_tokens + limit <= 1600
 
 
 # -- failing director calls and wrapped models ----------------------------------------------------------
@@ -526,3 +526,51 @@ def test_episode_seconds_include_the_fallback_run():
     wall = time.perf_counter() - started
     assert trajectory.fallback is not None and trajectory.executor_usage.calls >= 6
     assert 0.25 <= trajectory.seconds <= wall  # >= 6 sequential-ish executor calls of 50 ms each
+
+
+def _with_unit_checker():
+    from flowsteer.operators import OperatorSpec, Role
+
+    registry = default_registry().copy()
+    registry.register(OperatorSpec("UnitChecker", Role.CHECKING, "Checks physical units. " * 20,
+                                   registry.get("Custom").factory))
+    return registry
+
+
+def _needs(registry, model, config) -> dict[bool, int]:
+    """Tokens the system prompt (full / compact) and a one-line turn take, plus the reply's reserve."""
+    count = token_counter(model)
+    turn = [{"role": "user", "content": "## Task (math)\n" + QUESTION + "\n" + "x" * 300}]
+    reserve = max(config.max_action_tokens, config.max_repair_tokens + 400)
+    return {compact: count([{"role": "system", "content": system_prompt(
+        registry, "math", usage_hints=False, write_prompts=False, compact=compact)}, *turn]) + reserve
+        for compact in (False, True)}
+
+
+@pytest.mark.parametrize("room", ["full", "compact"])
+def test_a_small_context_budget_never_drops_the_operator_table(room, caplog):
+    registry = _with_unit_checker()
+    model = ScriptedChatModel([], default=lambda msgs: "<action>add</action><operator>Programmer</operator>")
+    base = DirectorConfig.small_model(max_turns=4, example_turn=False)
+    needs = _needs(registry, model, base)
+    assert needs[True] + 100 < needs[False]  # the compact table is much shorter
+    budget = needs[False] + 400 if room == "full" else needs[True] + 100
+    config = DirectorConfig.small_model(max_turns=4, example_turn=False, context_budget=budget)
+    trajectory = Director(model, registry=registry, config=config).run(_task(), _executor())
+    assert len(trajectory.turns) == 4
+    for record in trajectory.turns:
+        system = record.messages[0]["content"]
+        assert record.messages[0]["role"] == "system" and record.context_tokens + 48 <= budget
+        assert all(name in system for name in registry.names()), system  # every operator, every turn
+        assert system == system_prompt(registry, "math", usage_hints=False, write_prompts=False,
+                                       compact=room == "compact")
+    assert ("operator table as one line per role" in caplog.text) is (room == "compact")
+
+
+def test_a_context_budget_too_small_for_any_prompt_says_what_it_needs():
+    registry = _with_unit_checker()
+    model = ScriptedChatModel([], default=lambda msgs: "<action>finish</action>")
+    needs = _needs(registry, model, DirectorConfig.small_model())
+    config = DirectorConfig.small_model(max_turns=2, context_budget=needs[True] - 200)
+    with pytest.raises(UserError, match=r"context_budget \d+ is too small .* at least \d+"):
+        Director(model, registry=registry, config=config).run(_task(), _executor())

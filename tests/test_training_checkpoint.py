@@ -234,7 +234,7 @@ rollout:
   group_size: 2
   max_turns: 2
   max_new_tokens: 40
-  context_budget: 768
+  context_budget: 2560
   constrain: true
   constrain_options: {{set_prompt: false, node_actions: false, max_list: 2}}
   director_options: {{max_prompt_tokens: 8, repair_attempts: 0}}

@@ -125,12 +125,14 @@ def _shrink_question(parts: BudgetParts, used: int, budget: int) -> bool:
 
 
 def _hard_cut(messages: Sequence[dict[str, str]], count: TokenCounter, budget: int) -> list[dict[str, str]]:
-    """Last resort (a system prompt alone over budget): cut the longest message until it fits."""
+    """Last resort: cut the longest message until it fits (a turn's, never the system prompt
+    while another message is left to cut: the director fits its system prompt to the budget)."""
     out = [dict(m) for m in messages]
     for _ in range(64):
         used = count(out)
         if used <= budget:
             break
-        longest = max(out, key=lambda m: len(m["content"]))
+        cuttable = [m for m in out if m["role"] != "system" and len(m["content"]) > 40] or out
+        longest = max(cuttable, key=lambda m: len(m["content"]))
         longest["content"] = truncate_middle(longest["content"], _ratio_cut(longest["content"], used, budget))
     return out

@@ -46,6 +46,7 @@ from flowsteer.tasks import Task
 __all__ = ["Director", "CanvasTarget"]
 
 logger = logging.getLogger(__name__)
+_BUDGET_WARNED: set[tuple[object, ...]] = set()
 
 CanvasTarget = Canvas | BaseChatModel | Interpreter
 """What an episode runs against: a ready canvas, or an executor (a fresh canvas is built for it)."""
@@ -119,9 +120,7 @@ class Director:
         canvas = self.make_canvas(target)
         obs = await canvas.areset(task)
         example = self._example_turn(task) if self.config.example_turn else []
-        system = system_prompt(self.registry, task.kind, template=self.config.system_prompt_file,
-                               hints=self.config.task_hints, usage_hints=self.config.usage_hints,
-                               write_prompts=self.config.write_prompts)
+        system, example = self._fitting_prompt(task, example)
         ep = _Episode(task, canvas, system, example, on_error=on_error)
         try:
             while not canvas.done and canvas.turn < self.config.max_turns:
@@ -203,11 +202,60 @@ class Director:
             kwargs.update(cfg.constraint(ep.canvas, self.registry, unwrap_model(self.model)) or {})
         return kwargs
 
-    async def _action_calls(self, ep: _Episode, obs: Observation, turn: int) -> tuple[list[_Pending], str]:
+    def _reserve(self) -> int:
+        """Tokens of the context budget kept free for the reply (and a repair turn's echo)."""
         cfg = self.config
         reserve = cfg.max_action_tokens
         if cfg.repair_attempts:
             reserve = max(reserve, cfg.max_repair_tokens + _REPAIR_ECHO_CHARS + 200)
+        return reserve
+
+    def _fitting_prompt(self, task: Task, example: list[dict[str, str]]) -> tuple[str, list[dict[str, str]]]:
+        """The system prompt and worked example of an episode, fitted to the context budget.
+
+        The operator table is never cut silently: when the full prompt and the shortest possible
+        turn do not fit, the worked example goes, then the table is listed one line per role
+        (every operator still named), each with a warning; when even that does not fit, a
+        :class:`UserError` says the budget it needs."""
+        cfg = self.config
+
+        def system(compact: bool) -> str:
+            return system_prompt(self.registry, task.kind, template=cfg.system_prompt_file, hints=cfg.task_hints,
+                                 usage_hints=cfg.usage_hints and not compact, write_prompts=cfg.write_prompts,
+                                 compact=compact)
+
+        shortest = load_template("turn.txt").format(kind=task.kind, question=task.question[:200], history="(none)",
+                                                    feedback="(none)").strip()
+
+        def need(text: str, shown: list[dict[str, str]]) -> int:
+            return self.count_tokens([{"role": "system", "content": text}, *shown,
+                                      {"role": "user", "content": shortest}])
+
+        budget = cfg.context_budget - self._reserve()
+        full = system(False)
+        if need(full, example) <= budget:
+            return full, example
+        compact = system(True)
+        for text, shown, what in ((full, [], "without its worked example"),
+                                  (compact, example, "with the operator table as one line per role"),
+                                  (compact, [], "with a one-line-per-role operator table and no worked example")):
+            if need(text, shown) <= budget:
+                key = (cfg.context_budget, what, tuple(self.registry.names()))
+                if key not in _BUDGET_WARNED:
+                    _BUDGET_WARNED.add(key)
+                    logger.warning("context_budget %d: the director's prompt runs %s (the full prompt needs %d "
+                                   "tokens)", cfg.context_budget, what, need(full, example) + self._reserve())
+                return text, shown
+        smallest = need(compact, []) + self._reserve()
+        raise UserError(
+            f"context_budget {cfg.context_budget} is too small for the director: its system prompt with "
+            f"{len(self.registry.names())} operators (one line per role) and the shortest turn need {smallest} "
+            f"tokens with the {self._reserve()} kept for the reply; raise context_budget to at least {smallest} "
+            "(or register fewer operators)")
+
+    async def _action_calls(self, ep: _Episode, obs: Observation, turn: int) -> tuple[list[_Pending], str]:
+        cfg = self.config
+        reserve = self._reserve()
         parts = BudgetParts(history=ep.history[-cfg.history_turns:],
                             omitted=max(0, len(ep.history) - cfg.history_turns),
                             feedback=shorter_feedback(obs.text, cfg.feedback_chars), question=ep.task.question)

@@ -41,8 +41,11 @@ def load_template(name: str) -> str:
     return resources.files("flowsteer.director").joinpath("prompts").joinpath(name).read_text(encoding="utf-8")
 
 
-def operator_table(registry: OperatorRegistry, *, usage_hints: bool = True) -> str:
-    """One line per operator: name, role, description and (optionally) usage hint."""
+def operator_table(registry: OperatorRegistry, *, usage_hints: bool = True, compact: bool = False) -> str:
+    """One line per operator: name, role, description and (optionally) usage hint. ``compact``:
+    one line per role naming its operators (every operator still listed, no descriptions)."""
+    if compact:
+        return "\n".join(f"- {role.value}: {_names(registry, role)}" for role in Role if registry.by_role(role))
     lines = []
     for spec in registry:
         hint = f" {spec.usage_hint.strip()}" if usage_hints and spec.usage_hint.strip() else ""
@@ -117,11 +120,13 @@ PROMPT_RULES = {
 
 
 def system_prompt(registry: OperatorRegistry, kind: str, *, template: str = "system.txt",
-                  hints: bool = True, usage_hints: bool = True, write_prompts: bool = True) -> str:
-    """The BUILDING-turn system prompt for a task kind."""
+                  hints: bool = True, usage_hints: bool = True, write_prompts: bool = True,
+                  compact: bool = False) -> str:
+    """The BUILDING-turn system prompt for a task kind (``compact``: the operator table as one
+    line per role, for context budgets the full table does not fit)."""
     actions = "\n".join(f"- {what}: {render_action(a)}" for what, a in example_actions(registry, kind))
     return load_template(template).format(
-        operators=operator_table(registry, usage_hints=usage_hints),
+        operators=operator_table(registry, usage_hints=usage_hints, compact=compact),
         actions=actions,
         hint=task_hint(kind) if hints else "",
         prompt_rule=PROMPT_RULES[write_prompts],
