@@ -165,6 +165,29 @@ def test_training_report_from_metrics(tmp_path: Path) -> None:
     assert rows[0] == "1" and rows[-1] == "60" and len(rows) == 30
 
 
+def test_training_report_shows_samples_and_operator_use_per_step(tmp_path: Path) -> None:
+    run = tmp_path / "train"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in director_metrics(2)))
+    early = {"step": 1, "family": "arithmetic", "task": "arithmetic/0/3", "workflow": "Custom -> Format",
+             "answer": "12", "reward": -0.5, "stop_reason": "max_turns"}
+    late = {"step": 2, "family": "arithmetic", "task": "arithmetic/0/4",
+            "workflow": "[Programmer, Programmer] -> ScEnsemble -> Verify ? Revise : done -> Format",
+            "answer": "42", "reward": 1.0, "stop_reason": "finish"}
+    lines = [early, early, late, late]
+    (run / "episodes.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines) + '{"step": 2, "torn')
+    html = build_report(run)
+    samples = html[html.index("id='samples'"):html.index("id='checkpoints'")]
+    usage_table = samples[:samples.index("<h3>")]
+    header = re.findall(r"<th[^>]*>([^<]+)</th>", usage_table)
+    assert header[:2] == ["step", "episodes"] and {"Custom", "Programmer", "ScEnsemble", "Verify"} <= set(header)
+    first = re.findall(r"<td[^>]*>([^<]*)</td>", usage_table)
+    usage = dict(zip(header, first, strict=False))
+    assert usage["step"] == "1" and usage["episodes"] == "2" and usage["Custom"] == "1.00"
+    assert usage["Programmer"] == "0.00"  # step 1 built no program; step 2 two per workflow
+    assert "2.00" in samples and "arithmetic/0/4" in samples and "+1.00" in samples and "finish" in samples
+
+
 @pytest.mark.slow
 def test_training_report_of_a_real_tiny_run(tmp_path: Path) -> None:
     """A real (tiny-model, toy-reward) CWRPO run: ~50 s on 2 busy cores, mostly importing torch/peft."""

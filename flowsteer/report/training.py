@@ -1,7 +1,8 @@
 """The training-run page: curves (``flowsteer.training.plot``), reward and valid-action tables, checkpoints.
 
 Reads what :class:`flowsteer.training.CWRPOTrainer` writes into ``logging.run_dir``:
-``metrics.jsonl`` (one line per step), ``config.yaml`` and ``checkpoints/step_NNNNNN/``.
+``metrics.jsonl`` (one line per step), ``episodes.jsonl`` (one line per episode: the samples and
+the operators the director used), ``config.yaml`` and ``checkpoints/step_NNNNNN/``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flowsteer.errors import MissingExtraError, UserError
 from flowsteer.report.html import Page, esc, png_data_uri, table
@@ -26,9 +27,10 @@ STEP_COLUMNS: tuple[tuple[str, str], ...] = (
 """Metrics shown in the per-step table (key, column header), when the run logged them."""
 
 _MAX_ROWS = 30
+_T = TypeVar("_T")
 
 
-def sample_rows(records: Sequence[Mapping[str, Any]], limit: int = _MAX_ROWS) -> list[Mapping[str, Any]]:
+def sample_rows(records: Sequence[_T], limit: int = _MAX_ROWS) -> list[_T]:
     """At most ``limit`` records, evenly spread, always keeping the first and the last."""
     if len(records) <= limit:
         return list(records)
@@ -107,6 +109,61 @@ def _checkpoints(run_dir: Path) -> tuple[str, int]:
     return f"<section id='checkpoints'><h2>Checkpoints</h2>{body}</section>", len(found)
 
 
+_SAMPLES_PER_STEP = 4
+
+
+def _episodes(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "episodes.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a line torn by a crash mid-write
+            continue
+    return out
+
+
+def _operators(workflow: str) -> list[str]:
+    from flowsteer.dsl import parse
+    from flowsteer.ir import OperatorNode
+
+    try:
+        parsed = parse(workflow)
+    except Exception:  # noqa: BLE001 - a record from another registry: count nothing
+        return []
+    return [ref.node.operator for ref in parsed.walk() if isinstance(ref.node, OperatorNode)]
+
+
+def _samples(episodes: Sequence[Mapping[str, Any]]) -> str:
+    """Per step: how often each operator appears in the designed workflows, and a few episodes."""
+    if not episodes:
+        return ""
+    steps = sorted({int(e.get("step", 0)) for e in episodes})
+    names: dict[str, None] = {}
+    usage: dict[int, dict[str, int]] = {}
+    for e in episodes:
+        counts = usage.setdefault(int(e.get("step", 0)), {})
+        for name in _operators(str(e.get("workflow") or "")):
+            names.setdefault(name)
+            counts[name] = counts.get(name, 0) + 1
+    per_step = {step: sum(1 for e in episodes if int(e.get("step", 0)) == step) for step in steps}
+    usage_rows = [(step, per_step[step], *(f"{usage[step].get(n, 0) / per_step[step]:.2f}" for n in names))
+                  for step in steps]
+    body = ("<p>Operators per designed workflow (mean count per episode), by step.</p>"
+            + table(("step", "episodes", *names), usage_rows, numeric=tuple(range(len(names) + 2))))
+    rows = []
+    for step in sample_rows(steps, limit=10):
+        chosen = [e for e in episodes if int(e.get("step", 0)) == step][:_SAMPLES_PER_STEP]
+        rows += [(step, e.get("family") or "", str(e.get("task", ""))[:60], e.get("workflow") or "(empty)",
+                  str(e.get("answer", ""))[:40], f"{float(e.get('reward', 0.0)):+.2f}", e.get("stop_reason", ""))
+                 for e in chosen]
+    body += ("<h3>Sample episodes</h3>"
+             + table(("step", "family", "task", "workflow", "answer", "reward", "stop"), rows, numeric=(0, 5)))
+    return f"<section id='samples'><h2>Samples</h2>{body}</section>"
+
+
 def training_page(run_dir: Path) -> Page:
     """The report of a training run folder (``metrics.jsonl`` required)."""
     from flowsteer.training.plot import read_metrics
@@ -116,7 +173,8 @@ def training_page(run_dir: Path) -> Page:
         raise UserError(f"{run_dir / 'metrics.jsonl'} has no records yet: train for at least one step")
     checkpoints, count = _checkpoints(run_dir)
     sections = [f"<section id='overview'><h2>Overview</h2>{_cards(records, count)}</section>",
-                _curves(run_dir), _steps(records), checkpoints]
+                _curves(run_dir), _steps(records), _samples(_episodes(run_dir)), checkpoints]
+    sections = [x for x in sections if x]
     config = run_dir / "config.yaml"
     if config.is_file():
         sections.append(f"<section id='config'><h2>Configuration</h2><details><summary>config.yaml</summary>"
