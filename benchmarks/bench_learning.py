@@ -159,10 +159,10 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--run", default=str(ROOT / "runs" / "director-cpu"), help="training run folder")
     p.add_argument("--out", default=str(ROOT / "runs" / "learning-eval"), help="eval results folder")
-    p.add_argument("--limit", type=int, default=12, help="tasks per dataset")
+    p.add_argument("--limit", type=int, default=8, help="tasks per dataset")
     p.add_argument("--gsm8k", default=str(ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl"),
                    help="GSM8K test file (skipped when absent)")
-    p.add_argument("--gsm8k-limit", type=int, default=6, help="GSM8K test items")
+    p.add_argument("--gsm8k-limit", type=int, default=4, help="GSM8K test items")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip", action="append", default=[], metavar="METHOD",
