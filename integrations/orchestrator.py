@@ -28,14 +28,11 @@ Keys the node writes but your state schema lacks are ignored by LangGraph: subcl
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextvars
 import copy
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated, Any, TypedDict, TypeVar
 
 from langchain_core.language_models import BaseChatModel
@@ -50,6 +47,7 @@ from flowsteer.errors import UserError
 from flowsteer.interpreter import Interpreter, NodeCache
 from flowsteer.ir import Workflow
 from flowsteer.operators.registry import OperatorRegistry
+from flowsteer.operators.runnable import run_sync
 from flowsteer.serialize import from_json, to_json
 from flowsteer.tasks import Task
 
@@ -139,17 +137,6 @@ def _task_in_mapping(value: Mapping[str, Any], task_kind: str, input_key: str) -
 def usage_dict(usage: Any) -> dict[str, int]:
     """A :class:`~flowsteer.operators.Usage` as plain data."""
     return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens, "calls": usage.calls}
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion from sync code (in a worker thread when a loop is already running)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    context = contextvars.copy_context()  # LangGraph/LangChain config travels in context variables
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(context.run, asyncio.run, coro).result()
 
 
 class Orchestration:

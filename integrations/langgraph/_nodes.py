@@ -3,8 +3,6 @@ the routers of its conditional edges, and how a node reads and writes its lane."
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -13,6 +11,7 @@ from langgraph.types import Overwrite
 
 from flowsteer.errors import UserError
 from flowsteer.interpreter import final_answer
+from flowsteer.operators.runnable import run_sync
 
 from .state import MAIN_LANE, LaneState, as_value, task_to_state
 
@@ -42,16 +41,6 @@ def write_lane(lane: str, update: LaneState) -> dict[str, Any]:
     if lane == MAIN_LANE:
         return {k: v for k, v in update.items() if k != "done"}
     return {"lanes": {lane: update}}
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from a sync node, also when the calling thread already runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 class InlineNode(Runnable[Any, Any]):
