@@ -24,7 +24,7 @@ from flowsteer.training.batch import build_batch, trajectory_rows  # noqa: E402
 from flowsteer.training.config import LossConfig  # noqa: E402
 from flowsteer.training.constrained import ConstraintReplay, Segment  # noqa: E402
 from flowsteer.training.policy import token_logprobs  # noqa: E402
-from flowsteer.training.update import UpdateSettings, fill_logprobs  # noqa: E402
+from flowsteer.training.update import UpdateSettings, accumulate_gradients, fill_logprobs  # noqa: E402
 
 TEMPERATURE = 0.8
 BUDGET = 48
@@ -110,8 +110,9 @@ def test_fill_logprobs_gap_is_zero_with_replay_and_not_without(chat, trajectorie
     gaps = {}
     for replay in (ConstraintReplay(chat.tokenizer), None):
         batch = build_batch(records, [0.5, -0.5, 1.0, -1.0], pad_token_id=chat.tokenizer.pad_token_id)
-        settings = UpdateSettings(loss=LossConfig(beta=0.0), temperature=TEMPERATURE, micro_batch_size=2,
-                                  replay=replay)
+        # two PPO epochs: the old log-probs are recomputed in their own pass, which reports the gap
+        settings = UpdateSettings(loss=LossConfig(beta=0.0, ppo_epochs=2), temperature=TEMPERATURE,
+                                  micro_batch_size=2, replay=replay)
         metrics = fill_logprobs(chat.model, batch, settings, torch.device("cpu"))
         gaps[replay is not None] = metrics["engine_logprob_gap"]
         if replay is not None:  # every sampled token of these episodes is in a constrained segment
@@ -207,3 +208,26 @@ logging: {{run_dir: "{tmp_path / 'run'}", save_every: 0, progress: false}}
             assert metrics["constrained_tokens"] > 0 and metrics["constraint_replay_fallbacks"] == 0
             assert all(v == v for v in metrics.values())  # no NaN (KL and ratio on masked rows)
     assert gaps[True] < 1e-3 < 0.05 < gaps[False]
+
+
+def test_a_single_on_policy_update_reuses_its_forward_pass_and_matches_the_recomputed_one(chat, trajectories):
+    # one epoch, one minibatch: no separate old-log-prob pass, the same gradients and the same gap
+    records = _records(trajectories)
+    replay = ConstraintReplay(chat.tokenizer)
+    results = {}
+    for epochs in (1, 2):
+        batch = build_batch(records, [0.5, -0.5, 1.0, -1.0], pad_token_id=chat.tokenizer.pad_token_id)
+        settings = UpdateSettings(loss=LossConfig(beta=0.0, ppo_epochs=epochs), temperature=TEMPERATURE,
+                                  micro_batch_size=2, replay=replay)
+        filled = fill_logprobs(chat.model, batch, settings, torch.device("cpu"))
+        assert (batch.old_logprobs is None) is (epochs == 1)
+        chat.model.zero_grad(set_to_none=True)
+        metrics = accumulate_gradients(chat.model, batch, list(range(batch.num_seqs)), settings, torch.device("cpu"))
+        grads = [p.grad.detach().clone() for p in chat.model.parameters() if p.grad is not None]
+        chat.model.zero_grad(set_to_none=True)
+        results[epochs] = (grads, {**filled, **metrics})
+    (one, m1), (two, m2) = results[1], results[2]
+    assert one and len(one) == len(two)
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(one, two, strict=True))
+    assert m1["engine_logprob_gap"] == pytest.approx(m2["engine_logprob_gap"], abs=1e-5)
+    assert m1["loss"] == pytest.approx(m2["loss"], abs=1e-6)

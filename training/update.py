@@ -35,11 +35,20 @@ def _chunks(items: Sequence[int], size: int) -> list[list[int]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+def single_on_policy_update(loss: Any) -> bool:
+    """One optimizer step on freshly recomputed log-probs (``ppo_epochs`` and ``num_minibatches``
+    1): the behaviour policy is the current one, so the update's own forward pass, detached, gives
+    the old log-probs (as TRL's GRPO does with one iteration) and a separate pass is saved."""
+    return loss.old_logprobs == "recompute" and loss.ppo_epochs == 1 and loss.num_minibatches == 1
+
+
 def fill_logprobs(model: Any, batch: PolicyBatch, settings: UpdateSettings, device: Any) -> dict[str, float]:
-    """Set ``batch.old_logprobs`` (recomputed, or the engine's) and ``batch.ref_logprobs`` (when
+    """Set ``batch.old_logprobs`` (recomputed, or the engine's; ``None`` for a
+    :func:`single_on_policy_update`, whose update fills them in) and ``batch.ref_logprobs`` (when
     beta > 0), in eval mode without gradients. Returns the engine/trainer log-prob gap."""
     import torch
 
+    on_policy = single_on_policy_update(settings.loss)
     old = torch.zeros_like(batch.engine_logprobs)  # [R, T]
     ref = torch.zeros_like(batch.engine_logprobs) if settings.loss.beta else None  # [R, T]
     was_training = model.training
@@ -50,19 +59,24 @@ def fill_logprobs(model: Any, batch: PolicyBatch, settings: UpdateSettings, devi
             sub = batch.select(seqs).to(device)
             width = sub.input_ids.shape[1]
             wanted = sub.loss_mask > 0
-            lp = token_logprobs(model, sub.input_ids, sub.attention_mask, temperature=settings.temperature,
-                                segments=sub.segments, replay=settings.replay, wanted=wanted)
-            old[rows, :width] = lp.float().cpu()
+            if not on_policy:
+                lp = token_logprobs(model, sub.input_ids, sub.attention_mask, temperature=settings.temperature,
+                                    segments=sub.segments, replay=settings.replay, wanted=wanted)
+                old[rows, :width] = lp.float().cpu()
             if ref is not None:
                 rlp = reference_logprobs(model, sub.input_ids, sub.attention_mask, temperature=settings.temperature,
                                          segments=sub.segments, replay=settings.replay, wanted=wanted)
                 ref[rows, :width] = rlp.float().cpu()
     model.train(was_training)
-    mask = batch.loss_mask
-    gap = float(((old - batch.engine_logprobs).abs() * mask).sum() / mask.sum().clamp(min=1.0))
-    batch.old_logprobs = batch.engine_logprobs.clone() if settings.loss.old_logprobs == "engine" else old
     batch.ref_logprobs = ref
-    out = {"engine_logprob_gap": gap}
+    out: dict[str, float] = {}
+    if on_policy:  # the update's own forward pass gives them (and the gap)
+        batch.old_logprobs = None
+    else:
+        mask = batch.loss_mask
+        out["engine_logprob_gap"] = float(((old - batch.engine_logprobs).abs() * mask).sum()
+                                          / mask.sum().clamp(min=1.0))
+        batch.old_logprobs = batch.engine_logprobs.clone() if settings.loss.old_logprobs == "engine" else old
     if settings.replay is not None:
         out["constrained_tokens"] = float(sum(s.length for row in batch.segments for s in row))
         out["constraint_replay_fallbacks"] = float(settings.replay.fallbacks)
@@ -84,12 +98,18 @@ def accumulate_gradients(
     tokens = float(batch.loss_mask[batch.rows_of(seqs)].sum())
     total_tokens, total_seqs = dist.all_reduce_sum([tokens, float(len(seqs))])
     sums: dict[str, float] = defaultdict(float)
+    gap_sum: float | None = None
     for micro in _chunks(seqs, settings.micro_batch_size):
         sub = batch.select(micro).to(device)
         logp = token_logprobs(model, sub.input_ids, sub.attention_mask, temperature=settings.temperature,
                               segments=sub.segments, replay=settings.replay, wanted=sub.loss_mask > 0)
+        old = sub.old_logprobs
+        if old is None:  # a single on-policy update: the old policy is this one
+            old = logp.detach()
+            gap = float(((old.float().cpu() - sub.engine_logprobs.float().cpu()).abs() * sub.loss_mask.cpu()).sum())
+            gap_sum = (gap_sum or 0.0) + gap
         loss, metrics = loss_fn(
-            logp, sub.old_logprobs, sub.advantages, sub.loss_mask,
+            logp, old, sub.advantages, sub.loss_mask,
             config=settings.loss, ref_logprobs=sub.ref_logprobs, seq_index=sub.seq_index,
             num_tokens=total_tokens, num_seqs=total_seqs,
         )
@@ -104,6 +124,8 @@ def accumulate_gradients(
                 sums[key] += value * weight
     weight = max(sums.get("tokens", 0.0), 1.0)
     out = {k: (v if k in ("tokens", "loss") else v / weight) for k, v in sums.items()}
+    if gap_sum is not None:  # per token of the loss mask, as fill_logprobs reports it
+        out["engine_logprob_gap"] = gap_sum / max(tokens, 1.0)
     return out
 
 
