@@ -10,7 +10,8 @@ Run it directly to answer one question and see each node's update stream by:
     python examples/designed_workflow.py --export designed_graph.py   # standalone module
 
 The executor is $FLOWSTEER_EXECUTOR (a backend spec: "embedded", "openai:gpt-4o-mini",
-"hf:PATH") or, unset, the shipped SimulatedExecutor fake, so importing this file needs no network.
+"hf:PATH") or, unset, the shipped SimulatedExecutor fake, so importing this file needs no network;
+the fake knows the answers of the demo questions only (any other question gets a noisy guess).
 Set $FLOWSTEER_WORKFLOW to a DSL string to serve another design.
 """
 
@@ -18,7 +19,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _offline, also when `langgraph dev` loads this file
+
+from _offline import DEMO_ANSWERS  # noqa: E402
 
 from flowsteer.dsl import parse
 from flowsteer.integrations import compile_workflow, default_executor, export_workflow
@@ -31,7 +37,8 @@ DESIGN = os.environ.get(
 )
 
 workflow = parse(DESIGN)
-graph = compile_workflow(workflow, executor=default_executor(), name="designed")
+# offline, the fake executor knows the demo questions' answers (anything else gets a noisy guess)
+graph = compile_workflow(workflow, executor=default_executor(answers=DEMO_ANSWERS), name="designed")
 
 
 def main() -> None:

@@ -180,7 +180,19 @@ def test_langgraph_json_graphs_load_offline_and_run(monkeypatch):
         module = runpy.run_path(str(examples / path), run_name="designed_workflow")
         graph = module[attr]
         assert isinstance(graph, CompiledStateGraph)
-        assert graph.invoke({"question": "What is 12 + 30?"})["answer"]
+        assert graph.invoke({"question": "What is 12 + 30?"})["answer"] == "42"  # a demo question
+
+
+def test_the_designed_example_script_prints_the_right_answer():
+    import subprocess
+    import sys
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    env = {k: v for k, v in os.environ.items() if k not in ("FLOWSTEER_EXECUTOR", "FLOWSTEER_WORKFLOW")}
+    out = subprocess.run([sys.executable, str(examples / "designed_workflow.py")], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "answer: 72"  # Natalia: 48 + 24
 
 
 def test_designed_example_serves_another_design_from_the_environment(monkeypatch):

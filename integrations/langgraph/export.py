@@ -30,12 +30,14 @@ EXECUTOR_ENV = "FLOWSTEER_EXECUTOR"
 """Environment variable naming the executor backend spec of exported graphs (see ``load_chat_model``)."""
 
 
-def default_executor() -> BaseChatModel:
+def default_executor(answers: Mapping[str, str] | None = None) -> BaseChatModel:
     """The executor exported graphs use when none is given.
 
     ``$FLOWSTEER_EXECUTOR`` is a backend spec for :func:`flowsteer.backends.load_chat_model`
     (``"embedded"``, ``"openai:gpt-4o-mini"``, ``"hf:PATH"``); unset, it is the shipped
-    :class:`~flowsteer.testing.SimulatedExecutor` fake, so the graph imports and runs offline.
+    :class:`~flowsteer.testing.SimulatedExecutor` fake, so the graph imports and runs offline. The
+    fake knows the right answer only to the questions in ``answers`` (question -> answer); to any
+    other it answers like a noisy model, wrong answers included.
     """
     spec = os.environ.get(EXECUTOR_ENV, "").strip()
     if spec:
@@ -44,7 +46,7 @@ def default_executor() -> BaseChatModel:
         return load_chat_model(spec)
     from flowsteer.testing.fakes import SimulatedExecutor
 
-    return SimulatedExecutor()
+    return SimulatedExecutor(answers=dict(answers or {}))
 
 
 def export_workflow(
