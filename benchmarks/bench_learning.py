@@ -85,7 +85,7 @@ async def _evaluate_all(args: Any, candidates: dict[str, list[str]]) -> Path:
         kind = FAMILIES.get(name, "math")
         chosen = candidates[kind] if name in FAMILIES else [c for c in candidates["math"] if c in args.gsm8k_templates]
         for label, baseline, role in _methods(chosen, args.gsm8k_templates | args.fallbacks):
-            if label in args.skip:
+            if label in args.skip or (args.only and label not in args.only):
                 continue
             folder = out / name / label.replace("/", "_").replace(" ", "")[:80]
             started = time.perf_counter()
@@ -168,6 +168,8 @@ def main() -> None:
     p.add_argument("--skip", action="append", default=[], metavar="METHOD",
                    help="leave a method out of this run (e.g. flowsteer while its adapter still trains; "
                         "finished methods are skipped anyway, the eval resumes)")
+    p.add_argument("--only", action="append", default=[], metavar="METHOD",
+                   help="run only these methods (the table still reads every finished one)")
     p.add_argument("--from-eval", metavar="DIR", help="read finished evals from DIR instead of running them")
     args = p.parse_args()
     if args.quick:
