@@ -80,22 +80,25 @@ async def _evaluate_all(args: Any, candidates: dict[str, list[str]]) -> Path:
     datasets: dict[str, list[Any]] = {f: load_dataset(f, None, limit=args.limit, split="test") for f in FAMILIES}
     if args.gsm8k and Path(args.gsm8k).is_file():
         datasets["gsm8k"] = load_dataset("gsm8k", args.gsm8k, limit=args.gsm8k_limit)
-    for name, tasks in datasets.items():
+    plan = []
+    for order, name in enumerate(datasets):
         # GSM8K (not a training family) gets the math fallback and the taught math workflow as templates
         kind = FAMILIES.get(name, "math")
         chosen = candidates[kind] if name in FAMILIES else [c for c in candidates["math"] if c in args.gsm8k_templates]
-        for label, baseline, role in _methods(chosen, args.gsm8k_templates | args.fallbacks):
-            if label in args.skip or (args.only and label not in args.only):
-                continue
-            folder = out / name / label.replace("/", "_").replace(" ", "")[:80]
-            started = time.perf_counter()
-            director = {"trained": embedded, "base": base_director, None: None}[role]
-            method_config = dataclasses.replace(config) if director is not None else None
-            summary = await aevaluate(
-                tasks, executor=embedded, director=director, baseline=baseline, concurrency=args.concurrency,
-                out_dir=folder, dataset=name, director_config=method_config, seed=args.seed, label=label,
-                cache_path=out / "calls.sqlite", executor_identity="embedded|160")
-            log(f"{name} {label}: {summary.groups[0].score:.2f} ({time.perf_counter() - started:.0f} s)")
+        plan += [(rank, order, name, *method) for rank, method in enumerate(_methods(chosen, args.first))]
+    # one method across every dataset before the next: an interrupted run has whole comparisons
+    for _, _, name, label, baseline, role in sorted(plan, key=lambda x: (x[0], x[1])):
+        if label in args.skip or (args.only and label not in args.only):
+            continue
+        folder = out / name / label.replace("/", "_").replace(" ", "")[:80]
+        started = time.perf_counter()
+        director = {"trained": embedded, "base": base_director, None: None}[role]
+        method_config = dataclasses.replace(config) if director is not None else None
+        summary = await aevaluate(
+            datasets[name], executor=embedded, director=director, baseline=baseline, concurrency=args.concurrency,
+            out_dir=folder, dataset=name, director_config=method_config, seed=args.seed, label=label,
+            cache_path=out / "calls.sqlite", executor_identity="embedded|160")
+        log(f"{name} {label}: {summary.groups[0].score:.2f} ({time.perf_counter() - started:.0f} s)")
     return out
 
 
@@ -186,6 +189,7 @@ def main() -> None:
     taught = json.loads(done.read_text()).get("best", {}) if done.is_file() else {}
     args.gsm8k_templates = {fallbacks["math"], *(dsl for fam, dsl in taught.items() if FAMILIES.get(fam) == "math")}
     args.fallbacks = set(fallbacks.values())
+    args.first = args.gsm8k_templates | args.fallbacks | set(taught.values())  # the targets' templates
     out = Path(args.from_eval) if args.from_eval else asyncio.run(_evaluate_all(args, candidates))
     table = _rows(out)
     emit("learning", {"curves": _curves(Path(args.run)), "table": table, "targets": _targets(table, fallbacks),

@@ -131,3 +131,30 @@ def test_report_marks_misses_and_failures():
     assert "| fewer calls | 2.00x | >= 3x | **MISSED** |" in text
     assert "| incremental | ok | 0/1 |" in text
     assert "Not measured: timeout" in text
+
+
+def test_learning_targets_and_family_gap_from_a_table(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_learning", BENCH / "bench_learning.py")
+    learning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning)
+
+    def row(acc, calls, finish=None, rdiv=1.0):
+        return {"n": 8, "accuracy": acc, "ci95": [0, 1], "finish_rate": finish, "rdiv1_rate": rdiv,
+                "executor_calls": calls, "turns": 5}
+
+    fallbacks = {"math": "FB-MATH", "code": "FB-CODE"}
+    table = {
+        "arithmetic": {"flowsteer": row(0.75, 6.0, 1.0), "untrained": row(0.6, 4.0, 0.0, 0.0),
+                       "template:FB-MATH": row(0.25, 8.0), "template:GOOD": row(0.75, 6.0)},
+        "simple_functions": {"flowsteer": row(0.9, 2.0, 0.9), "untrained": row(0.8, 3.0, 0.0),
+                             "template:FB-CODE": row(0.85, 3.0), "template:OTHER": row(0.9, 2.0)},
+    }
+    t = learning._targets(table, fallbacks)
+    math, code = t["arithmetic"], t["simple_functions"]
+    assert math["accuracy>=best_template"] and not math["accuracy>=untrained+0.20"]
+    assert math["calls<fallback_template"] and math["finish_rate>=0.95"] and math["rdiv1_rate>=0.90"]
+    assert math["template_gap"] == 0.5 and math["family_qualifies(gap>=0.20)"]
+    # the code family's fallback is its own kind's, and its workflows barely differ: it does not qualify
+    assert code["fallback_template_calls"] == 3.0 and not code["finish_rate>=0.95"]
+    assert code["template_gap"] == pytest.approx(0.05) and not code["family_qualifies(gap>=0.20)"]
