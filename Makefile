@@ -29,7 +29,7 @@ test-slow: venv
 	$(BIN)/python -m pytest -q -m slow
 
 demo: venv
-	$(BIN)/flowsteer run "Calculate 6 - 6." --type math --seed 0
+	$(BIN)/flowsteer run "$$(printf '%s\n%s\n%s' 'Write a Python function `combine_sum(a, b)` that returns the sum of `a` and `b` (a + b).' 'Your code should pass this test:' 'assert combine_sum(26, 1) == 27')" --type code --seed 0
 
 # The shipped director: warm start + CWRPO against the real embedded executor (<= 90 min on 2 cores).
 # Re-running it resumes the run in runs/director-cpu; `make ship-director` copies the adapter into the package.
