@@ -54,7 +54,9 @@ def fill_logprobs(model: Any, batch: PolicyBatch, settings: UpdateSettings, devi
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for seqs in _chunks(range(batch.num_seqs), settings.micro_batch_size):
+        # nothing to precompute for a single on-policy update without a KL term
+        chunks = [] if on_policy and ref is None else _chunks(range(batch.num_seqs), settings.micro_batch_size)
+        for seqs in chunks:
             rows = batch.rows_of(seqs)
             sub = batch.select(seqs).to(device)
             width = sub.input_ids.shape[1]
