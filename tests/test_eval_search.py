@@ -59,3 +59,37 @@ def test_concurrent_identical_requests_are_answered_once(tmp_path):
 
     assert asyncio.run(main()) == ["one", "one", "one"]
     assert cached.misses == 1 and len(inner.calls) == 1
+
+
+def _scores(rows):
+    from flowsteer.evaluation.search import CandidateScore
+
+    return SearchResult(tuple(CandidateScore(f, dsl, 6, r, r, div, calls) for f, dsl, r, calls, div in rows))
+
+
+ENSEMBLE = "[Programmer, Programmer] -> ScEnsemble -> Verify ? Revise : done -> Format"
+VERIFY_LOOP = "Programmer -> Verify ? Revise : done -> Verify ? Revise : done -> Format"
+TEST_LOOP = "Programmer -> Test ? Revise : done -> Test ? Revise : done -> Format"
+
+
+def test_choose_teaches_tied_families_one_skeleton_and_never_trades_reward():
+    from flowsteer.evaluation.search import skeleton
+
+    assert skeleton(VERIFY_LOOP) == skeleton(TEST_LOOP) == "Programmer -> CHECK ? Revise : done -> CHECK ? Revise : done -> Format"
+    assert skeleton(ENSEMBLE) != skeleton(VERIFY_LOOP)
+    tied = _scores([("arithmetic", ENSEMBLE, 0.5, 6.0, 1.0), ("arithmetic", VERIFY_LOOP, 0.5, 6.5, 1.0),
+                    ("code", TEST_LOOP, 1.0, 2.0, 1.0),
+                    ("code", "Programmer -> Test ? Programmer : done -> Format", 1.0, 2.0, 0.0)])
+    # the per-family best breaks the tie by calls; the shared skeleton wins the tie instead
+    assert tied.best("arithmetic").dsl == ENSEMBLE
+    assert {f: s.dsl for f, s in tied.choose().items()} == {"arithmetic": VERIFY_LOOP, "code": TEST_LOOP}
+    assert tied.choose(shared_structure=False)["arithmetic"].dsl == ENSEMBLE
+    # a better-scoring workflow is never given up for a shared one, unless within the tolerance
+    better = _scores([("arithmetic", ENSEMBLE, 0.6, 6.0, 1.0), ("arithmetic", VERIFY_LOOP, 0.5, 6.5, 1.0),
+                      ("code", TEST_LOOP, 1.0, 2.0, 1.0)])
+    assert better.choose()["arithmetic"].dsl == ENSEMBLE
+    assert better.choose(tolerance=0.15)["arithmetic"].dsl == VERIFY_LOOP
+    # a candidate that cannot release the answer term is never taught, tie or not
+    blocked = _scores([("arithmetic", ENSEMBLE, 0.5, 6.0, 1.0), ("arithmetic", VERIFY_LOOP, 0.5, 6.5, 0.5),
+                       ("code", TEST_LOOP, 1.0, 2.0, 1.0)])
+    assert blocked.choose()["arithmetic"].dsl == ENSEMBLE

@@ -265,6 +265,13 @@ class WarmStartConfig:
     """Candidate runs at once in the search. Runs on one task share their first calls (the call
     cache answers a request already in flight once), so it takes many concurrent runs to keep a
     local executor's batches full."""
+    shared_structure: bool = True
+    """Among a family's candidates that tie (within ``tie_tolerance`` of its best mean reward),
+    teach the one whose skeleton (checkers abstracted) the most families share, so the director
+    learns one action sequence and, per task kind, which checker to put in it
+    (:meth:`flowsteer.evaluation.search.SearchResult.choose`). ``false``: each family's own best."""
+    tie_tolerance: float = 0.0
+    """How far below a family's best mean reward a candidate still counts as tied (0: exact ties)."""
     demo_tasks: int = 12
     """Training tasks per family replayed as demonstrations."""
     epochs: int = 3
@@ -279,6 +286,7 @@ class WarmStartConfig:
                "warmstart.search_tasks and warmstart.demo_tasks must be >= 1")
         _check(self.epochs >= 1, f"warmstart.epochs must be >= 1, got {self.epochs}")
         _check(self.search_concurrency >= 1, "warmstart.search_concurrency must be >= 1")
+        _check(self.tie_tolerance >= 0, f"warmstart.tie_tolerance must be >= 0, got {self.tie_tolerance}")
         _check(self.lr > 0, f"warmstart.lr must be > 0, got {self.lr}")
         _check(self.micro_batch_size >= 1, "warmstart.micro_batch_size must be >= 1")
 

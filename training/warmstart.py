@@ -314,7 +314,8 @@ def run_warmstart(config: CWRPOConfig, *, model: Any, tokenizer: Any, rollout: A
         result.save(search_file)
         (folder / "search.md").write_text(result.markdown() + "\n", encoding="utf-8")
         seconds["search"] = time.perf_counter() - started
-    best = {family: result.best(family).dsl for family in result.families}
+    chosen = result.choose(registry, shared_structure=ws.shared_structure, tolerance=ws.tie_tolerance)
+    best = {family: score.dsl for family, score in chosen.items()}
     logger.info("warm start: best workflows %s", best)
 
     demo_file = folder / "demos.jsonl"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -33,7 +34,7 @@ from flowsteer.scoring import ascore
 from flowsteer.tasks import Task
 
 __all__ = ["DEFAULT_CANDIDATES", "RunScore", "CandidateScore", "SearchResult", "search_workflows",
-           "asearch_workflows", "family_of"]
+           "asearch_workflows", "family_of", "skeleton"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,18 @@ DEFAULT_CANDIDATES: Mapping[str, tuple[str, ...]] = {
 }
 """Task kind -> candidate workflows tried by default (each can release the answer term under the
 default reward: a checker, a formatter, a control structure and six operators)."""
+
+
+def skeleton(dsl: str, registry: OperatorRegistry | None = None) -> str:
+    """``dsl`` with every checking operator written ``CHECK``: the structure two families can share
+    while each keeps the checker its task kind needs (``Programmer -> CHECK ? Revise : done``)."""
+    from flowsteer.dsl import parse
+    from flowsteer.operators import Role
+
+    registry = registry or default_registry()
+    checkers = {s.name for s in registry.by_role(Role.CHECKING)}
+    canonical = parse(dsl, registry).dsl
+    return re.sub(r"[A-Za-z_][A-Za-z0-9_]*", lambda m: "CHECK" if m.group(0) in checkers else m.group(0), canonical)
 
 
 def family_of(task: Task) -> str:
@@ -119,6 +132,31 @@ class SearchResult:
                             f"{self.release_threshold}: add candidates with a checker, a formatter, a "
                             "control structure and enough operators")
         return rows[0]
+
+    def choose(self, registry: OperatorRegistry | None = None, *, shared_structure: bool = True,
+               tolerance: float = 0.0) -> dict[str, CandidateScore]:
+        """The workflow each family teaches the director: its :meth:`best`, or, with
+        ``shared_structure``, among the candidates within ``tolerance`` of that best mean reward,
+        the one whose :func:`skeleton` the most families can use.
+
+        One director learns every family at once; when two workflows score the same, teaching
+        families the same skeleton (``Programmer -> Verify ? Revise : done`` for math,
+        ``Programmer -> Test ? Revise : done`` for code) leaves it one decision per kind (which
+        checker) instead of two unrelated action sequences, which a small model learns from far
+        fewer demonstrations. It never trades reward beyond ``tolerance`` for it.
+        """
+        registry = registry or default_registry()
+        best = {family: self.best(family) for family in self.families}
+        if not shared_structure or len(best) < 2:
+            return best
+        tied = {family: [s for s in self.table(family) if s.diversity + 1e-9 >= self.release_threshold
+                         and s.reward >= best[family].reward - tolerance - 1e-9] for family in best}
+        reach: dict[str, int] = defaultdict(int)
+        for rows in tied.values():
+            for shape in {skeleton(s.dsl, registry) for s in rows}:
+                reach[shape] += 1
+        # table order (reward, then fewer calls) decides among candidates of equal reach
+        return {family: max(rows, key=lambda s: reach[skeleton(s.dsl, registry)]) for family, rows in tied.items()}
 
     def gap(self, family: str) -> float:
         """Accuracy of the best candidate minus that of the worst (how much the choice matters)."""
