@@ -31,9 +31,12 @@ class WorkflowBuilder:
     :meth:`build` raise :class:`WorkflowValidationError`.
     """
 
-    def __init__(self, workflow: Workflow | None = None, *, registry: OperatorRegistry | None = None) -> None:
+    def __init__(self, workflow: Workflow | None = None, *, registry: OperatorRegistry | None = None,
+                 kind: str | None = None) -> None:
         self._registry = registry
         self._workflow = workflow or Workflow()
+        self.kind = kind
+        """The task kind :meth:`validate` checks operators against (None: any kind)."""
 
     @property
     def registry(self) -> OperatorRegistry:
@@ -54,7 +57,7 @@ class WorkflowBuilder:
         return self._workflow
 
     def validate(self) -> list[Violation]:
-        return validate(self._workflow, self.registry)
+        return validate(self._workflow, self.registry, kind=self.kind)
 
     def build(self) -> Workflow:
         violations = self.validate()

@@ -220,12 +220,13 @@ class Interpreter:
         cache: NodeCache | None = None,
         config: RunnableConfig | None = None,
     ) -> ExecutionResult:
-        """Run ``workflow`` on ``task``. An invalid workflow (see :func:`flowsteer.validate`) raises
-        :class:`~flowsteer.errors.WorkflowValidationError` with the same violations, before any call."""
+        """Run ``workflow`` on ``task``. An invalid workflow (see :func:`flowsteer.validate`, with the
+        task's kind) raises :class:`~flowsteer.errors.WorkflowValidationError` with the same
+        violations, before any call."""
         from flowsteer.errors import WorkflowValidationError
         from flowsteer.validation import validate
 
-        violations = validate(workflow, self.registry)
+        violations = validate(workflow, self.registry, kind=task.kind)
         if violations:
             raise WorkflowValidationError(violations)
         trace: list[NodeTrace] = []

@@ -34,15 +34,21 @@ class Violation:
         return f"{where}{self.message}"
 
 
-def validate(workflow: Workflow | Chain, registry: OperatorRegistry | None = None) -> list[Violation]:
+def validate(workflow: Workflow | Chain, registry: OperatorRegistry | None = None, *,
+             kind: str | None = None) -> list[Violation]:
     """Check structure and vocabulary; return all violations (empty list = valid).
 
-    An empty workflow is valid (the canvas starts empty); finish constraints are the canvas's job.
+    With the task ``kind`` (``"math"``, ``"code"``, ...), an operator that has nothing to do on
+    that kind (:attr:`~flowsteer.operators.OperatorSpec.task_kinds`, e.g. ``Test`` outside code
+    tasks) is a ``wrong_task_kind`` violation. An empty workflow is valid (the canvas starts
+    empty); finish constraints are the canvas's job.
     """
     registry = registry or default_registry()
     steps = workflow.steps if isinstance(workflow, Workflow) else workflow
     out: list[Violation] = []
     _check_chain(steps, registry, out, inside_parallel=False, after_parallel=False)
+    if kind is not None:
+        _check_kinds(workflow if isinstance(workflow, Workflow) else Workflow(steps), registry, kind, out)
     seen: dict[str, int] = {}
     wf = workflow if isinstance(workflow, Workflow) else Workflow(steps)
     # getattr: a non-step value (already reported as not_a_step) has no id
@@ -126,6 +132,21 @@ def _check_chain(
                 out.append(Violation("not_a_step", f"{step!r} is not a workflow step (OperatorNode, "
                                      "Parallel, Conditional or Loop)"))
         previous_is_parallel = isinstance(step, Parallel)
+
+
+def _check_kinds(workflow: Workflow, registry: OperatorRegistry, kind: str, out: list[Violation]) -> None:
+    for ref in workflow.walk():
+        node = ref.node
+        spec = registry.lookup_case_insensitive(node.operator) if isinstance(node, OperatorNode) else None
+        if spec is None or spec.applies_to(kind):
+            continue
+        instead = [s.name for s in registry.by_role(spec.role) if s.applies_to(kind)]
+        out.append(Violation(
+            "wrong_task_kind",
+            f"{spec.name} works on {' and '.join(sorted(spec.task_kinds))} tasks and has nothing to "
+            f"do on a {kind} task" + (f"; use {' or '.join(instead)} instead" if instead else ""),
+            node.id,
+        ))
 
 
 def _check_operator(node: OperatorNode, registry: OperatorRegistry, out: list[Violation]) -> None:

@@ -137,7 +137,7 @@ def test_every_sampled_output_is_accepted_by_the_canvas():
            "<action>add</action><structure>parallel</structure><operators>Programmer, Custom</operators>",
            "<action>add</action><operator>ScEnsemble</operator>")
     base = canvas.workflow
-    g = action_grammar(canvas.registry, base, GrammarOptions(think_tokens=8))
+    g = action_grammar(canvas.registry, base, GrammarOptions(think_tokens=8), kind=canvas.task.kind)
     for _ in range(150):
         text = g.sample(rng)
         action = parse_action(text, canvas.registry, lenient=False)
@@ -257,3 +257,50 @@ def test_a_fourth_identical_operator_in_a_row_is_not_offered():
     assert action_grammar(default_registry(), parse("Plan -> Plan -> Custom")).matches(add_plan)
     unlimited = GrammarOptions(max_repeats=None)
     assert action_grammar(default_registry(), three, unlimited).matches(add_plan)
+
+
+def _dead_ends(automaton, budget):
+    """Every (state, tokens left) the constrained sampler can reach within ``budget`` tokens, from
+    the start, taking every allowed token (one representative token per free-text loop); returns
+    those with nothing allowed (no token, no free text, no end of sequence) and how many were seen."""
+    free_token = {}
+    start = (automaton.start(), budget)
+    seen, todo, dead = {start}, [start], []
+    while todo:
+        state, left = todo.pop()
+        allowed = automaton.allowed(state, left)
+        options = set(allowed.tokens)
+        for forbid in allowed.free:
+            if forbid not in free_token:
+                table = automaton.free_table(forbid)
+                free_token[forbid] = next(t for t in range(automaton.vocab_size) if table[t])
+            options.add(free_token[forbid])
+        if not options and not allowed.eos:
+            dead.append((state, left))
+        if left <= 1:
+            continue
+        for token in options:
+            nxt = (automaton.advance(state, token), left - 1)
+            assert nxt[0], f"an allowed token {token} led nowhere"
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return dead, len(seen)
+
+
+@pytest.mark.parametrize("dsl", ["", "Programmer", PIPELINE, "Plan -> Plan -> Plan"])
+def test_no_reachable_grammar_state_is_a_dead_end(tokenizer, dsl):
+    """The small-model director's grammar (64 new tokens, 40-token prompts, finish when allowed)
+    over real canvases: every state the sampler can reach still has a way to a complete action."""
+    from flowsteer.director import DirectorConfig
+
+    registry = default_registry()
+    constraint = DirectorConfig.small_model(constrained=True).constraint
+    workflow = parse(dsl, registry) if dsl else None
+    for finish in (True, False):
+        for kind in ("math", "code"):
+            g = action_grammar(registry, workflow, constraint.options, finish_allowed=finish, kind=kind)
+            dead, seen = _dead_ends(TokenAutomaton(g, tokenizer), constraint.max_new_tokens)
+            assert seen > 100 and not dead, (dsl, finish, kind, dead[:3])
+    # the walk does find dead ends where they exist: a budget shorter than every action
+    assert _dead_ends(TokenAutomaton(action_grammar(registry, workflow), tokenizer), 4)[0]

@@ -184,3 +184,12 @@ def test_embedded_smollm2_constrained_first_moves_are_valid():
         reply = model.invoke(MESSAGES, temperature=0.7, top_p=0.95, seed=seed, max_new_tokens=48, **kwargs)
         valid += not isinstance(parse_action(reply.content, default_registry(), lenient=False), ParseFailure)
     assert valid == 20
+
+
+def test_a_budget_no_action_fits_is_refused_with_the_fix(chat):
+    from flowsteer.constrain import GrammarProcessorFactory, action_grammar
+    from flowsteer.errors import UserError
+
+    with pytest.raises(UserError, match=r"max_new_tokens=4 cannot hold any action.*shortest takes \d+ tokens"):
+        GrammarProcessorFactory(action_grammar(), chat.tokenizer, max_new_tokens=4)
+    GrammarProcessorFactory(action_grammar(), chat.tokenizer, max_new_tokens=40)

@@ -145,7 +145,7 @@ def test_segments_follow_rows_through_select(chat, trajectories):
     assert [len(r.segments) for r in rows] == [len(s) for s in sub.segments[: len(rows)]]
 
 
-def test_a_completion_outside_its_grammar_falls_back_to_plain_logprobs(chat):
+def test_a_completion_outside_its_grammar_falls_back_to_plain_logprobs(chat, caplog):
     tok = chat.tokenizer
     spec = {"grammar": action_grammar().to_json(), "eos_ids": [tok.eos_token_id], "max_new_tokens": None}
     prompt = tok.encode("Design a workflow.", add_special_tokens=False)
@@ -159,6 +159,8 @@ def test_a_completion_outside_its_grammar_falls_back_to_plain_logprobs(chat):
         plain = token_logprobs(chat.model, ids, torch.ones_like(ids))
     assert replay.fallbacks == 1
     assert torch.equal(replayed, plain) and torch.isfinite(replayed).all()
+    # a path that left its grammar is reported as such, never as a dead end of the grammar
+    assert "leaves its recorded grammar" in caplog.text and "dead end" not in caplog.text
 
 
 def test_automata_are_cached_per_grammar(chat):

@@ -95,3 +95,50 @@ def test_validate_accepts_a_bare_chain(toy_registry):
 def test_non_integer_loop_count_is_a_violation(toy_registry):
     wf = Workflow((Loop((OperatorNode("Review"),), 2.5),))  # type: ignore[arg-type]
     assert codes(validate(wf, toy_registry)) == ["loop_count"]
+
+
+def test_an_operator_with_nothing_to_do_on_the_task_kind_is_refused_everywhere():
+    """`Test ? Programmer : done` on a math task would re-run Programmer every time (Test has no
+    program to check): validation with the kind, the interpreter, the canvas and the grammar refuse it."""
+    import asyncio
+
+    from flowsteer.canvas import Canvas
+    from flowsteer.constrain import action_grammar
+    from flowsteer.errors import WorkflowValidationError
+    from flowsteer.interpreter import Interpreter
+    from flowsteer.operators.registry import default_registry
+    from flowsteer.tasks import Task
+    from flowsteer.testing import SimulatedExecutor
+
+    registry = default_registry()
+    workflow = parse("Programmer -> Test ? Programmer : done -> Format", registry)
+    assert validate(workflow, registry) == []  # kind unknown: allowed
+    assert validate(workflow, registry, kind="code") == []
+    (problem,) = validate(workflow, registry, kind="math")
+    assert problem.code == "wrong_task_kind" and "Verify" in problem.message and "Review" in problem.message
+    math = Task("What is 2 + 3?", kind="math", answer="5")
+    executor = SimulatedExecutor({math.question: "5"}, skill=1.0)
+    with pytest.raises(WorkflowValidationError, match="nothing to do on a math task"):
+        asyncio.run(Interpreter(executor).arun(workflow, math))
+    from flowsteer.canvas import CanvasConfig
+
+    canvas = Canvas(executor, config=CanvasConfig(write_prompts=False))
+    canvas.reset(math)
+    canvas.step("<action>add</action><operator>Programmer</operator>")
+    obs, _, info = canvas.step("<action>add</action><structure>conditional</structure><condition>Test"
+                               "</condition><true>Programmer</true><false>done</false>")
+    assert not info.accepted and "nothing to do on a math task" in info.message and obs.dsl == "Programmer"
+    grammar = action_grammar(registry, canvas.workflow, kind="math").to_json()
+    assert "Test" not in grammar and "Verify" in grammar
+    assert "Test" in action_grammar(registry, canvas.workflow, kind="code").to_json()
+
+
+def test_task_kinds_must_be_a_set_of_kinds():
+    from flowsteer.errors import UserError
+    from flowsteer.operators import OperatorSpec, Role
+    from flowsteer.operators.builtins import builtin_specs
+
+    factory = builtin_specs()[0].factory
+    with pytest.raises(UserError, match="task_kinds must be a set"):
+        OperatorSpec("Checker", Role.CHECKING, "checks", factory, task_kinds="code")  # type: ignore[arg-type]
+    assert OperatorSpec("Checker", Role.CHECKING, "checks", factory, task_kinds={"code"}).applies_to("code")

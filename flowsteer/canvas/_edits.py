@@ -119,10 +119,12 @@ class Editor:
         self.registry = registry
         self.max_nodes = max_nodes
         self.max_repeats = max_repeats
+        self.kind: str | None = None
+        """The current task's kind: operators with nothing to do on it are refused (the canvas sets it)."""
 
     def with_prompt(self, workflow: Workflow, node_id: str, prompt: str) -> Workflow:
         """``workflow`` with a node's prompt replaced (the node is known to exist)."""
-        builder = WorkflowBuilder(workflow, registry=self.registry)
+        builder = WorkflowBuilder(workflow, registry=self.registry, kind=self.kind)
         builder.set_prompt(node_id, prompt)
         return builder.workflow
 
@@ -159,7 +161,7 @@ class Editor:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _edit(self, workflow: Workflow, change: Callable[[WorkflowBuilder], T]) -> tuple[Workflow, T] | str:
-        builder = WorkflowBuilder(workflow, registry=self.registry)
+        builder = WorkflowBuilder(workflow, registry=self.registry, kind=self.kind)
         try:
             value = change(builder)
         except UserError as exc:

@@ -265,6 +265,7 @@ class Canvas:
         if not isinstance(task, Task):
             raise UserError(f"Canvas.reset expects a flowsteer Task, got {type(task).__name__}")
         self._task = task
+        self._editor.kind = task.kind
         self._clear()
         self._observation = self._observe("Ready", EMPTY_CANVAS_MESSAGE, None)
         return self._observation

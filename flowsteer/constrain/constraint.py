@@ -130,7 +130,8 @@ class ActionConstraint:
         if not ids_known:  # never offer ids we could not confirm
             options = dataclasses.replace(options, node_actions=False)
         verdict = _finish_verdict(observation, workflow, registry) if options.finish == "when_allowed" else None
-        return action_grammar(registry, workflow, options, finish_allowed=verdict)
+        task = getattr(observation, "task", None)
+        return action_grammar(registry, workflow, options, finish_allowed=verdict, kind=getattr(task, "kind", None))
 
     def __call__(self, observation: Any, registry: OperatorRegistry | None, model: Any) -> Mapping[str, Any] | None:
         """The call kwargs for ``model`` plus the grammar record under

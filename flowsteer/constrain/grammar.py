@@ -197,16 +197,19 @@ def action_grammar(
     options: GrammarOptions | None = None,
     *,
     finish_allowed: bool | None = None,
+    kind: str | None = None,
 ) -> ActionGrammar:
     """The grammar of one valid BUILDING-turn output for ``workflow`` (None: the empty canvas).
 
     ``finish_allowed`` is the canvas's verdict on finishing now; it matters only with
-    ``options.finish == "when_allowed"`` (None there means "unknown" and offers finish).
+    ``options.finish == "when_allowed"`` (None there means "unknown" and offers finish). With the
+    task ``kind``, operators that have nothing to do on it (``OperatorSpec.task_kinds``) are not
+    offered, as the canvas would refuse them.
     """
     registry = registry or default_registry()
     options = options or GrammarOptions()
     workflow = workflow or Workflow()
-    specs = list(registry)
+    specs = [s for s in registry if s.applies_to(kind)]
     if not specs:
         raise UserError("the operator registry is empty; register operators before building the grammar")
     g = _Graph()
@@ -221,7 +224,7 @@ def action_grammar(
         heads.append(after_think)
     room = None if options.max_nodes is None else options.max_nodes - len(workflow.ids())
     offer_finish = options.finish == "always" or (options.finish == "when_allowed" and finish_allowed is not False)
-    targets = _Targets.of(registry, workflow) if options.node_actions else _Targets([], {}, [])
+    targets = _Targets.of(registry, workflow, kind) if options.node_actions else _Targets([], {}, [])
     for head in heads:
         _adds(g, head, final, specs, workflow, options, room)
         _edits(g, head, final, targets, options)
@@ -338,10 +341,10 @@ class _Targets:
     prompted: list[str]
 
     @classmethod
-    def of(cls, registry: OperatorRegistry, workflow: Workflow) -> _Targets:
-        deletable = [i for i in workflow.ids() if _feasible(workflow, registry, "delete", i)]
+    def of(cls, registry: OperatorRegistry, workflow: Workflow, kind: str | None = None) -> _Targets:
+        deletable = [i for i in workflow.ids() if _feasible(workflow, registry, kind, "delete", i)]
         operator_ids = [ref.node.id for ref in workflow.walk() if isinstance(ref.node, OperatorNode)]
-        modifiable = {i: [s.name for s in registry if _feasible(workflow, registry, "modify", i, s.name)]
+        modifiable = {i: [s.name for s in registry if _feasible(workflow, registry, kind, "modify", i, s.name)]
                       for i in operator_ids}
         return cls(deletable, {i: ops for i, ops in modifiable.items() if ops}, operator_ids)
 
@@ -377,11 +380,11 @@ def _edits(g: _Graph, head: int, final: int, targets: _Targets, options: Grammar
         g.edge(text, "</prompt>", final)
 
 
-def _feasible(workflow: Workflow, registry: OperatorRegistry, edit: str, *args: str) -> bool:
+def _feasible(workflow: Workflow, registry: OperatorRegistry, kind: str | None, edit: str, *args: str) -> bool:
     """Whether ``builder.<edit>(*args)`` succeeds and leaves a valid workflow (the canvas editor's test)."""
     from flowsteer.builder import WorkflowBuilder
 
-    builder = WorkflowBuilder(workflow, registry=registry)
+    builder = WorkflowBuilder(workflow, registry=registry, kind=kind)
     try:
         getattr(builder, edit)(*args)
     except UserError:

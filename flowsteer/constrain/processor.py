@@ -24,6 +24,7 @@ import torch
 
 from flowsteer.constrain.grammar import ActionGrammar
 from flowsteer.constrain.trie import Allowed, AutomatonState, TokenAutomaton
+from flowsteer.errors import UserError
 
 __all__ = [
     "GrammarLogitsProcessor",
@@ -80,10 +81,16 @@ def allowed_masks(
     *,
     max_new_tokens: int | None = None,
 ) -> torch.Tensor:
-    """``[T, width]`` boolean masks the processor applied before each of the ``T`` sampled tokens."""
+    """``[T, width]`` boolean masks the processor applied before each of the ``T`` sampled tokens
+    (all False from the first token the grammar does not allow: the ids left it there)."""
     states = automaton.replay(completion_ids)
     rows = []
     for step in range(len(completion_ids)):
+        if not states[step]:
+            # the ids left the grammar before this token (e.g. a server tokenised the output its own
+            # way): nothing of the grammar applies any more, which is not a dead end of the grammar
+            rows.append(torch.zeros(width, dtype=torch.bool))
+            continue
         remaining = None if max_new_tokens is None else max_new_tokens - step
         rows.append(allowed_mask(automaton, automaton.allowed(states[step], remaining), width))
     if not rows:
@@ -186,6 +193,13 @@ class GrammarProcessorFactory:
         self.grammar = grammar
         self.max_new_tokens = max_new_tokens
         self.automaton = TokenAutomaton(grammar, tokenizer, eos_ids=eos_ids)
+        if max_new_tokens is not None:
+            shortest = self.automaton.distance(self.automaton.roots[grammar.start]) + 1  # + the end token
+            if shortest > max_new_tokens:
+                # the only way the grammar could dead-end: no action fits the budget at all
+                raise UserError(f"max_new_tokens={max_new_tokens} cannot hold any action of this grammar: "
+                                f"the shortest takes {shortest} tokens of this tokenizer; raise the director's "
+                                "max_action_tokens (training: rollout.max_new_tokens)")
 
     def __call__(self, prompt_ids: Sequence[int], messages: Any = None) -> GrammarLogitsProcessor:
         return GrammarLogitsProcessor(self.automaton, len(prompt_ids), max_new_tokens=self.max_new_tokens)

@@ -75,6 +75,7 @@ def builtin_specs() -> list[OperatorSpec]:
             "Test", Role.CHECKING, "Runs the task's public tests on the candidate code in the sandbox; "
             "passes or fails with the error.",
             Test, inputs=("task", "input"), outputs=_CHECK_OUT, runs_code=True, tags=_BUILTIN,
+            task_kinds=frozenset({"code"}),
             usage_hint="For code tasks, after the code is written: 'Test ? Revise : done'. On math/QA "
                        "answers it has nothing to run; use Verify or Review there.",
         ),

@@ -44,6 +44,10 @@ class OperatorSpec:
     """True when the operator executes code in the sandbox (Programmer, Test)."""
     usage_hint: str = ""
     """Optional longer advice shown to the director (when to use it, what to put in its prompt)."""
+    task_kinds: frozenset[str] = field(default_factory=frozenset)
+    """The task kinds the operator has something to do on (empty: every kind). Validation with a
+    task kind refuses it elsewhere, with the reason (``Test`` runs code tests: a math answer has
+    no program, so ``Test ? Programmer : done`` would re-run Programmer on every math task)."""
     tags: frozenset[str] = field(default_factory=frozenset)
     module: str = ""
     """The module that defines the operator ("" for built-ins): exported graphs import it."""
@@ -58,6 +62,14 @@ class OperatorSpec:
             raise UserError(f"operator {self.name!r}: role must be a flowsteer.Role, got {self.role!r}")
         if not self.description.strip():
             raise UserError(f"operator {self.name!r}: give a one-line description for the director")
+        if isinstance(self.task_kinds, str) or not all(isinstance(k, str) and k for k in self.task_kinds):
+            raise UserError(f"operator {self.name!r}: task_kinds must be a set of task kinds such as "
+                            f"{{'code'}}, got {self.task_kinds!r}")
+        object.__setattr__(self, "task_kinds", frozenset(self.task_kinds))
+
+    def applies_to(self, kind: str | None) -> bool:
+        """Whether the operator has something to do on a task of ``kind`` (None: unknown, yes)."""
+        return kind is None or not self.task_kinds or kind in self.task_kinds
 
     @property
     def is_checker(self) -> bool:
