@@ -107,3 +107,62 @@ async def test_messages_stream_tags_each_model_reply_with_its_node():
     chunks = [c async for c in _graph().astream({"question": QUESTION}, stream_mode="messages")]
     assert [(message.content, meta["langgraph_node"]) for message, meta in chunks] == [
         ("42", "node_1_Custom"), ("42", "node_2_Format")]
+
+
+def _director_episode():
+    import flowsteer as fs
+    from flowsteer.director import DirectorConfig
+    from flowsteer.testing import ScriptedChatModel, SimulatedExecutor
+
+    actions = ["<action>add</action><operator>Programmer</operator>",
+               "<action>add</action><structure>conditional</structure><condition>Verify</condition>"
+               "<true>Revise</true><false>done</false>",
+               "<action>add</action><operator>Format</operator>"]
+    task = fs.Task("What is 2 + 3?", answer="5")
+    executor = SimulatedExecutor({task.question: "5"}, skill=1.0)
+    director = fs.Director(ScriptedChatModel(actions, default="<action>finish</action>"),
+                           config=DirectorConfig(write_prompts=False, max_turns=4), target=executor)
+    return director, task, executor
+
+
+def test_a_director_episode_is_one_runnable_trace_with_model_calls_and_nodes_nested():
+    from langchain_core.runnables import Runnable
+    from langchain_core.tracers.base import BaseTracer
+
+    class Tracer(BaseTracer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.roots: list[Any] = []
+
+        def _persist_run(self, run: Any) -> None:
+            self.roots.append(run)
+
+    director, task, executor = _director_episode()
+    assert isinstance(director, Runnable)
+    tracer = Tracer()
+    trajectory = director.invoke(task, {"callbacks": [tracer], "tags": ["episode"]})
+    assert trajectory.workflow.dsl == "Programmer -> Verify ? Revise : done -> Format"
+    (root,) = tracer.roots
+    assert root.name == "Flow-Director" and "episode" in root.tags
+    assert root.outputs["workflow"] == trajectory.workflow.dsl
+    kinds = [(c.run_type, c.name.split()[0]) for c in root.child_runs]
+    assert kinds.count(("llm", "ScriptedChatModel")) == len(trajectory.turns)  # every director call
+    nodes = [c for c in root.child_runs if c.run_type == "chain"]
+    assert {c.name.split()[0] for c in nodes} >= {"Programmer", "Verify", "Format"}
+    assert all(any(g.run_type == "llm" for g in c.child_runs) for c in nodes)  # executor calls nest in nodes
+
+    # the same through arun(config=...) with an explicit target, and a clear error without one
+    async def episode():
+        again = Tracer()
+        await director.arun(task, executor, config={"callbacks": [again]})
+        return again.roots
+
+    director, task, executor = _director_episode()
+    assert [r.name for r in asyncio.run(episode())] == ["Flow-Director"]
+    director.target = None
+    import pytest
+
+    from flowsteer.errors import UserError
+
+    with pytest.raises(UserError, match="needs a canvas target"):
+        director.invoke(task)

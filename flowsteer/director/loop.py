@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable, RunnableConfig
 
 from flowsteer.backends import generation_kwargs, unwrap_model
 from flowsteer.canvas import Canvas, CanvasState, Observation, parse_action, render_action
@@ -78,18 +79,28 @@ class _Episode:
     error: str | None = None
 
 
-class Director:
+class Director(Runnable[Any, Trajectory]):
     """The Flow-Director: designs a workflow for a task by editing a :class:`~flowsteer.canvas.Canvas`.
 
     >>> director = Director(load_chat_model("embedded"))             # doctest: +SKIP
     >>> trajectory = director.run("What is 12 + 30?", executor_model)  # doctest: +SKIP
     >>> trajectory.workflow.dsl, trajectory.answer                     # doctest: +SKIP
+
+    It is a LangChain :class:`~langchain_core.runnables.Runnable` too: ``director.invoke(task,
+    config)`` with the canvas target given as ``Director(model, target=executor)``, or
+    ``invoke({"task": task, "target": executor})``. Every episode (``run``, ``arun``, ``invoke``)
+    is one ``Flow-Director`` run for callback handlers and LangSmith, with the director's model
+    calls and the workflow's node runs nested under it.
     """
+
+    name: str | None = "Flow-Director"
 
     def __init__(self, model: BaseChatModel, *, registry: OperatorRegistry | None = None,
                  config: DirectorConfig | None = None,
-                 on_turn: Callable[[TurnRecord], None] | None = None) -> None:
-        """``on_turn`` is called with each record as soon as the canvas answered (live display).
+                 on_turn: Callable[[TurnRecord], None] | None = None,
+                 target: CanvasTarget | None = None) -> None:
+        """``on_turn`` is called with each record as soon as the canvas answered (live display);
+        ``target`` is the canvas (or executor) ``invoke`` uses when its input names none.
 
         A model that declares a director role (``as_director()``, e.g. the embedded model with its
         shipped trained adapter) is used in that role."""
@@ -98,25 +109,81 @@ class Director:
         self.registry = registry or default_registry()
         self.config = config or DirectorConfig()
         self.on_turn = on_turn
+        self.target = target
         self.count_tokens = token_counter(model)
 
     # -- public API ---------------------------------------------------------------------------
-    def run(self, task: Task | str, target: CanvasTarget) -> Trajectory:
-        """One episode (sync). Inside a running event loop use :meth:`arun`."""
+    def run(self, task: Task | str, target: CanvasTarget, *, config: RunnableConfig | None = None) -> Trajectory:
+        """One episode (sync). Inside a running event loop use :meth:`arun`. ``config``
+        (callbacks, tags, metadata) reaches every model call and node run of the episode."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.arun(task, target))
+            return asyncio.run(self.arun(task, target, config=config))
         raise UserError("Director.run() was called inside a running event loop; use `await director.arun(...)`")
 
-    async def arun(self, task: Task | str, target: CanvasTarget, *, on_error: OnError = "raise") -> Trajectory:
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Trajectory:
+        """Runnable entry point: ``input`` is a task (``Task``, question string or task dict) or
+        ``{"task": ..., "target": ...}``; returns the :class:`Trajectory`."""
+        task, target = self._episode_input(input)
+        return self.run(task, target, config=config)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Trajectory:
+        """Async :meth:`invoke`."""
+        task, target = self._episode_input(input)
+        return await self.arun(task, target, config=config)
+
+    def _episode_input(self, value: Any) -> tuple[Task | str, CanvasTarget]:
+        target = self.target
+        if isinstance(value, dict) and "task" in value:
+            target = value.get("target") or target
+            value = value["task"]
+        if isinstance(value, dict):
+            try:
+                value = Task(**value)
+            except TypeError as exc:
+                raise UserError(f"Director input: not a task dict ({exc}); give at least 'question'") from exc
+        if not isinstance(value, (Task, str)):
+            raise UserError(f"Director input must be a Task, a question string or {{'task': ..., 'target': ...}}, "
+                            f"got {type(value).__name__}")
+        if target is None:
+            raise UserError("Director.invoke needs a canvas target: pass Director(model, target=executor) "
+                            "or invoke({'task': task, 'target': executor})")
+        return value, target
+
+    async def arun(self, task: Task | str, target: CanvasTarget, *, on_error: OnError = "raise",
+                   config: RunnableConfig | None = None) -> Trajectory:
         """One episode: reset the canvas, take turns until it finishes, return the trajectory.
 
         ``on_error="record"``: a director call that raises ends the episode with
         ``stop_reason="error"`` and the error in :attr:`Trajectory.error` instead of raising.
+        ``config``: the episode is one run (named ``Flow-Director``) under the caller's callbacks,
+        with every director model call and workflow node run nested in it.
         """
-        started = time.perf_counter()
+        from langchain_core.callbacks.manager import AsyncCallbackManager
+        from langchain_core.runnables.config import ensure_config, patch_config, set_config_context
+        from langchain_core.runnables.utils import coro_with_context
+
         task = Task(task) if isinstance(task, str) else task
+        config = ensure_config(config)
+        manager = AsyncCallbackManager.configure(config.get("callbacks"), None, inheritable_tags=config.get("tags"),
+                                                 inheritable_metadata=config.get("metadata"))
+        run = await manager.on_chain_start(None, {"question": task.question, "kind": task.kind},
+                                           name=config.get("run_name") or self.get_name(),
+                                           run_id=config.get("run_id"))
+        child = patch_config(config, callbacks=run.get_child())
+        try:
+            with set_config_context(child) as context:
+                trajectory = await coro_with_context(self._episode(task, target, on_error), context)
+        except BaseException as exc:
+            await run.on_chain_error(exc)
+            raise
+        await run.on_chain_end({"workflow": trajectory.workflow.dsl, "answer": trajectory.answer,
+                                "stop_reason": trajectory.stop_reason, "turns": len(trajectory.turns)})
+        return trajectory
+
+    async def _episode(self, task: Task, target: CanvasTarget, on_error: OnError) -> Trajectory:
+        started = time.perf_counter()
         canvas = self.make_canvas(target)
         obs = await canvas.areset(task)
         example = self._example_turn(task) if self.config.example_turn else []
