@@ -56,6 +56,7 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None, *, smooth: i
         raise MissingExtraError("matplotlib", "train", "Plotting training curves") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     records = read_metrics(run_dir)
     if not records:
@@ -73,6 +74,7 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None, *, smooth: i
             ax.plot(xs, ys, label=key)
         ax.set_title(title)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.grid(alpha=0.3)
         if len(keys) > 1:
             ax.legend(fontsize=8)

@@ -16,6 +16,11 @@ def register(subparsers: Any) -> None:
     """Add the three training subcommands."""
     train = subparsers.add_parser(
         "train", help="train the Flow-Director with CWRPO (LoRA)",
+        epilog="Metrics go to RUN_DIR/metrics.jsonl (and a live progress line); `flowsteer plot RUN_DIR` draws "
+               "them. TensorBoard: --set logging.tensorboard=true (events in RUN_DIR/tensorboard; "
+               "`tensorboard --logdir RUN_DIR`). Weights & Biases: --set logging.wandb=true "
+               "[--set logging.wandb_project=NAME]; WANDB_MODE=offline keeps the run in RUN_DIR/wandb "
+               "(`wandb sync` uploads it later). Both need `pip install 'flowsteer[logging]'`.",
         description="Train the Flow-Director with CWRPO. Launch with torchrun for several GPUs.")
     train.add_argument("--config", required=True, help="YAML or TOML config (see training/configs/)")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of the run")
