@@ -26,6 +26,7 @@ from flowsteer.dsl import parse
 from flowsteer.integrations import compile_workflow, export_workflow
 from flowsteer.integrations.runnable import FlowSteerRunnable
 from flowsteer.ir import Workflow
+from flowsteer.scoring.math import extract_answer
 from flowsteer.serialize import from_json
 
 HERE = Path(__file__).resolve().parent
@@ -52,6 +53,11 @@ def studio_config(out: Path, module: Path) -> Path:
     return path
 
 
+def _shown(answer: str) -> str:
+    """The answer span of a workflow's output (the output itself when it has no marked answer)."""
+    return extract_answer(answer) or " ".join(answer.split())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="flowsteer_export", help="directory for the exported files")
@@ -66,13 +72,14 @@ def main() -> None:
     workflow = design(args, executor, director, max_turns)
     print(f"workflow: {workflow.dsl}")
     in_memory = compile_workflow(workflow, executor=executor).invoke({"question": args.question})["answer"]
-    print(f"in-memory graph answer: {in_memory}")
+    # a workflow without a Format step answers with its last node's full text: show the answer in it
+    print(f"in-memory graph answer: {_shown(in_memory)}")
 
     module = out / "designed_graph.py"
     module.write_text(export_workflow(workflow, "langgraph-py"), encoding="utf-8")
     exported = runpy.run_path(str(module), run_name="designed_graph")
     answer = exported["build_graph"](executor).invoke({"question": args.question})["answer"]
-    print(f"exported module: {module} (answer {answer}; matches in-memory: {answer == in_memory})")
+    print(f"exported module: {module} (answer {_shown(answer)}; matches in-memory: {answer == in_memory})")
 
     mermaid = out / "designed_graph.mmd"
     mermaid.write_text(export_workflow(workflow, "mermaid"), encoding="utf-8")

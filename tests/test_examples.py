@@ -58,6 +58,8 @@ def test_export_workflow_of_a_given_design(tmp_path: Path):
                       "--question", "What is 12 + 30?")
     assert "designed in" not in out and "workflow: Custom -> Review ? Revise : done" in out
     assert "matches in-memory: True" in out
+    # a checker workflow without Format: the answer shown is the answer, not the node's raw markup
+    assert "in-memory graph answer: 42" in out and "<answer>" not in out
     assert "node_3_Review" in (tmp_path / "designed_graph.mmd").read_text()
 
 
