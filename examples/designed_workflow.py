@@ -1,8 +1,9 @@
 """A designed FlowSteer workflow served as a LangGraph graph (for `langgraph dev` and scripts).
 
-`examples/langgraph.json` points LangGraph Studio at `graph` below:
+`examples/langgraph.json` points LangGraph Studio at `graph` below (and at the director graph of
+`director_graph.py`); from the repository root, like every example:
 
-    cd examples && langgraph dev
+    langgraph dev --config examples/langgraph.json
 
 Run it directly to answer one question and see each node's update stream by:
 

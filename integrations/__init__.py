@@ -8,6 +8,7 @@
 
 from .langgraph import (
     WorkflowInput,
+    WorkflowOutput,
     WorkflowState,
     build_state_graph,
     compile_workflow,
@@ -26,6 +27,7 @@ __all__ = [
     "task_input",
     "WorkflowState",
     "WorkflowInput",
+    "WorkflowOutput",
     "create_orchestrator_node",
     "OrchestratorState",
     "FlowSteerRunnable",

@@ -33,13 +33,14 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated, Any, TypedDict, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict  # pydantic-readable on 3.11 (the platform's /schemas)
 
 from flowsteer.canvas import Canvas, render_action
 from flowsteer.director import Director, DirectorConfig, TurnRecord

@@ -168,19 +168,35 @@ def test_cli_rejects_unknown_format(capsys):
 
 # -- the langgraph dev example -----------------------------------------------------------------
 def test_langgraph_json_graphs_load_offline_and_run(monkeypatch):
+    from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.graph.state import CompiledStateGraph
+    from langgraph.types import Command
 
-    examples = Path(__file__).resolve().parent.parent / "examples"
-    config = json.loads((examples / "langgraph.json").read_text(encoding="utf-8"))
-    assert config["graphs"] == {"designed": "./designed_workflow.py:graph"}
-    monkeypatch.delenv("FLOWSTEER_EXECUTOR", raising=False)
-    monkeypatch.delenv("FLOWSTEER_WORKFLOW", raising=False)
-    for spec in config["graphs"].values():
+    root = Path(__file__).resolve().parent.parent
+    config = json.loads((root / "examples" / "langgraph.json").read_text(encoding="utf-8"))
+    # `langgraph dev --config examples/langgraph.json` resolves graph files against the working
+    # directory: the documented command runs from the repository root, like every example
+    assert config["graphs"] == {"designed": "./examples/designed_workflow.py:graph",
+                                "director": "./examples/director_graph.py:graph"}
+    for name in ("FLOWSTEER_EXECUTOR", "FLOWSTEER_WORKFLOW", "FLOWSTEER_DIRECTOR"):
+        monkeypatch.delenv(name, raising=False)
+    graphs = {}
+    for name, spec in config["graphs"].items():
         path, attr = spec.split(":")
-        module = runpy.run_path(str(examples / path), run_name="designed_workflow")
-        graph = module[attr]
-        assert isinstance(graph, CompiledStateGraph)
-        assert graph.invoke({"question": "What is 12 + 30?"})["answer"] == "42"  # a demo question
+        graphs[name] = runpy.run_path(str(root / path), run_name=name)[attr]
+        assert isinstance(graphs[name], CompiledStateGraph)
+        assert graphs[name].get_input_jsonschema()["properties"]  # Studio's input form reads it
+    designed = graphs["designed"]
+    assert set(designed.get_input_jsonschema()["properties"]) == {"question", "task"}
+    assert "answer" in designed.get_output_jsonschema()["properties"]
+    assert "lanes" not in designed.get_output_jsonschema()["properties"]  # internal state stays inside
+    assert designed.invoke({"question": "What is 12 + 30?"})["answer"] == "42"  # a demo question
+    # the director graph interrupts with its design, then runs it when approved
+    director = graphs["director"].copy(update={"checkpointer": InMemorySaver()})
+    thread = {"configurable": {"thread_id": "t"}}
+    paused = director.invoke({"question": "What is 12 + 30?"}, thread)
+    assert "ScEnsemble" in paused["__interrupt__"][0].value["workflow"]
+    assert director.invoke(Command(resume=True), thread)["answer"] == "42"
 
 
 def test_the_designed_example_script_prints_the_right_answer():

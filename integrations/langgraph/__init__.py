@@ -1,7 +1,7 @@
 """Compile FlowSteer workflows into LangGraph graphs and export them as code, JSON or Mermaid."""
 
 from .compiler import FINALIZE_NODE, PREPARE_NODE, NodeRunner, build_state_graph, compile_workflow
-from .state import LaneState, TraceEntry, WorkflowInput, WorkflowState, task_input
+from .state import LaneState, TraceEntry, WorkflowInput, WorkflowOutput, WorkflowState, task_input
 
 __all__ = [
     "build_state_graph",
@@ -11,6 +11,7 @@ __all__ = [
     "FINALIZE_NODE",
     "WorkflowState",
     "WorkflowInput",
+    "WorkflowOutput",
     "LaneState",
     "TraceEntry",
     "task_input",

@@ -54,6 +54,7 @@ from .state import (
     REQUIRED_KEYS,
     LaneState,
     WorkflowInput,
+    WorkflowOutput,
     WorkflowState,
     as_value,
     output_key,
@@ -295,7 +296,8 @@ def build_graph_with_runner(
     _check_schema(schema)
     _check_workflow(workflow, runner.registry)
     # A user schema is also the input schema, so its own keys can be passed in.
-    graph: StateGraph = StateGraph(schema, input_schema=schema if state_schema else WorkflowInput)
+    graph: StateGraph = StateGraph(schema, input_schema=schema if state_schema else WorkflowInput,
+                                   output_schema=schema if state_schema else WorkflowOutput)
     options: dict[str, Any] = {}
     if retry_policy is not None:
         options["retry_policy"] = retry_policy

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
+
+# pydantic (LangGraph Platform's /schemas, Studio's input form) needs typing_extensions' TypedDict on 3.11
+from typing_extensions import TypedDict
 
 from flowsteer.errors import UserError
 from flowsteer.interpreter import NodeTrace
@@ -106,6 +109,22 @@ class WorkflowInput(TypedDict, total=False):
     question: str
     task: Any
     """A :class:`~flowsteer.tasks.Task` or a mapping of its fields."""
+
+
+class WorkflowOutput(TypedDict, total=False):
+    """What a run of the graph returns (its output schema): the answer and what produced it."""
+
+    question: str
+    answer: str
+    """The workflow's answer."""
+    outputs: dict[str, str]
+    """``"node_id#iteration"`` -> output, for every executed operator node."""
+    trace: list[TraceEntry]
+    """Every operator execution in completion order."""
+    feedback: str | None
+    """The most recent checker feedback."""
+    verdict: bool | None
+    loops: dict[str, int]
 
 
 class WorkflowState(TypedDict, total=False):
