@@ -13,6 +13,11 @@ burst of failures does not retry in lock-step. ``timeout`` bounds every attempt 
 cancelled and counts as a failure). Developer mistakes (:class:`~flowsteer.errors.UserError`) and
 cancellation are never retried. When every attempt failed, :class:`RetriesExhausted` is raised
 naming the attempts and each error, so the trajectory and the eval results file say what happened.
+
+The loop is tenacity's (``stop_after_attempt``, a seeded exponential wait, ``retry_if_exception``).
+It is not LangChain's ``Runnable.with_retry`` because that returns a ``RunnableRetry``, no longer a
+chat model (no ``bind``, no ``_identifying_params`` for call caches, no sampled-token metadata for
+the trainer), and it has no per-attempt timeout.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ import concurrent.futures
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -144,59 +148,71 @@ class RetryingChatModel(BaseChatModel):
             most = max(s.max_attempts_per_call, deltas.get("max_attempts_per_call", 0))
             self._stats = RetryStats(**values, max_attempts_per_call=most)
 
-    def _failed(self, exc: BaseException, attempt: int, errors: list[str]) -> bool:
-        """Record a failed, retryable attempt; True when another attempt should follow."""
-        if isinstance(exc, TimeoutError):
-            self._count(timeouts=1)
-        errors.append(_describe(exc) if str(exc) else f"TimeoutError: no reply within {self.timeout}s"
-                      if isinstance(exc, TimeoutError) else _describe(exc))
-        if attempt >= self.attempts:
-            self._count(gave_up=1, max_attempts_per_call=attempt)
-            logger.warning("giving up after %d attempt(s): %s", attempt, errors[-1])
-            return False
-        logger.info("attempt %d of %d failed (%s); retrying", attempt, self.attempts, errors[-1])
-        return True
+    # -- the retry loop is tenacity's (stop, wait and retry policies); what LangChain's
+    # ``with_retry`` lacks here: the wrapper stays a chat model (bind, caches keyed on the inner
+    # model, sampled-token metadata passed through) and every attempt can be cut off by ``timeout``.
+    def _policy(self, errors: list[str]) -> dict[str, Any]:
+        from tenacity import retry_if_exception, stop_after_attempt
+
+        def attempt_failed(state: Any) -> None:  # after each failed, retryable attempt
+            exc = state.outcome.exception()
+            if isinstance(exc, TimeoutError):
+                self._count(timeouts=1)
+            errors.append(_describe(exc) if str(exc) else f"TimeoutError: no reply within {self.timeout}s"
+                          if isinstance(exc, TimeoutError) else _describe(exc))
+            if state.attempt_number >= self.attempts:
+                self._count(gave_up=1, max_attempts_per_call=state.attempt_number)
+                logger.warning("giving up after %d attempt(s): %s", state.attempt_number, errors[-1])
+            else:
+                logger.info("attempt %d of %d failed (%s); retrying", state.attempt_number, self.attempts,
+                            errors[-1])
+
+        def give_up(state: Any) -> Any:
+            raise RetriesExhausted(state.attempt_number, errors) from state.outcome.exception()
+
+        return dict(stop=stop_after_attempt(self.attempts), wait=lambda state: self.delay(state.attempt_number),
+                    retry=retry_if_exception(self.retry_on), after=attempt_failed, retry_error_callback=give_up)
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        from tenacity import AsyncRetrying
+
         errors: list[str] = []
         self._count(calls=1)
-        for attempt in range(1, self.attempts + 1):
-            self._count(attempts=1, retries=int(attempt > 1))
-            try:
-                # the wrapped model's own _agenerate under this call's run manager: one traced run
-                call = self.inner._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
-                result = await (asyncio.wait_for(call, self.timeout) if self.timeout is not None else call)
-            except Exception as exc:  # asyncio.TimeoutError is TimeoutError on 3.11+
-                if not self.retry_on(exc):
-                    self._count(max_attempts_per_call=attempt)
+        async for attempt in AsyncRetrying(**self._policy(errors)):
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                self._count(attempts=1, retries=int(number > 1))
+                try:
+                    # the wrapped model's own _agenerate under this call's run manager: one traced run
+                    call = self.inner._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
+                    result = await (asyncio.wait_for(call, self.timeout) if self.timeout is not None else call)
+                except Exception as exc:
+                    if not self.retry_on(exc):
+                        self._count(max_attempts_per_call=number)
                     raise
-                if not self._failed(exc, attempt, errors):
-                    raise RetriesExhausted(attempt, errors) from exc
-            else:
-                self._count(max_attempts_per_call=attempt)
+                self._count(max_attempts_per_call=number)
                 return result
-            await asyncio.sleep(self.delay(attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        from tenacity import Retrying
+
         errors: list[str] = []
         self._count(calls=1)
-        for attempt in range(1, self.attempts + 1):
-            self._count(attempts=1, retries=int(attempt > 1))
-            try:
-                result = self._generate_bounded(messages, stop, run_manager, kwargs)
-            except Exception as exc:
-                if not self.retry_on(exc):
-                    self._count(max_attempts_per_call=attempt)
+        for attempt in Retrying(**self._policy(errors)):
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                self._count(attempts=1, retries=int(number > 1))
+                try:
+                    result = self._generate_bounded(messages, stop, run_manager, kwargs)
+                except Exception as exc:
+                    if not self.retry_on(exc):
+                        self._count(max_attempts_per_call=number)
                     raise
-                if not self._failed(exc, attempt, errors):
-                    raise RetriesExhausted(attempt, errors) from exc
-            else:
-                self._count(max_attempts_per_call=attempt)
+                self._count(max_attempts_per_call=number)
                 return result
-            time.sleep(self.delay(attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _generate_bounded(self, messages: list[BaseMessage], stop: list[str] | None, run_manager: Any,
