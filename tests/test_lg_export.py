@@ -224,7 +224,33 @@ def test_public_names_are_pinned():
 
     assert sorted(integrations.__all__) == sorted([
         "build_state_graph", "compile_workflow", "export_workflow", "EXPORT_FORMATS", "default_executor",
-        "task_input", "WorkflowState", "WorkflowInput",
+        "task_input", "WorkflowState", "WorkflowInput", "WorkflowOutput",
         "create_orchestrator_node", "OrchestratorState", "FlowSteerRunnable", "FlowSteerResult",
     ])
     assert integrations.EXPORT_FORMATS == ("langgraph-py", "json", "mermaid")
+
+
+def test_exported_module_is_langgraph_code_that_agrees_with_the_interpreter(tmp_path):
+    """The module builds the StateGraph itself (its shape is readable in the file) and gives the
+    interpreter's answer, per-node outputs and calls on a workflow with every structure."""
+    from flowsteer.interpreter import Interpreter
+    from flowsteer.tasks import Task
+
+    text = "Plan -> [Programmer, Custom] -> ScEnsemble -> (Verify ? Revise : done) * 2 -> Review ? Revise : done -> Format"
+    workflow = parse(text)
+    source = export_workflow(workflow, "langgraph-py")
+    calls = {n.func.attr for n in ast.walk(ast.parse(source))
+             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    assert {"add_node", "add_edge", "add_conditional_edges", "compile"} <= calls
+    assert "compile_workflow" not in source
+    for node in ("node_2_fanout", "node_2_fanin", "node_6_loop", "node_6_exit", "node_8_Verify"):
+        assert f'builder.add_node("{node}"' in source, node
+    assert 'builder.add_conditional_edges("node_8_Verify", route(), {"pass": "node_6_exit", "fail": "node_9_Revise"})' in source
+    module = load_module(tmp_path, workflow)
+    for question in ("What is 12 + 30?", "How many legs do 3 spiders have?"):
+        task = Task(question)
+        exported = module["build_graph"](SimulatedExecutor(seed=3)).invoke({"question": question})
+        reference = Interpreter(SimulatedExecutor(seed=3)).run(workflow, task)
+        assert exported["answer"] == reference.answer != ""
+        assert exported["outputs"] == {f"{node}#{i}": out for (node, i), out in reference.outputs().items()}
+        assert sorted(t["node_id"] for t in exported["trace"]) == sorted(t.node_id for t in reference.trace)

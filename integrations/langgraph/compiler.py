@@ -18,7 +18,7 @@ cache key, and the control structures map onto LangGraph constructs:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, get_type_hints
@@ -35,31 +35,13 @@ from flowsteer.operators.registry import OperatorRegistry
 from flowsteer.tasks import Task
 from flowsteer.validation import validate
 
-from ._nodes import (
-    AsyncNode,
-    InlineNode,
-    fan_in,
-    fan_out,
-    finalize,
-    join_route,
-    loop_exit,
-    loop_gate,
-    prepare,
-    read_lane,
-    route_of,
-    write_lane,
-)
+from . import steps
 from .state import (
     MAIN_LANE,
     REQUIRED_KEYS,
-    LaneState,
     WorkflowInput,
     WorkflowOutput,
     WorkflowState,
-    as_value,
-    output_key,
-    task_from_state,
-    trace_entry,
 )
 
 if TYPE_CHECKING:
@@ -120,15 +102,46 @@ class _Scope:
     """Loops whose exit step holds this node: its checker verdicts decide whether they end."""
 
 
-class _GraphCompiler:
-    """Adds the nodes and edges of one workflow to a ``StateGraph``."""
+class GraphSink(Protocol):
+    """Where :class:`_GraphCompiler` puts the graph: a ``StateGraph`` (:class:`_BuildSink`) or the
+    source text of an exported module (``export``). ``factory`` names a function of
+    :mod:`~flowsteer.integrations.langgraph.steps`; ``router`` is ``"route"`` or ``"join"``."""
+
+    def node(self, name: str, factory: str, **kwargs: Any) -> None: ...
+
+    def edge(self, start: str, end: str) -> None: ...
+
+    def branch(self, start: str, router: str, lane: str, mapping: Mapping[str, str]) -> None: ...
+
+
+class _BuildSink:
+    """Adds the nodes and edges to a ``StateGraph``, operator nodes running on ``runner``."""
 
     def __init__(self, graph: StateGraph, runner: NodeRunner, *, cache: NodeCache | None,
                  node_options: Mapping[str, Any]) -> None:
-        self.graph = graph
-        self.runner = runner
-        self.cache = cache
-        self.node_options = dict(node_options)
+        self.graph, self.runner, self.cache, self.node_options = graph, runner, cache, dict(node_options)
+
+    def node(self, name: str, factory: str, **kwargs: Any) -> None:
+        if factory == "operator_node":
+            self.graph.add_node(name, steps.operator_node(self.runner, cache=self.cache, **kwargs),
+                                **self.node_options)
+        else:
+            self.graph.add_node(name, getattr(steps, factory)(**kwargs))
+
+    def edge(self, start: str, end: str) -> None:
+        self.graph.add_edge(start, end)
+
+    def branch(self, start: str, router: str, lane: str, mapping: Mapping[str, str]) -> None:
+        targets: dict[Hashable, str] = {k: v for k, v in mapping.items()}
+        self.graph.add_conditional_edges(start, getattr(steps, router)(lane), targets)
+
+
+class _GraphCompiler:
+    """Lays out the nodes and edges of one workflow into a :class:`GraphSink`."""
+
+    def __init__(self, sink: GraphSink, registry: OperatorRegistry) -> None:
+        self.sink = sink
+        self.registry = registry
 
     # -- structure -------------------------------------------------------------------------
     def chain(self, chain: Chain, scope: _Scope, cont: _Target) -> str:
@@ -143,18 +156,16 @@ class _GraphCompiler:
         match step:
             case OperatorNode():
                 name = self.operator_node(step, scope, cont, routes=None)
-                self.graph.add_edge(name, cont.node)
+                self.sink.edge(name, cont.node)
             case Conditional(check=check, on_fail=on_fail, on_pass=on_pass):
                 name = self.operator_node(check, scope, cont, routes=not on_pass)
                 fail_entry = self.chain(on_fail, scope, cont)
                 pass_entry = self.chain(on_pass, scope, cont) if on_pass else cont.node
-                self.graph.add_conditional_edges(
-                    name, _router(route_of(scope.lane)), {"pass": pass_entry, "fail": fail_entry}
-                )
+                self.sink.branch(name, "route", scope.lane, {"pass": pass_entry, "fail": fail_entry})
             case Loop(body=body, max_iterations=count):
                 gate = f"{step.id}_loop"
                 inner = _Scope(scope.lane, (*scope.loops, step.id), scope.exits)
-                exit_at = loop_exit_index(body, self.runner.registry)
+                exit_at = loop_exit_index(body, self.registry)
                 if exit_at is None:
                     body_entry = self.chain(body, inner, _Target(gate))
                 else:  # body[:exit_at] -> exit step -> <id>_exit (leave, or go on) -> rest -> gate
@@ -166,14 +177,12 @@ class _GraphCompiler:
                     self.step(body[exit_at], _Scope(inner.lane, inner.loops, (*inner.exits, step.id)),
                               _Target(exit_node))
                     body_entry = head[0]
-                    self.graph.add_node(exit_node, InlineNode(exit_node, loop_exit(step.id, scope.lane,
-                                                                                   cont.closes_lane)))
-                    self.graph.add_conditional_edges(exit_node, _router(route_of(scope.lane)),
-                                                     {"exit": cont.node, "on": rest})
-                self.graph.add_node(gate, InlineNode(gate, loop_gate(step.id, count, scope.lane, cont.closes_lane)))
-                self.graph.add_conditional_edges(
-                    gate, _router(route_of(scope.lane)), {"again": body_entry, "exit": cont.node}
-                )
+                    self.sink.node(exit_node, "loop_exit_node", loop_id=step.id, lane=scope.lane,
+                                   closes_lane=cont.closes_lane)
+                    self.sink.branch(exit_node, "route", scope.lane, {"exit": cont.node, "on": rest})
+                self.sink.node(gate, "loop_gate_node", loop_id=step.id, count=count, lane=scope.lane,
+                               closes_lane=cont.closes_lane)
+                self.sink.branch(gate, "route", scope.lane, {"again": body_entry, "exit": cont.node})
             case Parallel(branches=branches):
                 self.parallel(step, branches, scope, cont)
             case _:
@@ -182,57 +191,31 @@ class _GraphCompiler:
     def parallel(self, step: Parallel, branches: tuple[Chain, ...], scope: _Scope, cont: _Target) -> None:
         fanout, fanin = f"{step.id}_fanout", f"{step.id}_fanin"
         lanes = [f"{step.id}.{k}" for k in range(len(branches))]
-        self.graph.add_node(fanout, InlineNode(fanout, fan_out(scope.lane, lanes)))
+        self.sink.node(fanout, "fan_out_node", parallel_id=step.id, lanes=lanes, lane=scope.lane)
         for lane, branch in zip(lanes, branches, strict=True):
             entry = self.chain(branch, _Scope(lane, scope.loops, scope.exits), _Target(fanin, closes_lane=True))
-            self.graph.add_edge(fanout, entry)
-        self.graph.add_node(fanin, InlineNode(fanin, fan_in(scope.lane, lanes, cont.closes_lane)))
-        self.graph.add_conditional_edges(fanin, _router(join_route(scope.lane)), {"next": cont.node})
+            self.sink.edge(fanout, entry)
+        self.sink.node(fanin, "fan_in_node", parallel_id=step.id, lanes=lanes, lane=scope.lane,
+                       closes_lane=cont.closes_lane)
+        self.sink.branch(fanin, "join", scope.lane, {"next": cont.node})
 
-    # -- operator nodes --------------------------------------------------------------------
     def operator_node(self, node: OperatorNode, scope: _Scope, cont: _Target, *, routes: bool | None) -> str:
         """Add one operator node. ``routes`` is None for a plain node; for a conditional's checker it
         says whether the pass route goes straight to ``cont`` (an empty ``on_pass``)."""
         name = node_name(node)
-        spec = self.runner.registry.lookup_case_insensitive(node.operator)
-        is_checker = spec is not None and spec.is_checker
-        runner, cache = self.runner, self.cache
-
-        async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-            flow = read_lane(state, scope.lane)
-            iteration = (state.get("loops") or {}).get(scope.loops[-1], 0) if scope.loops else 0
-            trace = await runner.run_node(
-                node, task_from_state(state["task"]), as_value(flow.get("value")), flow.get("feedback"),
-                cache=cache, config=config, iteration=iteration,
-            )
-            result = trace.result
-            checks = dict(flow.get("checks") or {})
-            if is_checker:  # every checker of a loop's exit step must pass for the loop to end
-                checks.update({loop: checks.get(loop, True) and result.verdict is True for loop in scope.exits})
-            update = LaneState(
-                value=result.output,
-                feedback=result.feedback if result.verdict is not None else flow.get("feedback"),
-                checks=checks,
-                verdict=result.verdict,
-            )
-            if routes is None:
-                update["done"] = cont.closes_lane
-            else:
-                update["route"] = "pass" if result.verdict is True else "fail"
-                update["done"] = cont.closes_lane and routes and result.verdict is True
-            return {
-                **write_lane(scope.lane, update),
-                "outputs": {output_key(node.id, iteration): result.output},
-                "trace": [trace_entry(trace)],
-            }
-
-        self.graph.add_node(name, AsyncNode(name, arun), **self.node_options)
+        self.sink.node(name, "operator_node", node=node, lane=scope.lane, loops=scope.loops, exits=scope.exits,
+                       closes_lane=cont.closes_lane, routes=routes)
         return name
 
-
-def _router(route: Callable[[Mapping[str, Any]], Any]) -> InlineNode:
-    """A conditional edge's router, run inline and untraced (the route it picks is in the state)."""
-    return InlineNode("route", route)
+    def workflow(self, workflow: Workflow) -> None:
+        """The whole graph: prepare -> the workflow's steps -> finalize."""
+        self.sink.node(PREPARE_NODE, "prepare_node")
+        self.sink.edge(START, PREPARE_NODE)
+        self.sink.edge(PREPARE_NODE, node_name(workflow.steps[0]) if workflow.steps else FINALIZE_NODE)
+        self.chain(workflow.steps, _Scope(), _Target(FINALIZE_NODE))
+        # Added last so that drawings list the nodes in execution order.
+        self.sink.node(FINALIZE_NODE, "finalize_node")
+        self.sink.edge(FINALIZE_NODE, END)
 
 
 def node_name(step: Step) -> str:
@@ -303,13 +286,7 @@ def build_graph_with_runner(
         options["retry_policy"] = retry_policy
     if node_timeout is not None:
         options["timeout"] = node_timeout
-    compiler = _GraphCompiler(graph, runner, cache=cache, node_options=options)
-    graph.add_node(PREPARE_NODE, InlineNode(PREPARE_NODE, prepare))
-    graph.add_edge(START, PREPARE_NODE)
-    graph.add_edge(PREPARE_NODE, compiler.chain(workflow.steps, _Scope(), _Target(FINALIZE_NODE)))
-    # Added last so that drawings list the nodes in execution order.
-    graph.add_node(FINALIZE_NODE, InlineNode(FINALIZE_NODE, finalize))
-    graph.add_edge(FINALIZE_NODE, END)
+    _GraphCompiler(_BuildSink(graph, runner, cache=cache, node_options=options), runner.registry).workflow(workflow)
     return graph
 
 

@@ -1,0 +1,121 @@
+"""The nodes and routers a compiled workflow graph is made of, as public factories.
+
+:func:`~flowsteer.integrations.langgraph.compile_workflow` builds its ``StateGraph`` from these, and
+``flowsteer export --to langgraph-py`` writes a module that calls them itself (``add_node``,
+``add_edge``, ``add_conditional_edges``), so an exported graph reads and edits like hand-written
+LangGraph. ``lane`` is the state lane a node reads and writes (``"main"``, or
+``"<parallel id>.<branch>"`` inside a parallel block); ``closes_lane`` says the node ends its
+branch; ``loops`` are the enclosing loop ids (outermost first) and ``exits`` the loops whose exit
+step holds the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from flowsteer.interpreter import NodeCache
+from flowsteer.ir import OperatorNode
+
+from ._nodes import (
+    AsyncNode,
+    InlineNode,
+    fan_in,
+    fan_out,
+    finalize,
+    join_route,
+    loop_exit,
+    loop_gate,
+    prepare,
+    read_lane,
+    route_of,
+    write_lane,
+)
+from .state import MAIN_LANE, LaneState, as_value, output_key, task_from_state, trace_entry
+
+__all__ = ["prepare_node", "finalize_node", "operator_node", "loop_gate_node", "loop_exit_node", "fan_out_node",
+           "fan_in_node", "route", "join", "MAIN_LANE"]
+
+
+def prepare_node() -> InlineNode:
+    """The first node: the task from the input, a clean slate for the run."""
+    return InlineNode("prepare", prepare)
+
+
+def finalize_node() -> InlineNode:
+    """The last node: writes ``answer``."""
+    return InlineNode("finalize", finalize)
+
+
+def operator_node(runner: Any, node: OperatorNode, *, lane: str = MAIN_LANE, loops: Sequence[str] = (),
+                  exits: Sequence[str] = (), closes_lane: bool = False, routes: bool | None = None,
+                  cache: NodeCache | None = None) -> AsyncNode:
+    """One operator run through ``runner.run_node`` (an :class:`~flowsteer.interpreter.Interpreter`:
+    the interpreter's operators, cache key and semantics). ``routes`` is None for a plain node; for
+    a conditional's checker it says whether its pass route goes straight on (an empty ``on_pass``)."""
+    spec = runner.registry.lookup_case_insensitive(node.operator)
+    is_checker = spec is not None and spec.is_checker
+    loops, exits = tuple(loops), tuple(exits)
+
+    async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        flow = read_lane(state, lane)
+        iteration = (state.get("loops") or {}).get(loops[-1], 0) if loops else 0
+        trace = await runner.run_node(
+            node, task_from_state(state["task"]), as_value(flow.get("value")), flow.get("feedback"),
+            cache=cache, config=config, iteration=iteration,
+        )
+        result = trace.result
+        checks = dict(flow.get("checks") or {})
+        if is_checker:  # every checker of a loop's exit step must pass for the loop to end
+            checks.update({loop: checks.get(loop, True) and result.verdict is True for loop in exits})
+        update = LaneState(
+            value=result.output,
+            feedback=result.feedback if result.verdict is not None else flow.get("feedback"),
+            checks=checks,
+            verdict=result.verdict,
+        )
+        if routes is None:
+            update["done"] = closes_lane
+        else:
+            update["route"] = "pass" if result.verdict is True else "fail"
+            update["done"] = closes_lane and routes and result.verdict is True
+        return {
+            **write_lane(lane, update),
+            "outputs": {output_key(node.id, iteration): result.output},
+            "trace": [trace_entry(trace)],
+        }
+
+    return AsyncNode(f"{node.id}_{node.operator}", arun)
+
+
+def loop_gate_node(loop_id: str, count: int, *, lane: str = MAIN_LANE, closes_lane: bool = False) -> InlineNode:
+    """``<loop>_loop``: another iteration (route ``again``) or, after ``count``, ``exit``."""
+    return InlineNode(f"{loop_id}_loop", loop_gate(loop_id, count, lane, closes_lane))
+
+
+def loop_exit_node(loop_id: str, *, lane: str = MAIN_LANE, closes_lane: bool = False) -> InlineNode:
+    """``<loop>_exit``: route ``exit`` when every checker of the loop's exit step passed, else ``on``."""
+    return InlineNode(f"{loop_id}_exit", loop_exit(loop_id, lane, closes_lane))
+
+
+def fan_out_node(parallel_id: str, lanes: Sequence[str], *, lane: str = MAIN_LANE) -> InlineNode:
+    """``<parallel>_fanout``: every branch lane starts from the parent lane's flow."""
+    return InlineNode(f"{parallel_id}_fanout", fan_out(lane, list(lanes)))
+
+
+def fan_in_node(parallel_id: str, lanes: Sequence[str], *, lane: str = MAIN_LANE,
+                closes_lane: bool = False) -> InlineNode:
+    """``<parallel>_fanin``: once every branch is done, their outputs (branch order) go on."""
+    return InlineNode(f"{parallel_id}_fanin", fan_in(lane, list(lanes), closes_lane))
+
+
+def route(lane: str = MAIN_LANE) -> InlineNode:
+    """The router of a conditional edge: the route the lane's last routing node chose."""
+    return InlineNode("route", route_of(lane))
+
+
+def join(lane: str = MAIN_LANE) -> InlineNode:
+    """The router after a fan-in: ``next`` once all branches are done, else nowhere (wait)."""
+    return InlineNode("route", join_route(lane))
