@@ -86,3 +86,12 @@ def test_plots_have_integer_step_ticks(tmp_path, monkeypatch):
             lo, hi = ax.get_xlim()
             ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
             assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_the_progress_line_says_where_each_step_went_and_the_run_so_far():
+    from flowsteer.cli.train import step_info
+
+    times: list[float] = []
+    step_info({"step": 1, "time_step": 230.0, "time_rollout": 200.0, "time_update": 30.0}, times)
+    line = step_info({"step": 2, "time_step": 10.0, "time_rollout": 6.0, "time_update": 4.0, "reward_mean": 0.5}, times)
+    assert "R 0.500" in line and "step 10s (rollout 6s + update 4s; mean 120s, total 240s)" in line

@@ -61,6 +61,16 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def step_info(m: dict[str, float], times: list[float]) -> str:
+    """The progress line after a step: its metrics, where its time went, and the run's times so far
+    (``times`` collects each step's seconds)."""
+    times.append(float(m.get("time_step", 0)))
+    return (f"R {m.get('reward_mean', 0):.3f}  valid {m.get('valid_action_rate', 0):.2f}  "
+            f"turns {m.get('turns', 0):.1f}  kl {m.get('kl', 0):.4f}  "
+            f"step {times[-1]:.0f}s (rollout {m.get('time_rollout', 0):.0f}s + update "
+            f"{m.get('time_update', 0):.0f}s; mean {sum(times) / len(times):.0f}s, total {sum(times):.0f}s)")
+
+
 def _train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -76,10 +86,10 @@ def _train(args: argparse.Namespace) -> int:
                         TextColumn("{task.fields[info]}"), console=console(), disable=not show)
     bar = progress.add_task("train", total=config.max_steps, info="loading")
 
+    times: list[float] = []
+
     def on_step(m: dict[str, float]) -> None:
-        info = (f"R {m.get('reward_mean', 0):.3f}  valid {m.get('valid_action_rate', 0):.2f}  "
-                f"turns {m.get('turns', 0):.1f}  kl {m.get('kl', 0):.4f}  {m.get('time_step', 0):.0f}s/step")
-        progress.update(bar, completed=int(m["step"]), info=info)
+        progress.update(bar, completed=int(m["step"]), info=step_info(m, times))
 
     with progress:
         trainer = CWRPOTrainer.from_config(config, dist=dist, on_step=on_step)
