@@ -246,7 +246,8 @@ class WarmStartConfig:
 
     1. *Search*: every candidate workflow runs on ``search_tasks`` training tasks of each family
        (``Task.source``) with the configured executor; the best per family (highest mean reward
-       among workflows that release the answer term) is kept.
+       among workflows that release the answer term) is kept, and among ties the skeleton the
+       families share (``shared_structure``).
     2. *Demonstrations*: the director replays the winner as canvas turns on ``demo_tasks`` training
        tasks per family, decoded through the real action grammar (so the tokens are exactly those
        the constrained director would sample).

@@ -7,7 +7,8 @@ gives RL a policy worth refining, with three stages that each save their output 
 
 1. **search** (``search.json``): :func:`flowsteer.evaluation.search.asearch_workflows` runs the
    candidate workflows on training tasks of each family with the run's executor and keeps the
-   winner per family;
+   winner per family (:meth:`~flowsteer.evaluation.search.SearchResult.choose`: among tied
+   candidates, the skeleton the families share, so one director learns one action sequence);
 2. **demonstrations** (``demos.jsonl``): the director plays the winner on other training tasks,
    one action per turn. Its turns are decoded through the *real* action grammar with a teacher
    that, at each step, keeps only the allowed token that continues the scripted action
