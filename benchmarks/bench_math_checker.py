@@ -9,6 +9,8 @@ yes to every true equivalence and no to every other answer. Pairs, per source fi
   for AIME's integers ``$N$``, ``N.0`` and ``\\boxed{N}`` against ``N``;
 * **negatives** (must not match): each gold against the next item's gold, where the two differ as strings.
 
+``adopted`` is what ``flowsteer.scoring`` grades with since this comparison
+(``answer_matches``: the built-in checker, and math-verify for what it does not accept).
 Reported per checker: recall on positives, false-positive rate on negatives, exceptions, mean
 microseconds per check, and the agreement of the two checkers (same verdict) -- all from one run on
 the same pairs. ``--limit`` caps the items per file.
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit  # noqa: E402
 
-from flowsteer.scoring.math import extract_answer, extract_boxed, math_equal  # noqa: E402
+from flowsteer.scoring.math import answer_matches, extract_answer, extract_boxed, math_equal  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 FILES = {"math500": DATA / "math" / "math500_test.jsonl", "math5000": DATA / "math" / "math_test_5000.jsonl",
@@ -76,6 +78,11 @@ def flowsteer_check(pred: str, gold: str) -> bool:
     return math_equal(extract_answer(pred), extract_boxed(gold) or gold)
 
 
+def adopted_check(pred: str, gold: str) -> bool:
+    """What ``flowsteer.scoring`` grades with since this comparison (``answer_matches``)."""
+    return answer_matches(pred, extract_boxed(gold) or gold)
+
+
 def math_verify_check(pred: str, gold: str) -> bool:
     from math_verify import parse, verify
 
@@ -112,22 +119,24 @@ def main() -> None:
         emit("math_checker", {"status": "skipped", "reason": "pip install math-verify"}, quick=args.quick)
         return
     report: dict[str, Any] = {"files": {}, "method": __doc__.split("\n\n")[1].replace("\n", " ")}
-    totals: dict[str, list[Any]] = {"pairs": [], "flowsteer": [], "math_verify": []}
+    totals: dict[str, list[Any]] = {"pairs": [], "flowsteer": [], "math_verify": [], "adopted": []}
     for name, path in FILES.items():
         if not path.is_file():
             continue
         data = pairs(name, _rows(path, limit))
         ours, ours_v = measure(flowsteer_check, data)
         theirs, theirs_v = measure(math_verify_check, data)
+        adopted, adopted_v = measure(adopted_check, data)
         agree = sum(a == b for a, b in zip(ours_v, theirs_v, strict=True)) / max(1, len(data))
         disagreements = [{"prediction": d[0][:160], "gold": d[1], "should_match": d[2], "flowsteer": a,
                           "math_verify": b} for d, a, b in zip(data, ours_v, theirs_v, strict=True) if a != b]
         report["files"][name] = {"pairs": len(data), "positives": sum(d[2] for d in data),
-                                 "flowsteer": ours, "math_verify": theirs, "agreement": agree,
+                                 "flowsteer": ours, "math_verify": theirs, "adopted": adopted, "agreement": agree,
                                  "disagreements_sample": disagreements[:8], "disagreements": len(disagreements)}
         totals["pairs"] += data
         totals["flowsteer"] += ours_v
         totals["math_verify"] += theirs_v
+        totals["adopted"] += adopted_v
     data = totals["pairs"]
 
     def overall(verdicts: list[bool | None]) -> dict[str, float]:
@@ -139,9 +148,10 @@ def main() -> None:
 
     ours_all, theirs_all = overall(totals["flowsteer"]), overall(totals["math_verify"])
     speed = {k: sum(f[k]["us_per_check"] * f["pairs"] for f in report["files"].values()) / max(1, len(data))
-             for k in ("flowsteer", "math_verify")}
+             for k in ("flowsteer", "math_verify", "adopted")}
     report["overall"] = {"pairs": len(data), "flowsteer": {**ours_all, "us_per_check": speed["flowsteer"]},
                          "math_verify": {**theirs_all, "us_per_check": speed["math_verify"]},
+                         "adopted": {**overall(totals["adopted"]), "us_per_check": speed["adopted"]},
                          "math_verify_over_flowsteer_time": speed["math_verify"] / max(speed["flowsteer"], 1e-9)}
     emit("math_checker", report, quick=args.quick)
 

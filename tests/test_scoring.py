@@ -299,3 +299,17 @@ def test_unfenced_reply_with_a_leading_sentence():
     reply = "Here is the solution:\ndef f(x):\n    return x + 1\n"
     assert extract_code(reply, "f") == "def f(x):\n    return x + 1"
     assert extract_code("x = 1\nprint(x)") == "x = 1\nprint(x)"
+
+
+def test_math_verify_accepts_what_the_built_in_checker_misses_and_never_a_wrong_answer():
+    pytest.importorskip("math_verify")
+    from flowsteer.scoring.math import answer_matches
+
+    # text answers and base subscripts: the built-in checker misses them, math-verify does not
+    assert not math_equal(extract_answer("$\\text{Evelyn}$"), "\\text{Evelyn}")
+    assert answer_matches("$\\text{Evelyn}$", "\\text{Evelyn}")
+    assert score(math_task("52_8"), "$52_8$").correct
+    # what only the built-in checker reads still passes; wrong answers still fail
+    assert answer_matches("1, -2", "-2, 1") and answer_matches("0.3333", "\\frac13")
+    assert not answer_matches("$53_8$", "52_8") and not answer_matches("\\text{Eve}", "\\text{Evelyn}")
+    assert not answer_matches("", "1") and not answer_matches("x^2 +", "x^2")

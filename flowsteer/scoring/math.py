@@ -26,6 +26,7 @@ __all__ = [
     "extract_answer",
     "normalize_math",
     "math_equal",
+    "answer_matches",
     "extract_choice",
     "score_math",
     "score_choice",
@@ -175,6 +176,34 @@ def _split_top_level(s: str) -> tuple[str, list[str]]:
     return pair, parts
 
 
+def answer_matches(text: str, gold: str) -> bool:
+    """Whether the answer in ``text`` equals ``gold``: the built-in checker (:func:`extract_answer`
+    and :func:`math_equal`), and math-verify for what it does not accept.
+
+    Chosen by ``benchmarks/bench_math_checker.py`` (4649 pairs from MATH-500, MATH and AIME 2025):
+    recall 1.000 against 0.992 (built-in) and 0.997 (math-verify alone), with the built-in
+    checker's false-positive rate (0.20%). math-verify reads text answers, base subscripts and
+    polynomials the built-in checker misses; the built-in one reads currency amounts, unordered
+    lists and rounded decimals math-verify refuses.
+    """
+    if not text or not text.strip() or not gold or not gold.strip():
+        return False
+    if math_equal(extract_answer(text), gold):
+        return True
+    try:
+        from math_verify import parse, verify
+    except ImportError:  # optional in minimal installs: the built-in checker alone decides
+        return False
+    try:
+        # no signal-based timeouts: graders run in worker threads too (signals are main-thread only)
+        gold_parsed = parse(gold if "$" in gold else f"${gold}$", parsing_timeout=None)  # type: ignore[arg-type]
+        text_parsed = parse(text if "$" in text or "\\boxed" in text else f"${text.strip()}$",
+                            parsing_timeout=None)  # type: ignore[arg-type]
+        return bool(gold_parsed and text_parsed and verify(gold_parsed, text_parsed, timeout_seconds=None))
+    except Exception:  # noqa: BLE001 - math-verify failing on odd input is a no, never a crash
+        return False
+
+
 def math_equal(pred: str | None, gold: str | None, *, rel_tol: float = REL_TOL) -> bool:
     """True when two final answers denote the same value (see module doc)."""
     if pred is None or gold is None or not pred.strip() or not gold.strip():
@@ -258,7 +287,7 @@ def score_math(task: Task, answer: str) -> Score:
     predicted = extract_answer(answer or "")
     for gold in task.golds:
         gold_answer = extract_boxed(gold) or gold
-        if math_equal(predicted, gold_answer):
+        if answer_matches(answer or "", gold_answer):
             return Score(1.0, True, {"extracted": predicted, "gold": gold_answer})
     return Score(0.0, False, {"extracted": predicted, "gold": task.golds[0] if task.golds else None})
 
