@@ -313,3 +313,16 @@ def test_math_verify_accepts_what_the_built_in_checker_misses_and_never_a_wrong_
     assert answer_matches("1, -2", "-2, 1") and answer_matches("0.3333", "\\frac13")
     assert not answer_matches("$53_8$", "52_8") and not answer_matches("\\text{Eve}", "\\text{Evelyn}")
     assert not answer_matches("", "1") and not answer_matches("x^2 +", "x^2")
+
+
+def test_math_verify_prints_no_timeout_notice(caplog):
+    pytest.importorskip("math_verify")
+    import math_verify.grader
+    import math_verify.parser
+
+    from flowsteer.scoring.math import answer_matches
+
+    math_verify.parser.TIMEOUT_WARNING_SHOWN = math_verify.grader.TIMEOUT_WARNING_SHOWN = False
+    with caplog.at_level("WARNING"):
+        assert answer_matches("$\\text{Evelyn}$", "\\text{Evelyn}")
+    assert "Timeout is disabled" not in caplog.text

@@ -12,6 +12,7 @@ LaTeX parser needs antlr4, which is not a dependency).
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -176,6 +177,20 @@ def _split_top_level(s: str) -> tuple[str, list[str]]:
     return pair, parts
 
 
+class _NoTimeoutNotice(logging.Filter):
+    """Drops math-verify's notice that its signal timeouts are off (we turn them off on purpose)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Timeout is disabled" not in record.getMessage()
+
+
+def _quiet_math_verify() -> None:
+    for name in ("math_verify.parser", "math_verify.grader"):
+        found = logging.getLogger(name)
+        if not any(isinstance(f, _NoTimeoutNotice) for f in found.filters):
+            found.addFilter(_NoTimeoutNotice())
+
+
 def answer_matches(text: str, gold: str) -> bool:
     """Whether the answer in ``text`` equals ``gold``: the built-in checker (:func:`extract_answer`
     and :func:`math_equal`), and math-verify for what it does not accept.
@@ -194,6 +209,7 @@ def answer_matches(text: str, gold: str) -> bool:
         from math_verify import parse, verify
     except ImportError:  # optional in minimal installs: the built-in checker alone decides
         return False
+    _quiet_math_verify()
     try:
         # no signal-based timeouts: graders run in worker threads too (signals are main-thread only)
         gold_parsed = parse(gold if "$" in gold else f"${gold}$", parsing_timeout=None)  # type: ignore[arg-type]
