@@ -122,3 +122,15 @@ def test_embedded_loads_the_trained_director_by_default_and_it_changes_the_logit
     # the executor role of the same weights is the base model, bit for bit in its choices
     assert (embedded.invoke("What is 2 + 3?", temperature=0.0).content
             == untrained.invoke("What is 2 + 3?", temperature=0.0).content)
+
+
+def test_fingerprint_moves_with_the_per_kind_grammar():
+    """Offering Test on math tasks again (a grammar only math episodes see) is a new version."""
+    import dataclasses
+
+    from flowsteer.director.shipped import director_fingerprint
+    from flowsteer.operators.registry import OperatorRegistry, default_registry
+
+    registry = OperatorRegistry(list(default_registry()))
+    registry.register(dataclasses.replace(registry.get("Test"), task_kinds=frozenset()), replace=True)
+    assert director_fingerprint(registry=registry) != director_fingerprint()

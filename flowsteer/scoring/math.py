@@ -12,6 +12,7 @@ LaTeX parser needs antlr4, which is not a dependency).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -184,11 +185,11 @@ class _NoTimeoutNotice(logging.Filter):
         return "Timeout is disabled" not in record.getMessage()
 
 
+@functools.cache
 def _quiet_math_verify() -> None:
+    """Once per process (graders call it per answer)."""
     for name in ("math_verify.parser", "math_verify.grader"):
-        found = logging.getLogger(name)
-        if not any(isinstance(f, _NoTimeoutNotice) for f in found.filters):
-            found.addFilter(_NoTimeoutNotice())
+        logging.getLogger(name).addFilter(_NoTimeoutNotice())
 
 
 def answer_matches(text: str, gold: str) -> bool:
