@@ -10,8 +10,13 @@ a user-registered operator earns credit by its role with no other edit:
 
 * ``checker``: the workflow contains an operator of role CHECKING (Verify, Test, Review, ...);
 * ``format``: it contains an operator of role FORMATTING (Format, ...);
-* ``min_ops``: it has at least ``min_operators`` operator leaves (conditional checkers and duplicates
-  included; a loop body counts once, as written);
+* ``min_ops``: it has at least ``min_operators`` operator leaves (conditional checkers included; a
+  loop body counts once, as written). A plain step that repeats the step right before it in the same
+  chain (``Format -> Format``) counts once: repeating an operator on its own output is padding, and
+  the reference reward, which counted every occurrence, paid a policy for it (a trained director
+  learned to append ``Format`` until it reached six). Repeated *conditionals* still count
+  (``Verify ? Revise : done -> Verify ? Revise : done`` is two rounds of review), as do repeats with
+  other steps between them. ``RewardConfig(count_repeats=True)`` restores the reference's count;
 * ``structure``: it has a parallel block, a conditional, **or a loop**. The reference implementation
   matched loops with a regex the DSL never printed, so loop-only workflows could never release the
   answer term (spec 13.7); here loops earn the credit.
@@ -31,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from flowsteer.errors import UserError
 from flowsteer.graph import stats
-from flowsteer.ir import Workflow
+from flowsteer.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Workflow
 from flowsteer.operators.base import Role
 from flowsteer.operators.registry import OperatorRegistry
 from flowsteer.scoring import Score, ascore, score
@@ -64,6 +69,9 @@ class RewardConfig:
     """R_answer is added only when R_div reaches this value (1.0 = full structure, as in the paper)."""
     loops_count_as_structure: bool = True
     """Loops earn the structure credit. False reproduces the reference bug 13.7 (for comparisons only)."""
+    count_repeats: bool = False
+    """Count a plain step that repeats the one before it (``Format -> Format``) toward ``min_operators``.
+    False (default) counts such a run once, so padding a workflow earns nothing; True is the reference."""
 
     def __post_init__(self) -> None:
         weights = {"checker": self.checker, "format": self.format, "min_ops": self.min_ops,
@@ -106,6 +114,7 @@ class RewardBreakdown:
     released: bool
     """True when R_div reached the release threshold, so the answer term counted."""
     operator_count: int = 0
+    """Operators counted toward ``min_operators`` (see ``RewardConfig.count_repeats``)."""
 
 
 def compute_reward(
@@ -122,7 +131,8 @@ def compute_reward(
     summary = stats(workflow, registry)  # read from the IR through the registry's roles
     checker = summary.role_counts.get(Role.CHECKING.value, 0) > 0
     fmt = summary.role_counts.get(Role.FORMATTING.value, 0) > 0
-    min_ops = summary.operator_count >= config.min_operators
+    counted = summary.operator_count if config.count_repeats else _count_without_repeats(workflow.steps)
+    min_ops = counted >= config.min_operators
     structure = summary.has_parallel or summary.has_conditional or (
         summary.has_loop and config.loops_count_as_structure
     )
@@ -140,8 +150,28 @@ def compute_reward(
         min_ops=min_ops,
         structure=structure,
         released=released,
-        operator_count=summary.operator_count,
+        operator_count=counted,
     )
+
+
+def _count_without_repeats(chain: Chain) -> int:
+    """Operator leaves of ``chain``, a plain step repeating the previous step of its chain counted once."""
+    count = 0
+    previous: str | None = None
+    for step in chain:
+        match step:
+            case OperatorNode(operator=name):
+                count += name != previous
+                previous = name
+                continue
+            case Parallel(branches=branches):
+                count += sum(_count_without_repeats(branch) for branch in branches)
+            case Conditional(check=check, on_fail=on_fail, on_pass=on_pass):
+                count += 1 + _count_without_repeats(on_fail) + _count_without_repeats(on_pass)
+            case Loop(body=body):
+                count += _count_without_repeats(body)
+        previous = None
+    return count
 
 
 def score_and_reward(

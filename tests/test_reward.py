@@ -168,3 +168,30 @@ def test_worked_examples_with_the_builtin_registry():
     assert compute_reward(loop, 0.5, registry=registry).total == pytest.approx(0.5)
     short = dsl.parse("Plan -> Verify -> Format", registry)
     assert compute_reward(short, 1.0, registry=registry).total == pytest.approx(-0.6)
+
+
+def test_padding_with_a_repeated_step_earns_nothing(toy_registry):
+    # Programmer -> (Verify ? Revise : done) -> Format -> Format -> Format: the reference counted 6
+    # operators and released the answer; repeating Format on its own output is padding, counted once.
+    padded = build(toy_registry, "Programmer", ("cond", "Verify", ["Revise"]), "Format", "Format", "Format")
+    r = compute_reward(padded, 1.0, registry=toy_registry)
+    assert r.operator_count == 4
+    assert not r.min_ops and not r.released
+    assert r.total == pytest.approx(-0.2)
+    reference = compute_reward(padded, 1.0, registry=toy_registry, config=RewardConfig(count_repeats=True))
+    assert reference.operator_count == 6 and reference.released and reference.total == pytest.approx(1.0)
+
+
+def test_repeated_rounds_and_separated_repeats_still_count(toy_registry):
+    # Two review rounds are two conditionals (real work), and a repeat with a step between counts.
+    rounds = build(toy_registry, "Programmer", ("cond", "Verify", ["Revise"]), ("cond", "Verify", ["Revise"]),
+                   "Format")
+    assert compute_reward(rounds, 1.0, registry=toy_registry).operator_count == 6
+    separated = build(toy_registry, "Programmer", "Format", "Programmer", ("cond", "Verify", ["Revise"]),
+                      "Format")
+    assert compute_reward(separated, 1.0, registry=toy_registry).operator_count == 6
+    # Inside a branch and a loop body the same rule holds, per chain.
+    nested = build(toy_registry, ("par", ["Programmer", "Programmer"]), ("loop", ["Review", "Review", "Revise"], 2))
+    assert compute_reward(nested, 1.0, registry=toy_registry).operator_count == 4
+    assert compute_reward(nested, 1.0, registry=toy_registry,
+                          config=RewardConfig(count_repeats=True)).operator_count == 5
