@@ -360,7 +360,8 @@ def env():
         mp.setenv("OPENAI_API_KEY", SECRET)
         mp.setenv("FLOWSTEER_ADVERSARIAL_SECRET", SECRET)
         limits = SandboxLimits(timeout_s=TIMEOUT, memory_mb=256, max_processes=24)
-        boxes = {"process": Sandbox(limits, mode="process")}
+        boxes = {"process": Sandbox(limits, mode="process"),
+                 "exec": Sandbox(limits, mode="process", launcher="exec")}
         if shutil.which("bwrap"):
             with contextlib.suppress(UserError):
                 bwrap = Sandbox(limits, mode="bwrap")
@@ -399,7 +400,9 @@ def _canary_digest() -> tuple[str, int]:
 
 
 # Under bubblewrap every attack except the plain CPU burners (nothing mode-specific to learn there).
-CASES = [("process", a) for a in ATTACKS] + [("bwrap", a) for a in ATTACKS if a.statuses != TIMEOUT_ONLY]
+# "process" runs fork from the fork server where it works here; "exec" starts each run's python.
+CASES = ([("process", a) for a in ATTACKS] + [("exec", a) for a in ATTACKS]
+         + [("bwrap", a) for a in ATTACKS if a.statuses != TIMEOUT_ONLY])
 
 
 @pytest.mark.parametrize(("mode", "attack"), CASES, ids=[f"{m}-{a.name}" for m, a in CASES])

@@ -413,6 +413,13 @@ def _fork_tree(status_fd, entered, supervise):
 
 def main():
     config = eval(sys.argv[1], {"__builtins__": {}})  # our own literal: no json import per run
+    if config.get("forkserver"):
+        _forkserver(config)
+    _run(config)
+
+
+def _run(config):
+    """Everything from the privilege drop to the program's exit (never returns)."""
     if config["drop"] is not None:
         _drop_privileges(config["drop"])
         if config["exec"]:
@@ -435,7 +442,7 @@ def main():
                         and entered & CLONE_NEWNS != 0})
     if config["guard_network"] and not entered & CLONE_NEWNET:
         _guard_network()
-    sys.path.extend(config["path"])
+    sys.path.extend(path for path in config["path"] if path not in sys.path)
     for name in config["preload"]:
         try:
             __import__(name)
@@ -475,6 +482,130 @@ def main():
         except (AttributeError, ValueError):
             pass
     _run_program(programs, status_fd, probes, encoder)
+
+
+# -- the fork server ---------------------------------------------------------------------------
+# One clean interpreter per library process, started once, that never runs untrusted code: it
+# imports what every run needs, then forks one child per run on request. Each child goes through
+# exactly the steps above (privilege drop, namespaces, private filesystem, limits, supervisor) and
+# runs one program, so a run costs a fork instead of an interpreter start-up and its imports.
+def _forkserver(config):
+    import select
+    import signal
+    import socket
+
+    sock = socket.socket(fileno=config["socket_fd"])
+    sys.path.extend(config["path"])
+    for name in config["preload"]:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    _libc()  # ctypes and libc, loaded once for every child
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_read, False)
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    poller.register(wake_read, select.POLLIN)
+    while True:
+        for fd, _ in poller.poll():
+            if fd == wake_read:
+                try:
+                    while os.read(wake_read, 512):
+                        pass
+                except OSError:
+                    pass
+                _reap_children(sock)
+                continue
+            try:
+                message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 8)
+            except OSError:
+                os._exit(0)
+            if not message:
+                os._exit(0)  # the library is gone; its runs' control pipes closed with it
+            run = eval(message.decode("utf-8"), {"__builtins__": {}})
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                for handle in fds:
+                    os.close(handle)
+                sock.send(repr(("failed", 0, str(exc))).encode())
+                continue
+            if pid == 0:
+                _forked_child(run, fds, (sock.fileno(), wake_read, wake_write), signal)
+            for handle in fds:
+                os.close(handle)
+            sock.send(repr(("forked", pid, 0)).encode())
+
+
+def _reap_children(sock):
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        sock.send(repr(("exit", pid, os.waitstatus_to_exitcode(status))).encode())
+
+
+def _forked_child(run, fds, server_fds, signal):
+    """In the fork server's child: leave the server's state behind, then run one program."""
+    try:
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        for handle in server_fds:  # the program must never reach the server
+            os.close(handle)
+        out, err, status_fd, control_fd = fds
+        os.dup2(out, 1)
+        os.dup2(err, 2)
+        keep = {0, 1, 2, status_fd, control_fd}
+        for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else ():
+            if int(name) not in keep:
+                try:
+                    os.close(int(name))
+                except OSError:
+                    pass
+        os.setsid()
+        _mark(run["run_id"])
+        os.chdir(run["workdir"])
+        os.environ.clear()
+        os.environ.update(run["env"])
+        _run(dict(run["config"], status_fd=status_fd, control_fd=control_fd))
+    except BaseException as exc:
+        try:
+            _report(fds[2], {"event": "error", "type": "SandboxError",
+                             "message": "fork server child failed: " + _safe_str(exc)})
+        finally:
+            os._exit(75)
+    os._exit(75)
+
+
+def _mark(run_id):
+    """Write this run's id into the environment block the kernel shows as /proc/<pid>/environ
+    (the server's block holds a placeholder of the same length), so the reaper finds this process
+    and whatever it starts by the same marker as an exec'd run."""
+    try:
+        with open("/proc/self/environ", "rb") as fh:
+            block = fh.read()
+        with open("/proc/self/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        env_start = int(fields[47])  # field 50 of stat(5); fields[0] is field 3
+        key = b"FLOWSTEER_SANDBOX="
+        offset = block.index(key) + len(key)
+        end = block.index(b"\0", offset)
+        value = run_id.encode()[: end - offset]
+        import ctypes
+
+        ctypes.memmove(env_start + offset, value + b"\0" * (end - offset - len(value)), end - offset)
+    except (OSError, ValueError, IndexError):
+        pass
 
 
 main()

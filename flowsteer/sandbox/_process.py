@@ -40,6 +40,7 @@ from importlib import resources
 from typing import IO, Literal
 
 from flowsteer.sandbox._cleanup import MARKER_VAR, cleanup, killpg, reap, remove_tree
+from flowsteer.sandbox._forkserver import Forked, server_for
 from flowsteer.sandbox._result import Outcome
 from flowsteer.sandbox._types import SandboxLimits
 from flowsteer.sandbox._verdict import ENCODER_SOURCE
@@ -71,6 +72,14 @@ class Features:
     """Run each program under a fresh uid (the library runs as root)."""
     namespaces: int = 0
     """``unshare`` flags the bootstrap applies (process mode only)."""
+    launcher: Literal["exec", "forkserver"] = "exec"
+    """How a run's interpreter starts: ``exec`` (a fresh ``python -I``) or ``forkserver`` (forked
+    from a clean pre-started interpreter, :mod:`._forkserver`; process mode only)."""
+
+    @property
+    def backend(self) -> str:
+        """What runs the programs, as results report it: ``bwrap``, ``process`` or ``process+forkserver``."""
+        return "process+forkserver" if self.mode == "process" and self.launcher == "forkserver" else self.mode
 
 
 @dataclass
@@ -78,10 +87,10 @@ class RunHandle:
     """Lets another thread (an async caller being cancelled) kill a run early."""
 
     cancelled: bool = False
-    _proc: subprocess.Popen | None = None
+    _proc: subprocess.Popen | Forked | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def attach(self, proc: subprocess.Popen) -> None:
+    def attach(self, proc: subprocess.Popen | Forked) -> None:
         with self._lock:
             self._proc = proc
             if self.cancelled:
@@ -202,15 +211,39 @@ def world_writable() -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def _interpreter() -> list[str]:
+    """``python -I -S -c <stub> <bootstrap>``; the configuration literal comes last."""
+    return [sys.executable, "-I", "-S", "-c", _STUB, _bootstrap_code()]
+
+
 def _command(
     limits: SandboxLimits, features: Features, uid: int | None, workdir: str, fds: dict[str, int], spare: bool
 ) -> list[str]:
     """``python -I -S -c <bootstrap> <config>``, wrapped for bubblewrap and the uid drop as needed."""
     bwrap = features.bwrap if features.mode == "bwrap" else None
+    config = _run_config(limits, features, uid, fds, spare)
+    # -S: ``site`` would process every .pth file (an editable install's finder alone costs ~35 ms
+    # per start); the bootstrap adds the site-packages directories to sys.path itself instead.
+    command = [*_interpreter(), repr(config)]
+    if bwrap:
+        command = _bwrap_prefix(bwrap, workdir) + command
+    if uid is None:
+        return command
+    # Root: a first bootstrap stage drops to the run's uid (making the interpreter reachable in a
+    # private mount namespace), then goes on in the same process or execs bubblewrap.
+    stage = dict(config, drop=uid, exec=command if bwrap else None)
+    return [*_interpreter(), repr(stage)]
+
+
+def _run_config(
+    limits: SandboxLimits, features: Features, uid: int | None, fds: dict[str, int], spare: bool
+) -> dict:
+    """The bootstrap's configuration literal for one run (see ``_bootstrap.main``)."""
+    bwrap = features.mode == "bwrap"
     namespaces = 0 if bwrap else features.namespaces
     if not limits.block_network:
         namespaces &= ~CLONE_NEWNET
-    config = {
+    return {
         "drop": None,
         "exec": None,
         "unshare": namespaces,
@@ -224,24 +257,13 @@ def _command(
         "disk_mb": limits.disk_mb,
         **fds,
     }
-    # -S: ``site`` would process every .pth file (an editable install's finder alone costs ~35 ms
-    # per start); the bootstrap adds the site-packages directories to sys.path itself instead.
-    command = [sys.executable, "-I", "-S", "-c", _STUB, _bootstrap_code(), repr(config)]
-    if bwrap:
-        command = _bwrap_prefix(bwrap, workdir) + command
-    if uid is None:
-        return command
-    # Root: a first bootstrap stage drops to the run's uid (making the interpreter reachable in a
-    # private mount namespace), then goes on in the same process or execs bubblewrap.
-    stage = dict(config, drop=uid, exec=command if bwrap else None)
-    return [sys.executable, "-I", "-S", "-c", _STUB, _bootstrap_code(), repr(stage)]
 
 
 @dataclass
 class Spawned:
     """A started sandbox interpreter waiting for its one program (used once, then gone)."""
 
-    proc: subprocess.Popen
+    proc: subprocess.Popen | Forked
     workdir: str
     uid: int | None
     run_id: str
@@ -283,11 +305,15 @@ def spawn(limits: SandboxLimits, features: Features, run_id: str, *, spare: bool
         files = [tempfile.TemporaryFile() for _ in range(3)]
         control_read, control_write = os.pipe()
         fds = {"status_fd": files[2].fileno(), "control_fd": control_read}
-        proc = subprocess.Popen(
-            _command(limits, features, uid, workdir, fds, spare), cwd=workdir, env=_environment(workdir, run_id),
-            stdin=subprocess.DEVNULL, stdout=files[0], stderr=files[1], pass_fds=tuple(fds.values()),
-            start_new_session=True, close_fds=True,
-        )  # fmt: skip
+        proc: subprocess.Popen | Forked
+        if features.launcher == "forkserver" and features.mode == "process":
+            proc = _fork(limits, features, uid, workdir, run_id, files, control_read)
+        else:
+            proc = subprocess.Popen(
+                _command(limits, features, uid, workdir, fds, spare), cwd=workdir,
+                env=_environment(workdir, run_id), stdin=subprocess.DEVNULL, stdout=files[0], stderr=files[1],
+                pass_fds=tuple(fds.values()), start_new_session=True, close_fds=True,
+            )  # fmt: skip
     except BaseException:
         for fd in (control_read, control_write):
             with contextlib.suppress(OSError):
@@ -298,6 +324,19 @@ def spawn(limits: SandboxLimits, features: Features, run_id: str, *, spare: bool
         raise
     os.close(control_read)
     return Spawned(proc, workdir, uid, run_id, files, control_write, bwrap=features.mode == "bwrap")
+
+
+def _fork(limits: SandboxLimits, features: Features, uid: int | None, workdir: str, run_id: str,
+          files: list[IO[bytes]], control_read: int) -> Forked:
+    """Fork the run's interpreter from this process's fork server (started on first use)."""
+    base = _run_config(limits, features, uid, {"status_fd": -1, "control_fd": -1}, spare=False)
+    config = dict(base, drop=uid, exec=None, preload=())  # the server imported ``preload`` already
+    server = server_for(
+        (sys.executable, limits.preload), _interpreter(),
+        {"path": base["path"], "preload": limits.preload}, _environment("/", "")
+    )
+    run = {"run_id": run_id, "workdir": workdir, "env": _environment(workdir, run_id), "config": config}
+    return server.fork(run, [files[0].fileno(), files[1].fileno(), files[2].fileno(), control_read])
 
 
 def run(
@@ -380,12 +419,19 @@ def _finish(spawned: Spawned) -> None:
     cleanup(spawned.workdir, spawned.uid)
 
 
-def _wait_for_exit(proc: subprocess.Popen, timeout_s: float) -> bool:
+def _wait_for_exit(proc: subprocess.Popen | Forked, timeout_s: float) -> bool:
     """Wait until ``proc`` exits or ``timeout_s`` passes; True when it exited.
 
     ``Popen.wait(timeout)`` polls with sleeps growing to 50 ms, which adds tens of milliseconds to
-    every short run; a pidfd wakes us the moment the process exits.
+    every short run; a pidfd wakes us the moment the process exits. A forked run is waited for
+    through its server's exit report (it is the server's child, not ours).
     """
+    if isinstance(proc, Forked):
+        try:
+            proc.wait(timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
     try:
         pidfd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):  # not Linux >= 5.3, or already reaped

@@ -21,7 +21,7 @@ from flowsteer.sandbox._cleanup import marked_processes
 from flowsteer.sandbox._probe import probe
 from flowsteer.sandbox._process import Features, RunHandle, Spawned, run, spawn
 from flowsteer.sandbox._result import build_result
-from flowsteer.sandbox._types import SandboxLimits, SandboxMode, SandboxResult
+from flowsteer.sandbox._types import SandboxLauncher, SandboxLimits, SandboxMode, SandboxResult
 from flowsteer.sandbox._verdict import CheckPlan, host_verdict, plan_checks
 
 __all__ = ["Sandbox", "check_program"]
@@ -71,24 +71,43 @@ class Sandbox:
     At most ``max_concurrency`` programs of one instance run at once (sync and async calls share the
     limit). After its first run, an instance keeps ``prewarm`` spare interpreters started (each
     still used for exactly one program), so a run does not wait for Python to start.
+
+    ``mode="auto"`` (or the ``FLOWSTEER_SANDBOX_MODE`` environment variable when ``mode`` is not
+    given) takes bubblewrap only where process mode would isolate less (no uid of its own, a missing
+    namespace); where both isolate the same, the one measured cheaper here wins (see
+    :func:`flowsteer.sandbox._probe.choose_backend`). ``launcher`` says how a process-mode run's
+    interpreter starts: ``"forkserver"`` forks it from a clean interpreter started once per process
+    (``"auto"`` uses it wherever the probe found it works), ``"exec"`` starts a fresh ``python -I``.
+    Every result names the backend that ran it (``SandboxResult.backend``).
     """
 
     def __init__(
         self,
         limits: SandboxLimits | None = None,
-        mode: SandboxMode = "auto",
+        mode: SandboxMode | None = None,
         *,
         max_concurrency: int | None = None,
         prewarm: int = 1,
+        launcher: SandboxLauncher = "auto",
     ) -> None:
+        if mode is None:
+            mode = os.environ.get("FLOWSTEER_SANDBOX_MODE", "").strip() or "auto"  # type: ignore[assignment]
+            if mode not in ("auto", "bwrap", "process"):
+                raise UserError(
+                    f"FLOWSTEER_SANDBOX_MODE must be 'auto', 'bwrap' or 'process', got {mode!r}; "
+                    "unset it to let the sandbox choose"
+                )
         if mode not in ("auto", "bwrap", "process"):
             raise UserError(f"Sandbox mode must be 'auto', 'bwrap' or 'process', got {mode!r}")
+        if launcher not in ("auto", "exec", "forkserver"):
+            raise UserError(f"Sandbox launcher must be 'auto', 'exec' or 'forkserver', got {launcher!r}")
         if prewarm < 0:
             raise UserError(f"prewarm (spare interpreters kept ready) must be >= 0, got {prewarm}")
         if max_concurrency is not None and max_concurrency < 1:
             raise UserError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.limits = limits or SandboxLimits()
-        self.mode = mode
+        self.mode: SandboxMode = mode
+        self.launcher: SandboxLauncher = launcher
         self.max_concurrency = max_concurrency or max(2, os.cpu_count() or 2)
         self.marker = f"{os.getpid()}-{next(_instances)}"
         """Prefix of the ``FLOWSTEER_SANDBOX`` variable every process of this instance carries."""
@@ -98,6 +117,7 @@ class Sandbox:
         self._pool_lock = threading.Lock()
         self.prewarm = prewarm
         self._spares: list[Spawned] = []
+        self._starting: set[str] = set()
         self._spares_cond = threading.Condition()
         self._refilling = False
         self._finalizer = weakref.finalize(self, _discard_all, self._spares, self._spares_cond)
@@ -105,7 +125,20 @@ class Sandbox:
     @property
     def features(self) -> Features:
         """The isolation layers in effect (probed on first use, then cached for the process)."""
-        return probe(self.mode)
+        features = probe(self.mode)
+        if self.launcher == "exec" and features.launcher != "exec":
+            return dataclasses.replace(features, launcher="exec")
+        if self.launcher == "forkserver" and features.launcher != "forkserver":
+            raise UserError(
+                f"Sandbox(launcher='forkserver') is not available with the {features.mode} backend here: "
+                "it needs process mode with a uid of its own (root) or a PID namespace; use launcher='auto'"
+            )
+        return features
+
+    @property
+    def backend(self) -> str:
+        """What runs the programs: ``"bwrap"``, ``"process"`` or ``"process+forkserver"``."""
+        return self.features.backend
 
     @property
     def mode_in_effect(self) -> Literal["bwrap", "process"]:
@@ -113,7 +146,8 @@ class Sandbox:
         return self.features.mode
 
     def __repr__(self) -> str:
-        return f"Sandbox(mode={self.mode!r}, limits={self.limits!r}, max_concurrency={self.max_concurrency})"
+        return (f"Sandbox(mode={self.mode!r}, launcher={self.launcher!r}, limits={self.limits!r}, "
+                f"max_concurrency={self.max_concurrency})")
 
     def run(self, code: str, *, timeout: float | None = None, stdin: str | None = None) -> SandboxResult:
         """Run ``code`` as a program; ``stdin`` (text) is its standard input, closed when ``None``."""
@@ -179,15 +213,16 @@ class Sandbox:
                 probes=tuple(p.source for p in plan.probes) if host and plan is not None else (),
             )
             seconds = time.perf_counter() - start
-        result = build_result(outcome, seconds, timeout_s, require_completion and not host)
+        result = dataclasses.replace(build_result(outcome, seconds, timeout_s, require_completion and not host),
+                                     backend=features.backend)
         if plan is None:
             return result
         if host:
             return host_verdict(result, outcome, plan)
         return dataclasses.replace(result, verdict="sandbox")
 
-    def _spawn(self, features: Features, *, spare: bool = False) -> Spawned:
-        return spawn(self.limits, features, f"{self.marker}-{next(self._runs)}", spare=spare)
+    def _spawn(self, features: Features) -> Spawned:
+        return spawn(self.limits, features, f"{self.marker}-{next(self._runs)}")
 
     def _take(self, features: Features) -> Spawned:
         """A started interpreter: a spare when one is ready or being started, else a new one."""
@@ -214,10 +249,17 @@ class Sandbox:
             self._refilling = True
         try:
             while len(self._spares) < self.prewarm:
-                spare = self._spawn(features, spare=True)
+                run_id = f"{self.marker}-{next(self._runs)}"
                 with self._spares_cond:
-                    self._spares.append(spare)
-                    self._spares_cond.notify_all()
+                    self._starting.add(run_id)  # not a leftover, even before it joins the list
+                try:
+                    spare = spawn(self.limits, features, run_id, spare=True)
+                    with self._spares_cond:
+                        self._spares.append(spare)
+                        self._spares_cond.notify_all()
+                finally:
+                    with self._spares_cond:
+                        self._starting.discard(run_id)
         except OSError as exc:
             logger.warning("sandbox: could not start a spare interpreter: %s", exc)
         finally:
@@ -249,7 +291,7 @@ class Sandbox:
         Found by the ``FLOWSTEER_SANDBOX`` marker in their environment; for tests and diagnostics.
         """
         with self._spares_cond:
-            spares = frozenset(spare.run_id for spare in self._spares)
+            spares = frozenset(spare.run_id for spare in self._spares) | frozenset(self._starting)
         return marked_processes(self.marker, exclude=spares)
 
     def close(self) -> None:

@@ -8,10 +8,11 @@ from typing import Literal
 
 from flowsteer.errors import UserError
 
-__all__ = ["SandboxLimits", "SandboxResult", "SandboxStatus", "SandboxMode", "parse_error_line"]
+__all__ = ["SandboxLimits", "SandboxResult", "SandboxStatus", "SandboxMode", "SandboxLauncher", "parse_error_line"]
 
 SandboxStatus = Literal["ok", "error", "timeout", "killed"]
 SandboxMode = Literal["auto", "bwrap", "process"]
+SandboxLauncher = Literal["auto", "exec", "forkserver"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,9 @@ class SandboxResult:
     compared the candidate's values with the expected ones itself (the expected values never
     entered the sandbox, so the candidate cannot forge a pass), ``"sandbox"`` when the tests had to
     run inside the sandbox; ``None`` for a plain run."""
+    backend: str | None = None
+    """What ran the program: ``"bwrap"``, ``"process"`` or ``"process+forkserver"`` (``None`` for a
+    result not made by a :class:`~flowsteer.sandbox.Sandbox`)."""
 
     @property
     def ok(self) -> bool:
