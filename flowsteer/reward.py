@@ -166,7 +166,7 @@ def _count_without_repeats(chain: Chain) -> int:
                 continue
             case Parallel(branches=branches):
                 count += sum(_count_without_repeats(branch) for branch in branches)
-            case Conditional(check=check, on_fail=on_fail, on_pass=on_pass):
+            case Conditional(on_fail=on_fail, on_pass=on_pass):
                 count += 1 + _count_without_repeats(on_fail) + _count_without_repeats(on_pass)
             case Loop(body=body):
                 count += _count_without_repeats(body)
