@@ -23,7 +23,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 __all__ = ["ROOT", "machine_info", "median_of", "time_repeats", "amedian_seconds", "emit", "parser",
-           "peak_rss_mb", "log"]
+           "peak_rss_mb", "log", "shared_data"]
+
+
+def shared_data() -> Path:
+    """The real benchmark files: ``$FLOWSTEER_SHARED_DATA``, else ``../shared/data`` beside the
+    repository (where CI lays them); benchmarks that need a file fall back or skip when it is absent."""
+    env = os.environ.get("FLOWSTEER_SHARED_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _cpu_model() -> str:

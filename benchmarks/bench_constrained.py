@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, log, parser  # noqa: E402
+from _common import emit, log, parser, shared_data  # noqa: E402
 
 from flowsteer.canvas import Canvas, CanvasConfig  # noqa: E402
 from flowsteer.constrain import action_constraint  # noqa: E402
@@ -224,7 +224,7 @@ def main() -> None:
     p.add_argument("--partial", help="also write the report so far to this file after each condition")
     p.add_argument("--merge", nargs="+", metavar="JSON", help="combine the outputs of runs over different datasets")
     p.add_argument("--verbose", action="store_true", help="log every building call")
-    p.add_argument("--data", default="/work/shared/data", help="folder holding gsm8k/ and humaneval/")
+    p.add_argument("--data", default=str(shared_data()), help="folder holding gsm8k/ and humaneval/")
     args = p.parse_args()
     if args.merge:
         emit("constrained", _merge(args.merge), quick=False)

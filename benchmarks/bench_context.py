@@ -29,7 +29,7 @@ import random
 import re
 import sys
 
-from _common import emit, log, median_of, parser
+from _common import emit, log, median_of, parser, shared_data
 
 from flowsteer.director import Director, DirectorConfig
 from flowsteer.tasks import Task
@@ -38,7 +38,7 @@ from flowsteer.testing import ScriptedChatModel, SimulatedExecutor
 BUDGET = 16384
 REFERENCE_SYSTEM_TOKENS = 2119
 REFERENCE_FEEDBACK_CHARS = 800
-DATA = "/work/shared/data"
+DATA = str(shared_data())
 _OPS = ("Plan", "Decompose", "Custom", "AnswerGenerate", "Review", "Verify", "Revise", "ScEnsemble",
         "Aggregate", "Format")
 _SOLVERS = ("Custom", "AnswerGenerate")

@@ -31,12 +31,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import emit
+from _common import emit, shared_data
 
 from flowsteer.errors import UserError
 from flowsteer.sandbox import Sandbox, SandboxLimits
 
-SHARED_HUMANEVAL = Path("/work/shared/data/humaneval/HumanEval.jsonl.gz")
+SHARED_HUMANEVAL = shared_data() / "humaneval" / "HumanEval.jsonl.gz"
 
 
 def _humaneval_problem(task_id: str = "HumanEval/0") -> dict:

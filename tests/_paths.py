@@ -1,5 +1,5 @@
 """Where the real benchmark files live: ``$FLOWSTEER_SHARED_DATA``, else ``../shared/data`` beside the
-repository (CI lays it there), else ``/work/shared/data``. Tests that need them skip when absent."""
+repository (CI lays it there), else ``/work/shared/data`` (the development machines). Tests that need them skip when absent."""
 
 from __future__ import annotations
 
