@@ -160,7 +160,7 @@ async def arun_fallback(
 
 def run_fallback(task: Task, executor: Any, **kwargs: Any) -> FallbackResult:
     """Synchronous :func:`arun_fallback`."""
-    from flowsteer.operators.runnable import run_sync
+    from flowsteer.sync import run_sync
 
     return run_sync(arun_fallback(task, executor, **kwargs))
 
@@ -198,6 +198,6 @@ async def aapply_fallback(
 
 def apply_fallback(trajectory: Any, executor: Any, **kwargs: Any) -> Any:
     """Synchronous :func:`aapply_fallback`."""
-    from flowsteer.operators.runnable import run_sync
+    from flowsteer.sync import run_sync
 
     return run_sync(aapply_fallback(trajectory, executor, **kwargs))

@@ -208,7 +208,7 @@ class Interpreter:
             config: RunnableConfig | None = None) -> ExecutionResult:
         """Synchronous :meth:`arun` (also callable while an event loop runs in this thread);
         ``config`` (callbacks, tags, ...) reaches every node and model call, as in :meth:`arun`."""
-        from flowsteer.operators.runnable import run_sync
+        from flowsteer.sync import run_sync
 
         return run_sync(self.arun(workflow, task, cache=cache, config=config))
 

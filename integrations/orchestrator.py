@@ -48,8 +48,8 @@ from flowsteer.errors import UserError
 from flowsteer.interpreter import Interpreter, NodeCache
 from flowsteer.ir import Workflow
 from flowsteer.operators.registry import OperatorRegistry
-from flowsteer.operators.runnable import run_sync
 from flowsteer.serialize import from_json, to_json
+from flowsteer.sync import run_sync
 from flowsteer.tasks import Task
 
 from .langgraph import compile_workflow, task_input

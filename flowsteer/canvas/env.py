@@ -21,7 +21,6 @@ feedback did not change is not re-run. Every ``step`` call, failed or not, count
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from flowsteer.errors import ParseFailure, UserError
 from flowsteer.interpreter import ExecutionResult, Interpreter, NodeCache
 from flowsteer.ir import Workflow
 from flowsteer.operators.registry import OperatorRegistry, default_registry
+from flowsteer.sync import run_sync
 from flowsteer.tasks import Task
 
 if TYPE_CHECKING:
@@ -280,12 +280,7 @@ class Canvas:
         Inside a running event loop, and with executors whose async clients are bound to one loop,
         call ``await canvas.astep(text)`` instead.
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.astep(text))
-        raise UserError("Canvas.step() was called inside a running event loop; use "
-                        "`await canvas.astep(text)` there")
+        return run_sync(self.astep(text), refuse_in_loop="Canvas.step(): use `await canvas.astep(text)` there")
 
     async def astep(self, text: str) -> tuple[Observation, bool, StepInfo]:
         """Async twin of :meth:`step`."""

@@ -42,6 +42,7 @@ from flowsteer.errors import ParseFailure, UserError
 from flowsteer.interpreter import Interpreter
 from flowsteer.operators.base import Usage
 from flowsteer.operators.registry import OperatorRegistry, default_registry
+from flowsteer.sync import run_sync
 from flowsteer.tasks import Task
 
 __all__ = ["Director", "CanvasTarget"]
@@ -116,11 +117,8 @@ class Director(Runnable[Any, Trajectory]):
     def run(self, task: Task | str, target: CanvasTarget, *, config: RunnableConfig | None = None) -> Trajectory:
         """One episode (sync). Inside a running event loop use :meth:`arun`. ``config``
         (callbacks, tags, metadata) reaches every model call and node run of the episode."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.arun(task, target, config=config))
-        raise UserError("Director.run() was called inside a running event loop; use `await director.arun(...)`")
+        return run_sync(self.arun(task, target, config=config),
+                        refuse_in_loop="Director.run(): use `await director.arun(...)` there")
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Trajectory:
         """Runnable entry point: ``input`` is a task (``Task``, question string or task dict) or

@@ -7,7 +7,6 @@ multi-turn director.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from flowsteer.interpreter import Interpreter
 from flowsteer.ir import Workflow
 from flowsteer.operators.base import Usage
 from flowsteer.operators.registry import OperatorRegistry, default_registry
+from flowsteer.sync import run_sync
 from flowsteer.tasks import Task
 
 __all__ = ["SingleTurnDesign", "adesign_once", "design_once", "arun_single_turn"]
@@ -87,7 +87,7 @@ async def adesign_once(model: BaseChatModel, task: Task | str, *, registry: Oper
 
 def design_once(model: BaseChatModel, task: Task | str, **kwargs: object) -> SingleTurnDesign:
     """Sync twin of :func:`adesign_once`."""
-    return asyncio.run(adesign_once(model, task, **kwargs))  # type: ignore[arg-type]
+    return run_sync(adesign_once(model, task, **kwargs))  # type: ignore[arg-type]
 
 
 async def arun_single_turn(model: BaseChatModel, task: Task | str, executor: BaseChatModel | Interpreter, *,

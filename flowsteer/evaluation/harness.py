@@ -54,6 +54,7 @@ from flowsteer.evaluation.results import (
 )
 from flowsteer.interpreter import Interpreter
 from flowsteer.operators.registry import OperatorRegistry, default_registry
+from flowsteer.sync import run_sync
 from flowsteer.tasks import Task
 
 if TYPE_CHECKING:
@@ -300,8 +301,4 @@ async def _run_all(plan: EvalPlan, ctx: MethodContext, dataset: str | None, conc
 
 def evaluate(tasks: Sequence[Task], **kwargs: Any) -> EvalSummary:
     """Synchronous :func:`aevaluate` (inside a running event loop, ``await aevaluate(...)``)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(aevaluate(tasks, **kwargs))
-    raise UserError("evaluate() was called inside a running event loop; use `await aevaluate(...)`")
+    return run_sync(aevaluate(tasks, **kwargs), refuse_in_loop="evaluate(): use `await aevaluate(...)` there")

@@ -31,6 +31,7 @@ from flowsteer.interpreter import Interpreter
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.reward import RewardConfig, compute_reward
 from flowsteer.scoring import ascore
+from flowsteer.sync import run_sync
 from flowsteer.tasks import Task
 
 __all__ = ["DEFAULT_CANDIDATES", "RunScore", "CandidateScore", "SearchResult", "search_workflows",
@@ -256,4 +257,4 @@ async def asearch_workflows(
 
 def search_workflows(tasks: Sequence[Task], executor: Any, candidates: Any = None, **kwargs: Any) -> SearchResult:
     """Sync twin of :func:`asearch_workflows`."""
-    return asyncio.run(asearch_workflows(tasks, executor, candidates, **kwargs))
+    return run_sync(asearch_workflows(tasks, executor, candidates, **kwargs))

@@ -7,10 +7,6 @@ token counters) see the model call nested under the operator.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextvars
-from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun
@@ -25,25 +21,11 @@ from langchain_core.runnables.utils import coro_with_context
 
 from flowsteer.errors import UserError
 from flowsteer.operators.base import Operator, OperatorCall, OperatorResult
+from flowsteer.sync import run_sync  # re-exported: its home before flowsteer.sync
 
 __all__ = ["OperatorRunnable", "run_sync"]
 
 T = TypeVar("T")
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from synchronous code, also when an event loop is running
-    in this thread (then it runs in a worker thread with its own loop, under a copy of this
-    thread's context variables: LangChain's run config and callbacks travel in them).
-
-    The one sync bridge of the library: operators, compiled graph nodes and the orchestrator use it."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    context = contextvars.copy_context()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(context.run, asyncio.run, coro).result()
 
 
 class OperatorRunnable(Runnable[OperatorCall, OperatorResult]):

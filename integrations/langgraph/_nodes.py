@@ -11,7 +11,7 @@ from langgraph.types import Overwrite
 
 from flowsteer.errors import UserError
 from flowsteer.interpreter import final_answer
-from flowsteer.operators.runnable import run_sync
+from flowsteer.sync import run_sync
 
 from .state import MAIN_LANE, LaneState, as_value, task_to_state
 
