@@ -235,7 +235,7 @@ def main() -> None:
 
     import torch
 
-    from flowsteer.backends import load_chat_model
+    from flowsteer.models.specs import load_chat_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -128,7 +128,7 @@ def make_counter():
     try:
         from transformers import AutoTokenizer
 
-        from flowsteer.integrations.chat_models.embedded import embedded_cache_dir
+        from flowsteer.models.embedded import embedded_cache_dir
 
         folder = embedded_cache_dir()
         tok = AutoTokenizer.from_pretrained(str(folder))

@@ -30,7 +30,7 @@ from _common import ROOT, emit, log, parser
 TASK = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
         "How many clips did Natalia sell altogether in April and May?")
 LOAD_SNIPPET = ("import time; t=time.perf_counter(); "
-                "from flowsteer.integrations.chat_models.embedded import load_embedded_model; "
+                "from flowsteer.models.embedded import load_embedded_model; "
                 "load_embedded_model(); print(time.perf_counter()-t)")
 
 

@@ -66,11 +66,11 @@ def _methods(candidates: list[str], first: set[str]) -> list[tuple[str, str | No
 async def _evaluate_all(args: Any, candidates: dict[str, list[str]]) -> Path:
     import dataclasses
 
-    from flowsteer.backends import load_chat_model
     from flowsteer.datasets import load_dataset
     from flowsteer.director import DirectorConfig
     from flowsteer.evaluation import aevaluate
-    from flowsteer.integrations.chat_models.local import BASE_WEIGHTS
+    from flowsteer.models.local import BASE_WEIGHTS
+    from flowsteer.models.specs import load_chat_model
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -72,7 +72,7 @@ def load_model(name: str):
     from flowsteer.training.policy import prepare_policy
 
     if name == "smollm2":
-        from flowsteer.integrations.chat_models.embedded import load_embedded_model
+        from flowsteer.models.embedded import load_embedded_model
 
         model, tokenizer = load_embedded_model(device="cpu")
     else:

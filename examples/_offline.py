@@ -77,7 +77,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def models(args: argparse.Namespace, *, registry: OperatorRegistry | None = None,
            plan: Sequence[Action] = DEMO_PLAN, answers: dict[str, str] | None = None) -> tuple[Any, Any, int]:
     """(director, executor, max_turns) for the command-line options."""
-    from flowsteer.backends import load_chat_model
+    from flowsteer.models.specs import load_chat_model
 
     executor = (SimulatedExecutor({**DEMO_ANSWERS, **(answers or {})}, skill=0.9)
                 if args.executor == "simulated" else load_chat_model(args.executor))

@@ -36,7 +36,7 @@ def _director():
     spec = os.environ.get("FLOWSTEER_DIRECTOR")
     if not spec:
         return policy_director()
-    from flowsteer.backends import load_chat_model
+    from flowsteer.models.specs import load_chat_model
 
     return load_chat_model(spec)
 

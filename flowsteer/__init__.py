@@ -53,7 +53,7 @@ _EXPORTS: dict[str, str] = {
     "dataset_names": "flowsteer.datasets",
     "default_registry": "flowsteer.operators",
     "from_json": "flowsteer.serialize",
-    "load_chat_model": "flowsteer.backends",
+    "load_chat_model": "flowsteer.models.specs",
     "load_dataset": "flowsteer.datasets",
     "parse": "flowsteer.dsl",
     "parse_action": "flowsteer.canvas",
@@ -69,7 +69,6 @@ _EXPORTS: dict[str, str] = {
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs
-    from flowsteer.backends import load_chat_model
     from flowsteer.builder import WorkflowBuilder
     from flowsteer.canvas import Canvas, CanvasConfig, FinishConstraints, parse_action, render_action
     from flowsteer.datasets import dataset_names, load_dataset, register_dataset
@@ -87,6 +86,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from flowsteer.graph import stats, to_mermaid
     from flowsteer.interpreter import ExecutionResult, Interpreter, NodeCache
     from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
+    from flowsteer.models.specs import load_chat_model
     from flowsteer.operators import (
         Operator,
         OperatorCall,

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from flowsteer.errors import DSLParseError
 from flowsteer.ir import (
+    DONE,
     MAX_LOOP_ITERATIONS,
     MIN_LOOP_ITERATIONS,
     Chain,
@@ -41,8 +42,8 @@ from flowsteer.ir import (
     Loop,
     OperatorNode,
     Parallel,
-    Step,
     Workflow,
+    render,
 )
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = ["parse", "render", "DONE"]
 
-DONE = "done"
 """The keyword for an empty pass branch: ``Verify ? Revise : done``."""
 
 _TOKEN_RE = re.compile(
@@ -248,44 +248,3 @@ def parse(text: str, registry: OperatorRegistry | None = None) -> Workflow:
     for step in steps:
         builder.add(step)
     return builder.workflow
-
-
-def render(workflow: Workflow | Chain | Step) -> str:
-    """The canonical text of a workflow, a chain or a single step (``""`` when empty).
-
-    ``render(parse(s)) == s`` for canonical ``s``, and ``parse(render(w))`` has ``w``'s structure
-    (prompts and params are not part of the text form).
-    """
-    match workflow:
-        case Workflow(steps=steps):
-            return _render_chain(steps)
-        case OperatorNode() | Parallel() | Conditional() | Loop():
-            return _render_step(workflow)
-        case tuple() | list():
-            return _render_chain(tuple(workflow))
-    raise TypeError(f"render() takes a Workflow, a chain or a step, not {type(workflow).__name__}")
-
-
-def _render_chain(chain: Chain) -> str:
-    return " -> ".join(_render_step(step) for step in chain)
-
-
-def _render_step(step: Step) -> str:
-    match step:
-        case OperatorNode(operator=name):
-            return name
-        case Parallel(branches=branches):
-            return "[" + ", ".join(_render_chain(b) for b in branches) + "]"
-        case Conditional(check=check, on_fail=on_fail, on_pass=on_pass):
-            passed = _render_branch(on_pass) if on_pass else DONE
-            return f"{check.operator} ? {_render_branch(on_fail)} : {passed}"
-        case Loop(body=body, max_iterations=count):
-            return f"({_render_chain(body)}) * {count}"
-    raise TypeError(f"{step!r} is not a workflow step")
-
-
-def _render_branch(chain: Chain) -> str:
-    """A conditional branch: bare when it is one non-conditional step, parenthesised otherwise."""
-    if len(chain) == 1 and not isinstance(chain[0], Conditional):
-        return _render_step(chain[0])
-    return f"({_render_chain(chain)})"

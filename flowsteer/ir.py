@@ -33,6 +33,8 @@ __all__ = [
     "NodeRef",
     "MIN_LOOP_ITERATIONS",
     "MAX_LOOP_ITERATIONS",
+    "render",
+    "DONE",
 ]
 
 MIN_LOOP_ITERATIONS = 1
@@ -176,7 +178,53 @@ class Workflow:
 
     @property
     def dsl(self) -> str:
-        """The canonical text form (see :func:`flowsteer.dsl.render`)."""
-        from flowsteer.dsl import render
-
+        """The canonical text form (see :func:`render`)."""
         return render(self)
+
+
+# -- the text form -----------------------------------------------------------------------------
+# Rendering lives with the IR it prints (the IR needs it for ``Workflow.dsl``); parsing, which needs
+# the registry and the builder, lives in :mod:`flowsteer.dsl`, which re-exports ``render``.
+DONE = "done"
+"""The empty ``on_pass`` branch of a conditional in the text form."""
+
+
+def render(workflow: Workflow | Chain | Step) -> str:
+    """The canonical text of a workflow, a chain or a single step (``""`` when empty).
+
+    ``render(parse(s)) == s`` for canonical ``s``, and ``parse(render(w))`` has ``w``'s structure
+    (prompts and params are not part of the text form).
+    """
+    match workflow:
+        case Workflow(steps=steps):
+            return _render_chain(steps)
+        case OperatorNode() | Parallel() | Conditional() | Loop():
+            return _render_step(workflow)
+        case tuple() | list():
+            return _render_chain(tuple(workflow))
+    raise TypeError(f"render() takes a Workflow, a chain or a step, not {type(workflow).__name__}")
+
+
+def _render_chain(chain: Chain) -> str:
+    return " -> ".join(_render_step(step) for step in chain)
+
+
+def _render_step(step: Step) -> str:
+    match step:
+        case OperatorNode(operator=name):
+            return name
+        case Parallel(branches=branches):
+            return "[" + ", ".join(_render_chain(b) for b in branches) + "]"
+        case Conditional(check=check, on_fail=on_fail, on_pass=on_pass):
+            passed = _render_branch(on_pass) if on_pass else DONE
+            return f"{check.operator} ? {_render_branch(on_fail)} : {passed}"
+        case Loop(body=body, max_iterations=count):
+            return f"({_render_chain(body)}) * {count}"
+    raise TypeError(f"{step!r} is not a workflow step")
+
+
+def _render_branch(chain: Chain) -> str:
+    """A conditional branch: bare when it is one non-conditional step, parenthesised otherwise."""
+    if len(chain) == 1 and not isinstance(chain[0], Conditional):
+        return _render_step(chain[0])
+    return f"({_render_chain(chain)})"

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from flowsteer.backends import (
+from flowsteer.errors import UserError
+from flowsteer.models.specs import (
     BackendUnreachableError,
     generation_kwargs,
     load_chat_model,
     load_chat_models,
     parse_spec,
 )
-from flowsteer.errors import UserError
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def test_missing_embedded_wheel_names_the_install_command(monkeypatch):
     import importlib.metadata
 
     from flowsteer.errors import MissingExtraError
-    from flowsteer.integrations.chat_models import embedded
+    from flowsteer.models import embedded
 
     def missing(name):
         raise importlib.metadata.PackageNotFoundError(name)
@@ -134,7 +134,7 @@ def test_missing_embedded_wheel_names_the_install_command(monkeypatch):
 
 
 def test_embedded_cache_dir_follows_xdg(monkeypatch, tmp_path):
-    from flowsteer.integrations.chat_models.embedded import embedded_cache_dir
+    from flowsteer.models.embedded import embedded_cache_dir
 
     monkeypatch.delenv("FLOWSTEER_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

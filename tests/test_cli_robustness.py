@@ -13,10 +13,10 @@ import pytest
 from director_scripts import QUESTION
 from fake_openai import FakeOpenAI, policy_reply
 
-from flowsteer.backends import load_chat_model, served_by_vllm
 from flowsteer.cli import main
 from flowsteer.cli._remote import REMOTE_ATTEMPTS, with_remote_retries
-from flowsteer.retry import RetryingChatModel
+from flowsteer.models.retry import RetryingChatModel
+from flowsteer.models.specs import load_chat_model, served_by_vllm
 from flowsteer.testing import ScriptedChatModel
 
 pytestmark = pytest.mark.timeout(120)

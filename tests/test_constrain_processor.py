@@ -164,10 +164,10 @@ def test_openai_style_models_get_a_structured_outputs_regex():
 
 @pytest.mark.slow
 def test_embedded_smollm2_constrained_first_moves_are_valid():
-    from flowsteer.backends import load_chat_model
     from flowsteer.constrain import check_canonical
     from flowsteer.errors import MissingExtraError
-    from flowsteer.integrations.chat_models.embedded import locate_embedded_gguf
+    from flowsteer.models.embedded import locate_embedded_gguf
+    from flowsteer.models.specs import load_chat_model
 
     try:
         locate_embedded_gguf()

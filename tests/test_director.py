@@ -379,12 +379,12 @@ def test_single_turn_baseline_parses_the_dsl():
 # -- the CLI (models replaced by fakes; the real embedded run is the slow test and `make demo`) --------
 @pytest.fixture
 def fake_models(monkeypatch):
-    import flowsteer.backends
+    import flowsteer.models.specs
 
     def load(director, executor, **kwargs):
         return ScriptedChatModel(GOOD_EPISODE), _executor()
 
-    monkeypatch.setattr(flowsteer.backends, "load_chat_models", load)
+    monkeypatch.setattr(flowsteer.models.specs, "load_chat_models", load)
 
 
 def test_cli_run_shows_turns_workflow_mermaid_answer(fake_models, capsys):
@@ -489,8 +489,8 @@ async def test_developer_errors_from_the_director_model_still_raise_in_arun_many
 def test_a_retry_wrapped_local_director_keeps_its_settings_tokenizer_and_grammar(monkeypatch):
     """with_retries hides the LocalChatModel's fields: token limit, sampling, tokenizer and the grammar
     constraint must still reach it."""
-    from flowsteer.integrations.chat_models.local import LocalChatModel
-    from flowsteer.retry import with_retries
+    from flowsteer.models.local import LocalChatModel
+    from flowsteer.models.retry import with_retries
     from flowsteer.testing.tiny import tiny_chat_model
 
     local = tiny_chat_model()

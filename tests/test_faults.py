@@ -20,7 +20,7 @@ from flowsteer.director import Director, DirectorConfig
 from flowsteer.errors import UserError
 from flowsteer.evaluation import aevaluate, evaluate, read_results
 from flowsteer.interpreter import Interpreter
-from flowsteer.retry import RetriesExhausted, RetryingChatModel, with_retries
+from flowsteer.models.retry import RetriesExhausted, RetryingChatModel, with_retries
 from flowsteer.tasks import Task
 from flowsteer.testing import ScriptedChatModel, SimulatedExecutor
 from flowsteer.testing.faults import GARBAGE, FaultyChatModel, InjectedFault

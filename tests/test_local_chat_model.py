@@ -10,8 +10,8 @@ torch = pytest.importorskip("torch")
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage  # noqa: E402
 
-from flowsteer.integrations.chat_models._sampling import _top_p_filter  # noqa: E402
-from flowsteer.integrations.chat_models.local import LocalChatModel  # noqa: E402
+from flowsteer.models._sampling import _top_p_filter  # noqa: E402
+from flowsteer.models.local import LocalChatModel  # noqa: E402
 from flowsteer.testing.tiny import build_tiny_model, build_tiny_tokenizer  # noqa: E402
 
 PROMPTS = ["a", "hello there friend, how are you today?", "12+30=", "Natalia sold clips in April and May."]

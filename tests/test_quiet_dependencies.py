@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("peft")
 
-from flowsteer.integrations.chat_models._sampling import SamplingParams, sample_batch  # noqa: E402
+from flowsteer.models._sampling import SamplingParams, sample_batch  # noqa: E402
 from flowsteer.testing.tiny import build_tiny_model, build_tiny_tokenizer  # noqa: E402
 from flowsteer.training.config import LoRAConfig, ModelConfig  # noqa: E402
 from flowsteer.training.policy import prepare_policy, token_logprobs, wrap_lora  # noqa: E402

@@ -17,7 +17,7 @@ from flowsteer.dsl import parse
 from flowsteer.errors import UserError
 from flowsteer.evaluation import evaluate, wilson_interval
 from flowsteer.report import build_report, detect_run, workflow_svg, write_report
-from flowsteer.report.evaluation import trajectory_record
+from flowsteer.evaluation.results import trajectory_record
 from flowsteer.tasks import Task
 from flowsteer.testing import ScriptedChatModel, SimulatedExecutor
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from flowsteer.errors import UserError
-from flowsteer.serving import (
+from flowsteer.models.serving import (
     BASE_ALIAS,
     AdapterClient,
     AdapterError,
@@ -35,7 +35,7 @@ from flowsteer.serving import (
     resolve_python,
     write_zero_adapter,
 )
-from flowsteer.serving._http import request_json
+from flowsteer.models.serving._http import request_json
 
 FAKE_SERVER = r'''
 """A fake vLLM OpenAI server: health, models, runtime LoRA loading and greedy completions with log-probs."""
@@ -343,7 +343,7 @@ def test_expected_logprobs_must_match(running):
     client.load("director", new_dir, inplace=True)
     probe = client.probe("director")
     with pytest.raises(StaleAdapterError, match="differ from the trainer"):
-        from flowsteer.serving.adapters import check_expected
+        from flowsteer.models.serving.adapters import check_expected
 
         check_expected(probe, [v + 0.01 for v in probe.logprobs], tolerance=1e-3, source="v1")
 
@@ -436,7 +436,7 @@ def test_cli_module_registers_serve():
 
 def test_chat_model_reports_tokens_and_merges_extra_body(running):
     from flowsteer.director.trajectory import TokenRecord
-    from flowsteer.serving import vllm_chat_model
+    from flowsteer.models.serving import vllm_chat_model
 
     server, _, _ = running
     chat = vllm_chat_model("director", server.base_url, temperature=0.0, max_tokens=16,
@@ -455,7 +455,7 @@ def test_chat_model_reports_tokens_and_merges_extra_body(running):
 def test_chat_model_survives_successive_event_loops(running):
     import asyncio
 
-    from flowsteer.serving import vllm_chat_model
+    from flowsteer.models.serving import vllm_chat_model
 
     server, _, _ = running
     chat = vllm_chat_model("director", server.base_url, max_tokens=8)
@@ -465,7 +465,7 @@ def test_chat_model_survives_successive_event_loops(running):
 
 
 def test_tokens_from_choice_falls_back_on_token_strings_and_rejects_mismatches():
-    from flowsteer.serving import tokens_from_choice
+    from flowsteer.models.serving import tokens_from_choice
 
     content = [{"token": "token_id:5", "logprob": -0.1}, {"token": "token_id:6", "logprob": -0.2}]
     assert tokens_from_choice({"logprobs": {"content": content}}, [1]) == {

@@ -72,7 +72,7 @@ def test_plots_have_integer_step_ticks(tmp_path, monkeypatch):
 
     import matplotlib.pyplot as plt
 
-    from flowsteer.training.plot import plot_run
+    from flowsteer.report.plot import plot_run
 
     (tmp_path / "metrics.jsonl").write_text("".join(
         json.dumps({"step": s, "reward": 0.1 * s, "kl": 0.01 * s}) + "\n" for s in (1, 2, 3)))

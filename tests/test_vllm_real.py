@@ -50,7 +50,7 @@ class Policy:
     def __init__(self, folder: Path) -> None:
         import torch
 
-        from flowsteer.integrations.chat_models.embedded import ensure_embedded_model_dir, load_embedded_model
+        from flowsteer.models.embedded import ensure_embedded_model_dir, load_embedded_model
         from flowsteer.training.config import LoRAConfig
         from flowsteer.training.policy import wrap_lora
 
@@ -107,7 +107,7 @@ def policy(tmp_path_factory) -> Policy:
 
 @pytest.fixture(scope="module")
 def server(vllm_python, policy, tmp_path_factory):
-    from flowsteer.serving import ServerConfig, VLLMServer
+    from flowsteer.models.serving import ServerConfig, VLLMServer
 
     log = tmp_path_factory.mktemp("logs") / "vllm-lora.log"
     config = ServerConfig(str(policy.base_dir), adapters={"director": str(policy.folder / "v1")},
@@ -130,7 +130,7 @@ def _compare(label: str, served, hf_ids: list[int], hf_lp: list[float]) -> float
 
 
 def test_served_adapter_matches_transformers_peft(server, policy):
-    from flowsteer.serving import AdapterClient
+    from flowsteer.models.serving import AdapterClient
 
     client = AdapterClient(server.base_url)
     prompt = policy.prompt_ids(QUESTION)
@@ -149,11 +149,11 @@ def test_served_adapter_matches_transformers_peft(server, policy):
 def test_director_episodes_through_langchain_openai(server):
     import asyncio
 
-    from flowsteer.backends import load_chat_model
     from flowsteer.constrain import action_constraint
     from flowsteer.director import Director, DirectorConfig
     from flowsteer.dsl import render
-    from flowsteer.serving import vllm_chat_model
+    from flowsteer.models.serving import vllm_chat_model
+    from flowsteer.models.specs import load_chat_model
     from flowsteer.testing import SimulatedExecutor
 
     config = DirectorConfig.small_model(max_turns=4, constraint=action_constraint(), temperature=0.6)
@@ -185,7 +185,7 @@ def test_token_reporting_chat_model_gives_token_records(server, policy):
     from langchain_core.messages import HumanMessage
 
     from flowsteer.director import TokenRecord
-    from flowsteer.serving import vllm_chat_model
+    from flowsteer.models.serving import vllm_chat_model
 
     chat = vllm_chat_model("director", server.base_url, temperature=0.0, max_tokens=N_TOKENS)
     reply = chat.invoke([HumanMessage(QUESTION)])
@@ -204,7 +204,7 @@ def test_token_reporting_chat_model_gives_token_records(server, policy):
 def test_engine_refreshes_the_adapter_in_place_and_verifies_it(server, policy, tmp_path):
     import torch
 
-    from flowsteer.serving import AdapterClient, StaleAdapterError
+    from flowsteer.models.serving import AdapterClient, StaleAdapterError
     from flowsteer.training.config import RolloutConfig
     from flowsteer.training.engines.vllm import VLLMEngine
 
@@ -236,7 +236,7 @@ def test_engine_refreshes_the_adapter_in_place_and_verifies_it(server, policy, t
 def test_merged_model_serves_the_adapters_output(vllm_python, policy, tmp_path):
     import copy
 
-    from flowsteer.serving import AdapterClient, ServerConfig, VLLMServer
+    from flowsteer.models.serving import AdapterClient, ServerConfig, VLLMServer
 
     policy.use("v1")
     merged_dir = tmp_path / "merged"

@@ -7,7 +7,7 @@
 Pieces, each usable on its own: :mod:`.config` (one dataclass per concern), :mod:`.losses` (pure loss
 functions and their registry), :mod:`.advantages`, :mod:`.batch` (tensors from sampled token ids),
 :mod:`.policy` (LoRA model and log-probs), :mod:`.checkpoint`, :mod:`.distributed`, :mod:`.rollout`,
-:mod:`.engines`, :mod:`.plot`, :mod:`.export`. Nothing in ``flowsteer`` imports this package, and
+:mod:`.engines`, :mod:`.export` (curves: :mod:`flowsteer.report.plot`; the run folder: :mod:`flowsteer.runs`). Nothing in the core of ``flowsteer`` imports this package (a test checks), and
 importing it does not import torch (the names below load on first use).
 """
 

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from flowsteer.errors import UserError
+from flowsteer.runs import checkpoint_dir, latest_checkpoint
+from flowsteer.runs import checkpoints as _checkpoints
 
 __all__ = ["TrainerState", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "checkpoint_dir",
            "recover_checkpoints"]
 
 logger = logging.getLogger(__name__)
-_STEP_RE = re.compile(r"^step_(\d+)$")
 _LEFTOVER_RE = re.compile(r"^\.(tmp|old|del)_(step_\d+)_(\d+)$")
 
 
@@ -48,10 +49,6 @@ class TrainerState:
     extra: Mapping[str, Any] = field(default_factory=dict)
     """Free-form trainer bookkeeping (e.g. optimizer updates done)."""
 
-
-def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
-    """Where the checkpoint of ``step`` lives."""
-    return Path(run_dir) / "checkpoints" / f"step_{step:06d}"
 
 
 def _rng_state() -> dict[str, Any]:
@@ -184,20 +181,6 @@ def recover_checkpoints(run_dir: str | Path) -> list[Path]:
         logger.info("removed leftover checkpoint folder %s", path)
         removed.append(path)
     return removed
-
-
-def _checkpoints(run_dir: str | Path) -> list[Path]:
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_RE.match(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint folder of a run, or None."""
-    found = [p for p in _checkpoints(run_dir) if (p / "state.json").is_file()]
-    return found[-1] if found else None
 
 
 def save_trainable(model: Any, file: str | Path) -> None:

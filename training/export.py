@@ -50,7 +50,7 @@ class ExportResult:
 def base_model_path(name_or_path: str) -> str:
     """A folder or hub id transformers and vLLM can load (``embedded`` is resolved to its cache)."""
     if name_or_path == "embedded":
-        from flowsteer.integrations.chat_models.embedded import ensure_embedded_model_dir
+        from flowsteer.models.embedded import ensure_embedded_model_dir
 
         return str(ensure_embedded_model_dir())
     return name_or_path

@@ -103,7 +103,7 @@ def load_policy(model_config: ModelConfig, lora_config: LoRAConfig) -> tuple[Any
     device = resolve_device(model_config)
     dtype = resolve_dtype(model_config, device)
     if model_config.name_or_path == "embedded":
-        from flowsteer.integrations.chat_models.embedded import load_embedded_model
+        from flowsteer.models.embedded import load_embedded_model
 
         model, tokenizer = load_embedded_model()
         model.to(dtype=dtype)

@@ -49,7 +49,7 @@ def make_executor(spec: str, tasks: Sequence[Any], options: Mapping[str, Any]) -
 
         answers = {t.question: t.golds[0] for t in tasks if t.golds}
         return SimulatedExecutor(answers, **dict(options))
-    from flowsteer.backends import load_chat_model
+    from flowsteer.models.specs import load_chat_model
 
     # an executor runs the base weights: no trained director adapter is needed for it
     return load_chat_model(spec, trained_director=False, **dict(options))

@@ -45,7 +45,7 @@ class ToyRollout:
     async def collect(self, tasks: Sequence[Any], group_size: int, *, step: int) -> list[Episode]:
         import torch
 
-        from flowsteer.integrations.chat_models._sampling import SamplingParams, sample_batch
+        from flowsteer.models._sampling import SamplingParams, sample_batch
 
         prompts = [self.prompt_ids(task.question) for task in tasks for _ in range(group_size)]
         generators = [torch.Generator().manual_seed(self.seed * 1_000_003 + step * 10_007 + i)

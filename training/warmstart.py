@@ -139,7 +139,7 @@ class ScriptedActions:
         if kwargs is None or script is None or turn >= len(script) or "logits_processor_factory" not in kwargs:
             return kwargs
         factory, target = kwargs["logits_processor_factory"], script[turn]
-        from flowsteer.director.config import CONSTRAINT_RECORD_KEY
+        from flowsteer.constrain.record import CONSTRAINT_RECORD_KEY
 
         eos = (kwargs.get(CONSTRAINT_RECORD_KEY) or {}).get("eos_ids") or [self.tokenizer.eos_token_id]
         pieces = self.pieces()

@@ -1,6 +1,6 @@
 """What the CLI commands do alike for served models: bounded retries and the director's settings.
 
-* ``openai:`` models (director and executor) are wrapped with :func:`flowsteer.retry.with_retries`:
+* ``openai:`` models (director and executor) are wrapped with :func:`flowsteer.models.retry.with_retries`:
   :data:`REMOTE_ATTEMPTS` tries per call, each cut off after ``--call-timeout`` seconds, so a
   dropped request or a hung server costs a bounded wait instead of the run. Local models are not
   wrapped (a local call cannot be lost in transit).
@@ -41,9 +41,9 @@ def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
 
 def with_remote_retries(model: Any, spec: str | None, args: argparse.Namespace) -> Any:
     """``model`` wrapped with bounded retries when ``spec`` names a served (``openai:``) model."""
-    from flowsteer.backends import parse_spec
     from flowsteer.errors import UserError
-    from flowsteer.retry import with_retries
+    from flowsteer.models.retry import with_retries
+    from flowsteer.models.specs import parse_spec
 
     if model is None or spec is None or parse_spec(spec)[0] != "openai":
         return model
@@ -61,11 +61,11 @@ def director_config(spec: str, model: Any, constrain: bool | None, *, small_mode
 
     ``constrain`` None (the default) means: the action grammar for local directors and for
     ``openai:`` directors whose server is vLLM (asked once, see
-    :func:`flowsteer.backends.served_by_vllm`); True/False force it on or off. The grammar only
+    :func:`flowsteer.models.specs.served_by_vllm`); True/False force it on or off. The grammar only
     reaches models that can take it (a tokenizer, or an OpenAI-compatible client).
     """
-    from flowsteer.backends import parse_spec, served_by_vllm
     from flowsteer.director import DirectorConfig
+    from flowsteer.models.specs import parse_spec, served_by_vllm
 
     scheme = parse_spec(spec)[0]
     if constrain is None:

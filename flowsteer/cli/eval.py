@@ -56,7 +56,7 @@ def director_label(spec: str | None, baseline: str | None) -> str | None:
     base model as the director."""
     if spec is None:
         return None
-    from flowsteer.backends import parse_spec
+    from flowsteer.models.specs import parse_spec
 
     scheme, arg = parse_spec(spec)
     if scheme == "embedded" and (arg == "untrained" or baseline == "untrained"):
@@ -65,7 +65,7 @@ def director_label(spec: str | None, baseline: str | None) -> str | None:
 
 
 def _models(args: argparse.Namespace, needs_director: bool) -> tuple[Any, Any]:
-    from flowsteer.backends import load_chat_model, load_chat_models
+    from flowsteer.models.specs import load_chat_model, load_chat_models
 
     executor_kwargs: dict[str, Any] = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
     if args.executor.strip() == "simulated":  # the fake knows the gold answers of the tasks it serves
@@ -82,7 +82,7 @@ def _models(args: argparse.Namespace, needs_director: bool) -> tuple[Any, Any]:
 
 
 def _director_config(args: argparse.Namespace, model: Any) -> Any:
-    from flowsteer.backends import unwrap_model
+    from flowsteer.models.calls import unwrap_model
 
     local = getattr(unwrap_model(model), "tokenizer", None) is not None
     overrides: dict[str, Any] = {"extra_call_kwargs": {"seed": args.seed}} if local else {}

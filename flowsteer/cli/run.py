@@ -67,7 +67,7 @@ def _config(args: argparse.Namespace, director_model: Any) -> Any:
 
 
 def _models(args: argparse.Namespace) -> tuple[Any, Any]:
-    from flowsteer.backends import load_chat_models, parse_spec
+    from flowsteer.models.specs import load_chat_models, parse_spec
 
     local = {"embedded", "hf"}
     if parse_spec(args.director)[0] in local or parse_spec(args.executor)[0] in local:

@@ -52,12 +52,12 @@ def parse_adapter(text: str) -> tuple[str, str]:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    """The :class:`~flowsteer.serving.ServerConfig` the arguments describe."""
-    from flowsteer.serving import ServerConfig
+    """The :class:`~flowsteer.models.serving.ServerConfig` the arguments describe."""
+    from flowsteer.models.serving import ServerConfig
 
     model = args.model
     if model == "embedded":
-        from flowsteer.integrations.chat_models.embedded import ensure_embedded_model_dir
+        from flowsteer.models.embedded import ensure_embedded_model_dir
 
         model = str(ensure_embedded_model_dir())
     adapters = dict(args.adapter)
@@ -78,7 +78,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flowsteer.cli._console import console
-    from flowsteer.serving import VLLMServer
+    from flowsteer.models.serving import VLLMServer
 
     out = console()
     server = VLLMServer(config_from_args(args), log_path=args.log_file)

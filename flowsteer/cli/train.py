@@ -103,7 +103,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _plot(args: argparse.Namespace) -> int:
     from flowsteer.cli._console import console
-    from flowsteer.training.plot import plot_run
+    from flowsteer.report.plot import plot_run
 
     path = plot_run(args.run_dir, args.output, smooth=args.smooth)
     console().print(f"wrote {path}")

@@ -4,7 +4,7 @@
 :data:`flowsteer.director.config.ConstraintFactory`: called as ``(observation, registry, model)``
 before a turn, it returns the extra model-call kwargs:
 
-* a model with a ``tokenizer`` (:class:`~flowsteer.integrations.chat_models.local.LocalChatModel`):
+* a model with a ``tokenizer`` (:class:`~flowsteer.models.local.LocalChatModel`):
   ``{"logits_processor_factory": GrammarProcessorFactory}``;
 * an OpenAI-compatible client (vLLM server): ``{"extra_body": {"structured_outputs": {"regex": ...}}}``;
 * anything else: ``None`` (unconstrained).
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowsteer.constrain.grammar import ActionGrammar, GrammarOptions, action_grammar, prompt_grammar
-from flowsteer.director.config import CONSTRAINT_RECORD_KEY
+from flowsteer.constrain.record import CONSTRAINT_RECORD_KEY
 from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 
@@ -135,7 +135,7 @@ class ActionConstraint:
 
     def __call__(self, observation: Any, registry: OperatorRegistry | None, model: Any) -> Mapping[str, Any] | None:
         """The call kwargs for ``model`` plus the grammar record under
-        :data:`~flowsteer.director.config.CONSTRAINT_RECORD_KEY` (the director takes it out; pop it
+        :data:`~flowsteer.constrain.record.CONSTRAINT_RECORD_KEY` (the director takes it out; pop it
         when calling a model yourself)."""
         grammar = self.grammar(observation, registry)
         if grammar is None:

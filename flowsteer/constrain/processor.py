@@ -3,7 +3,7 @@
 :class:`GrammarLogitsProcessor` masks every token the :class:`~flowsteer.constrain.trie.TokenAutomaton`
 does not allow to ``-inf`` (end-of-sequence only where the output is complete). It is called as
 ``proc(input_ids [B, T], scores [B, V]) -> scores`` like any transformers ``LogitsProcessor``, works
-with ``model.generate`` and with :class:`~flowsteer.integrations.chat_models.local.LocalChatModel`'s
+with ``model.generate`` and with :class:`~flowsteer.models.local.LocalChatModel`'s
 ``logits_processor_factory`` (see :class:`GrammarProcessorFactory`).
 
 Training correctness: a constrained rollout's recorded log-probs are those of the masked and

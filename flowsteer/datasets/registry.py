@@ -72,7 +72,6 @@ def register_dataset(
 
 def get_dataset(name: str) -> DatasetSpec:
     """The registered spec for ``name``; unknown names raise UserError listing the valid ones."""
-    _ensure_builtins()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -81,7 +80,6 @@ def get_dataset(name: str) -> DatasetSpec:
 
 def dataset_names() -> list[str]:
     """Registered dataset names, sorted."""
-    _ensure_builtins()
     return sorted(_REGISTRY)
 
 
@@ -103,7 +101,3 @@ def load_dataset(
     tasks = spec.loader(path, limit=limit, split=split)
     return tasks if limit is None else tasks[:limit]
 
-
-def _ensure_builtins() -> None:
-    """Register the built-in loaders on first use (their modules decorate themselves on import)."""
-    from flowsteer.datasets import code_loaders, loaders, procedural  # noqa: F401

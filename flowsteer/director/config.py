@@ -19,16 +19,14 @@ __all__ = ["DirectorConfig", "ConstraintFactory", "CONSTRAINT_RECORD_KEY"]
 ConstraintFactory = Callable[["Any", "OperatorRegistry", "BaseChatModel"], "Mapping[str, Any] | None"]
 """``(canvas, registry, model) -> extra model-call kwargs | None``, called before every director call
 (the canvas gives the state, exact node ids and whether finish would be accepted; a turn in
-AWAITING_PROMPT is free text). :func:`flowsteer.constrain.action_constraint` builds one. For a :class:`~flowsteer.integrations.chat_models.local.LocalChatModel` return
+AWAITING_PROMPT is free text). :func:`flowsteer.constrain.action_constraint` builds one. For a :class:`~flowsteer.models.local.LocalChatModel` return
 ``{"logits_processor_factory": f}`` with ``f(prompt_ids, messages) -> LogitsProcessor`` (the action
 grammar for this canvas state); for a vLLM server return e.g. ``{"extra_body": {"structured_outputs":
 {...}}}``. ``None`` leaves the turn unconstrained. The mapping may also hold ``"flowsteer_constraint"``
 (see :data:`CONSTRAINT_RECORD_KEY`): the director takes it out of the call kwargs and stores it with
 the turn's tokens (:attr:`~flowsteer.director.TokenRecord.constraint`) for the trainer's replay."""
 
-CONSTRAINT_RECORD_KEY = "flowsteer_constraint"
-"""Key of a constraint factory's result holding the grammar record (never sent to the model)."""
-
+from flowsteer.constrain.record import CONSTRAINT_RECORD_KEY  # noqa: E402 (re-exported: its old home)
 
 
 @dataclass(frozen=True)

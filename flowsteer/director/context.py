@@ -26,7 +26,7 @@ def token_counter(model: Any) -> TokenCounter:
     chars/3 over-counts ordinary English for BPE tokenizers (about 4 chars a token), so the budget
     still holds for an unknown model.
     """
-    from flowsteer.backends import unwrap_model
+    from flowsteer.models.calls import unwrap_model
 
     tokenizer = getattr(unwrap_model(model), "tokenizer", None)  # a retry wrapper has none of its own
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):

@@ -24,7 +24,6 @@ from typing import Any, Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from flowsteer.backends import generation_kwargs, unwrap_model
 from flowsteer.canvas import Canvas, CanvasState, Observation, parse_action, render_action
 from flowsteer.canvas.env import initial_feedback
 from flowsteer.director._calls import CallResult, call_model
@@ -40,6 +39,7 @@ from flowsteer.director.prompts import first_action, load_template, system_promp
 from flowsteer.director.trajectory import Trajectory, TurnKind, TurnRecord
 from flowsteer.errors import ParseFailure, UserError
 from flowsteer.interpreter import Interpreter
+from flowsteer.models.calls import generation_kwargs, unwrap_model
 from flowsteer.operators.base import Usage
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.sync import run_sync

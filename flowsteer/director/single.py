@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from langchain_core.language_models import BaseChatModel
 
-from flowsteer.backends import generation_kwargs
 from flowsteer.director._calls import call_model
 from flowsteer.director.config import DirectorConfig
 from flowsteer.director.context import BudgetParts, fit_messages, token_counter
@@ -23,6 +22,7 @@ from flowsteer.dsl import parse
 from flowsteer.errors import DSLParseError, ParseFailure, UserError
 from flowsteer.interpreter import Interpreter
 from flowsteer.ir import Workflow
+from flowsteer.models.calls import generation_kwargs
 from flowsteer.operators.base import Usage
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.sync import run_sync

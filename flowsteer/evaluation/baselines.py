@@ -273,7 +273,7 @@ async def _call(ctx: MethodContext, task: Task, system_file: str, **kwargs: Any)
 
 
 def _sampling_kwargs(model: BaseChatModel, temperature: float) -> dict[str, Any]:
-    from flowsteer.backends import generation_kwargs
+    from flowsteer.models.calls import generation_kwargs
 
     inner = getattr(model, "inner", model)  # the call cache wraps the real model
     return generation_kwargs(inner, temperature=temperature)

@@ -11,7 +11,7 @@ summary (``summary.json``, ``summary.md``) is recomputed from the whole results 
 methods and datasets evaluated into one directory share one table.
 
 Director and single-turn items also append their episode to ``trajectories.jsonl`` (one
-:func:`flowsteer.report.evaluation.trajectory_record` line, written just before the item's result
+:func:`flowsteer.evaluation.results.trajectory_record` line, written just before the item's result
 line). Both files are append-only: an item run again on resume appends a new line to each, and
 readers keep the last line per (dataset, method, task id) (:func:`latest`,
 :func:`flowsteer.report.evaluation.read_trajectories`), so the surviving trajectory is always the
@@ -44,12 +44,16 @@ from flowsteer.evaluation.baselines import (
 )
 from flowsteer.evaluation.cache import CachedChatModel, CallStats, CallStore, item_scope
 from flowsteer.evaluation.results import (
+    CACHE_FILE,
+    RESULTS_FILE,
+    TRAJECTORIES_FILE,
     EvalSummary,
     ItemResult,
     ResultsWriter,
     latest,
     read_results,
     summarize,
+    trajectory_record,
     write_summary,
 )
 from flowsteer.interpreter import Interpreter
@@ -68,10 +72,6 @@ __all__ = ["evaluate", "aevaluate", "metric_for", "task_ids", "RESULTS_FILE", "C
 
 logger = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.jsonl"
-CACHE_FILE = "calls.sqlite"
-TRAJECTORIES_FILE = "trajectories.jsonl"
-"""Director episodes of an evaluation (the name :mod:`flowsteer.report.evaluation` reads)."""
 _KIND_METRICS = {"math": "accuracy", "qa": "f1", "code": "pass@1"}
 
 
@@ -264,7 +264,6 @@ async def aevaluate(
 
 async def _run_all(plan: EvalPlan, ctx: MethodContext, dataset: str | None, concurrency: int, out: Path | None,
                    sandbox: Sandbox | None, on_result: Callable[[ItemResult], None] | None) -> list[ItemResult]:
-    from flowsteer.report.evaluation import trajectory_record
 
     gate = asyncio.Semaphore(concurrency)
     writer = ResultsWriter(out / RESULTS_FILE) if out is not None else None

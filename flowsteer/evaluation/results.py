@@ -35,7 +35,24 @@ __all__ = [
     "render_markdown",
     "write_summary",
     "BINARY_METRICS",
+    "RESULTS_FILE",
+    "CACHE_FILE",
+    "TRAJECTORIES_FILE",
+    "trajectory_record",
 ]
+
+# The evaluation run folder: what ``flowsteer eval --out DIR`` writes and the report reads.
+RESULTS_FILE = "results.jsonl"
+"""One scored item per line (:class:`ItemResult`)."""
+CACHE_FILE = "calls.sqlite"
+"""The executor call cache of the run."""
+TRAJECTORIES_FILE = "trajectories.jsonl"
+"""Director episodes of an evaluation, one :func:`trajectory_record` per line."""
+
+
+def trajectory_record(dataset: str, method: str, task_id: str, trajectory: Any) -> dict[str, Any]:
+    """One ``trajectories.jsonl`` line: the item's key next to ``trajectory.to_dict()``."""
+    return {"dataset": dataset, "method": method, "task_id": task_id, **trajectory.to_dict()}
 
 logger = logging.getLogger(__name__)
 

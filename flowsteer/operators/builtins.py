@@ -12,8 +12,8 @@ from flowsteer.operators.base import Role
 from flowsteer.operators.checkers import Review, Verify
 from flowsteer.operators.code import Programmer, Test
 from flowsteer.operators.ensemble import Aggregate, ScEnsemble
-from flowsteer.operators.registry import OperatorSpec
 from flowsteer.operators.solvers import AnswerGenerate, Custom, Decompose, Format, Plan, Revise
+from flowsteer.operators.spec import OperatorSpec
 
 __all__ = [
     "builtin_specs",

@@ -20,7 +20,7 @@ from langchain_core.runnables.config import (
 from langchain_core.runnables.utils import coro_with_context
 
 from flowsteer.errors import UserError
-from flowsteer.operators.base import Operator, OperatorCall, OperatorResult
+from flowsteer.operators.calls import OperatorCall, OperatorResult
 from flowsteer.sync import run_sync  # re-exported: its home before flowsteer.sync
 
 __all__ = ["OperatorRunnable", "run_sync"]
@@ -35,8 +35,10 @@ class OperatorRunnable(Runnable[OperatorCall, OperatorResult]):
     >>> runnable.invoke(OperatorCall(task=task, input=None))               # doctest: +SKIP
     """
 
-    def __init__(self, operator: Operator, *, name: str | None = None) -> None:
-        if not isinstance(operator, Operator):
+    def __init__(self, operator: Any, *, name: str | None = None) -> None:
+        # Any object with the Operator contract (``async arun(call, config)``): this module does not
+        # import the base class, so that ``Operator.as_runnable`` can import this one.
+        if not callable(getattr(operator, "arun", None)) or isinstance(operator, type):
             raise UserError(f"OperatorRunnable wraps a flowsteer Operator, got {type(operator).__name__}")
         self.operator = operator
         self.name = name or operator.name or type(operator).__name__

@@ -17,20 +17,23 @@ from pathlib import Path
 from typing import Any
 
 from flowsteer.errors import FlowSteerError, UserError
-from flowsteer.evaluation.harness import RESULTS_FILE, TRAJECTORIES_FILE
-from flowsteer.evaluation.results import GroupSummary, ItemResult, latest, read_results, summarize
-from flowsteer.report.html import Page, esc, table
+from flowsteer.evaluation.results import (
+    RESULTS_FILE,
+    TRAJECTORIES_FILE,
+    GroupSummary,
+    ItemResult,
+    latest,
+    read_results,
+    summarize,
+    trajectory_record,
+)
+from flowsteer.report.page import Page, esc, table
 
 __all__ = ["eval_page", "TRAJECTORIES_FILE", "read_trajectories", "trajectory_record", "design_block"]
 
 logger = logging.getLogger(__name__)
 
 _TEXT_LIMIT = 1500
-
-
-def trajectory_record(dataset: str, method: str, task_id: str, trajectory: Any) -> dict[str, Any]:
-    """One ``trajectories.jsonl`` line: the item's key next to ``trajectory.to_dict()``."""
-    return {"dataset": dataset, "method": method, "task_id": task_id, **trajectory.to_dict()}
 
 
 def read_trajectories(run_dir: Path) -> dict[tuple[str, str, str], Mapping[str, Any]]:

@@ -11,17 +11,11 @@ training run.
 
 from __future__ import annotations
 
-import base64
-import datetime as _dt
-import importlib.resources
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from html import escape
 from pathlib import Path
-from string import Template
 from typing import Literal
 
 from flowsteer.errors import UserError
+from flowsteer.report.page import Page, esc, png_data_uri, render_page, table
 
 __all__ = ["RunKind", "Page", "detect_run", "build_report", "write_report", "render_page", "table",
            "png_data_uri", "esc", "REPORT_FILE"]
@@ -32,59 +26,6 @@ REPORT_FILE = "report.html"
 
 _EVAL_MARKERS = ("results.jsonl",)
 _TRAIN_MARKERS = ("metrics.jsonl", "checkpoints")
-
-
-@dataclass(frozen=True)
-class Page:
-    """The parts of a report before they are poured into the page template."""
-
-    title: str
-    subtitle: str
-    sections: tuple[str, ...]
-    """HTML fragments, one ``<section>`` each."""
-
-
-def esc(value: object) -> str:
-    """HTML-escape ``str(value)`` (quotes included)."""
-    return escape(str(value), quote=True)
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, numeric: Iterable[int] = (),
-          raw: Iterable[int] = (), css: str = "") -> str:
-    """An HTML table; columns in ``numeric`` are right-aligned, cells in ``raw`` columns are HTML.
-
-    ``css`` is the table's class (``compact``: cells never wrap).
-    """
-    right, html_cols = set(numeric), set(raw)
-    num = ' class="num"'
-    head = "".join(f"<th{num if i in right else ''}>{esc(h)}</th>" for i, h in enumerate(headers))
-    body = []
-    for row in rows:
-        cells = "".join(
-            f"<td{num if i in right else ''}>{cell if i in html_cols else esc(cell)}</td>"
-            for i, cell in enumerate(row))
-        body.append(f"<tr>{cells}</tr>")
-    opening = f"<table class='{esc(css)}'>" if css else "<table>"
-    return f"{opening}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def png_data_uri(data: bytes) -> str:
-    """A ``data:image/png;base64,...`` URI (refuses bytes that are not a PNG)."""
-    if not data.startswith(b"\x89PNG"):
-        raise UserError("expected PNG bytes for an embedded image")
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-def _template(name: str) -> str:
-    return (importlib.resources.files("flowsteer.report") / "templates" / name).read_text(encoding="utf-8")
-
-
-def render_page(page: Page) -> str:
-    """The complete HTML document of ``page``."""
-    generated = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return Template(_template("page.txt")).substitute(
-        title=esc(page.title), subtitle=esc(page.subtitle), style=_template("style.txt"),
-        body="\n".join(page.sections), generated=generated)
 
 
 def detect_run(run_dir: str | Path) -> RunKind:

@@ -1,4 +1,4 @@
-"""The training-run page: curves (``flowsteer.training.plot``), reward and valid-action tables, checkpoints.
+"""The training-run page: curves (``flowsteer.report.plot``), reward and valid-action tables, checkpoints.
 
 Reads what :class:`flowsteer.training.CWRPOTrainer` writes into ``logging.run_dir``:
 ``metrics.jsonl`` (one line per step), ``episodes.jsonl`` (one line per episode: the samples and
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flowsteer.errors import MissingExtraError, UserError
-from flowsteer.report.html import Page, esc, png_data_uri, table
+from flowsteer.report.page import Page, esc, png_data_uri, table
 
 __all__ = ["training_page", "STEP_COLUMNS", "sample_rows"]
 
@@ -60,7 +60,7 @@ def _cards(records: Sequence[Mapping[str, Any]], checkpoints: int) -> str:
 
 
 def _curves(run_dir: Path) -> str:
-    from flowsteer.training.plot import plot_run
+    from flowsteer.report.plot import plot_run
 
     with tempfile.TemporaryDirectory() as tmp:  # never write into the run folder being reported
         try:
@@ -87,7 +87,7 @@ def _size(path: Path) -> int:
 
 
 def _checkpoints(run_dir: Path) -> tuple[str, int]:
-    from flowsteer.training.checkpoint import latest_checkpoint
+    from flowsteer.runs import latest_checkpoint
 
     root = run_dir / "checkpoints"
     found = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_")) if root.is_dir() else []
@@ -166,7 +166,7 @@ def _samples(episodes: Sequence[Mapping[str, Any]]) -> str:
 
 def training_page(run_dir: Path) -> Page:
     """The report of a training run folder (``metrics.jsonl`` required)."""
-    from flowsteer.training.plot import read_metrics
+    from flowsteer.runs import read_metrics
 
     records = read_metrics(run_dir)
     if not records:

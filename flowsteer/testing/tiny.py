@@ -137,8 +137,8 @@ def save_tiny_model(path: str | Path, *, seed: int = 0) -> Path:
 
 
 def tiny_chat_model(*, arch: Literal["llama", "qwen2"] = "llama", seed: int = 0, **kwargs: Any) -> Any:
-    """A :class:`~flowsteer.integrations.chat_models.local.LocalChatModel` over a fresh tiny model."""
-    from flowsteer.integrations.chat_models.local import LocalChatModel
+    """A :class:`~flowsteer.models.local.LocalChatModel` over a fresh tiny model."""
+    from flowsteer.models.local import LocalChatModel
 
     tokenizer = build_tiny_tokenizer()
     model = build_tiny_model(tokenizer, arch=arch, seed=seed)

@@ -33,7 +33,7 @@ EXECUTOR_ENV = "FLOWSTEER_EXECUTOR"
 def default_executor(answers: Mapping[str, str] | None = None) -> BaseChatModel:
     """The executor exported graphs use when none is given.
 
-    ``$FLOWSTEER_EXECUTOR`` is a backend spec for :func:`flowsteer.backends.load_chat_model`
+    ``$FLOWSTEER_EXECUTOR`` is a backend spec for :func:`flowsteer.models.specs.load_chat_model`
     (``"embedded"``, ``"openai:gpt-4o-mini"``, ``"hf:PATH"``); unset, it is the shipped
     :class:`~flowsteer.testing.SimulatedExecutor` fake, so the graph imports and runs offline. The
     fake knows the right answer only to the questions in ``answers`` (question -> answer); to any
@@ -41,7 +41,7 @@ def default_executor(answers: Mapping[str, str] | None = None) -> BaseChatModel:
     """
     spec = os.environ.get(EXECUTOR_ENV, "").strip()
     if spec:
-        from flowsteer.backends import load_chat_model
+        from flowsteer.models.specs import load_chat_model
 
         return load_chat_model(spec)
     from flowsteer.testing.fakes import SimulatedExecutor

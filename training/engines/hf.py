@@ -1,6 +1,6 @@
 """The transformers engine: rollouts sample from the very model object being trained.
 
-The director talks to a :class:`~flowsteer.integrations.chat_models.local.LocalChatModel` that
+The director talks to a :class:`~flowsteer.models.local.LocalChatModel` that
 shares the trainer's peft model, so every rollout uses the current adapter with no weight transfer
 (the "stale adapter" failure of a separate inference server cannot happen here). Each call gets a
 sampler seed drawn from a generator seeded by ``(run seed, step)``, so a run is reproducible while
@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import PrivateAttr
 
-from flowsteer.integrations.chat_models.local import LocalChatModel
+from flowsteer.models.local import LocalChatModel
 
 from ..config import RolloutConfig
 

@@ -1,16 +1,16 @@
 """The vLLM engine: rollouts sampled by a vLLM server that serves the trained LoRA adapter.
 
-The director talks to the server through :func:`flowsteer.serving.chat.vllm_chat_model` (HTTP only;
-vLLM runs in its own environment, see ``flowsteer.serving``). Before each step's rollouts the engine
+The director talks to the server through :func:`flowsteer.models.serving.chat.vllm_chat_model` (HTTP only;
+vLLM runs in its own environment, see ``flowsteer.models.serving``). Before each step's rollouts the engine
 pushes the current adapter, and only the adapter (no merge):
 
 1. ``save_pretrained`` to a new folder per version (``step-000012``): an in-place reload from the
    same path would keep prefix-cache blocks computed with the old weights;
 2. a version whose weights equal the served one (same SHA-256) is not pushed again;
 3. ``load_inplace`` under the same adapter name, then the version check of
-   :meth:`~flowsteer.serving.AdapterClient.refresh`: the adapter list names the new folder and the
+   :meth:`~flowsteer.models.serving.AdapterClient.refresh`: the adapter list names the new folder and the
    probe prompt's greedy log-probs changed, and they equal the trainer's own log-probs of the same
-   tokens within ``tolerance``. Anything else raises :class:`~flowsteer.serving.StaleAdapterError`:
+   tokens within ``tolerance``. Anything else raises :class:`~flowsteer.models.serving.StaleAdapterError`:
    rollouts from old weights are never used silently.
 
 The sampled-token log-probs the server reports are raw (temperature 1), so keep
@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from flowsteer.errors import UserError
-from flowsteer.serving import PROBE_PROMPT, AdapterClient, Probe, ServerConfig, VLLMServer
-from flowsteer.serving.adapters import check_expected
-from flowsteer.serving.chat import vllm_chat_model
+from flowsteer.models.serving import PROBE_PROMPT, AdapterClient, Probe, ServerConfig, VLLMServer
+from flowsteer.models.serving.adapters import check_expected
+from flowsteer.models.serving.chat import vllm_chat_model
 
 from ..config import RolloutConfig
 
