@@ -72,6 +72,10 @@ class RewardConfig:
     count_repeats: bool = False
     """Count a plain step that repeats the one before it (``Format -> Format``) toward ``min_operators``.
     False (default) counts such a run once, so padding a workflow earns nothing; True is the reference."""
+    repeat_penalty: float = 0.0
+    """Subtracted from R for each such repeated step (R stays >= -1): with it, of two workflows that
+    earn the same, the one without the redundant executor calls earns more. 0 (default) is the paper's
+    reward; the shipped director's recipe uses 0.1."""
 
     def __post_init__(self) -> None:
         weights = {"checker": self.checker, "format": self.format, "min_ops": self.min_ops,
@@ -89,6 +93,9 @@ class RewardConfig:
                 f"RewardConfig.release_threshold must be in (0, 1], got {self.release_threshold!r}; "
                 "1.0 releases R_answer only for a fully diverse workflow (the paper's setting)"
             )
+        if not 0.0 <= self.repeat_penalty <= 1.0:
+            raise UserError(f"RewardConfig.repeat_penalty must be in [0, 1], got {self.repeat_penalty!r}; "
+                            "0 turns it off, 0.1 per repeated step is the shipped director's setting")
         if sum(weights.values()) + _EPS < self.release_threshold:
             raise UserError(
                 f"RewardConfig weights sum to {sum(weights.values()):.3f}, below release_threshold "
@@ -115,6 +122,8 @@ class RewardBreakdown:
     """True when R_div reached the release threshold, so the answer term counted."""
     operator_count: int = 0
     """Operators counted toward ``min_operators`` (see ``RewardConfig.count_repeats``)."""
+    repeated_steps: int = 0
+    """Plain steps that repeat the step right before them (``Format -> Format`` has one)."""
 
 
 def compute_reward(
@@ -131,7 +140,9 @@ def compute_reward(
     summary = stats(workflow, registry)  # read from the IR through the registry's roles
     checker = summary.role_counts.get(Role.CHECKING.value, 0) > 0
     fmt = summary.role_counts.get(Role.FORMATTING.value, 0) > 0
-    counted = summary.operator_count if config.count_repeats else _count_without_repeats(workflow.steps)
+    distinct = _count_without_repeats(workflow.steps)
+    counted = summary.operator_count if config.count_repeats else distinct
+    repeats = _count_repeats(workflow.steps)
     min_ops = counted >= config.min_operators
     structure = summary.has_parallel or summary.has_conditional or (
         summary.has_loop and config.loops_count_as_structure
@@ -140,7 +151,7 @@ def compute_reward(
            + config.structure * structure)
     diversity = min(1.0, round(raw, 9))
     released = diversity + _EPS >= config.release_threshold
-    total = -1.0 + diversity + (answer_score if released else 0.0)
+    total = max(-1.0, -1.0 + diversity + (answer_score if released else 0.0) - config.repeat_penalty * repeats)
     return RewardBreakdown(
         total=round(total, 9),
         diversity=diversity,
@@ -151,7 +162,28 @@ def compute_reward(
         structure=structure,
         released=released,
         operator_count=counted,
+        repeated_steps=repeats,
     )
+
+
+def _count_repeats(chain: Chain) -> int:
+    """Plain steps of ``chain`` (and of every nested chain) that repeat the step right before them."""
+    repeats = 0
+    previous: str | None = None
+    for step in chain:
+        match step:
+            case OperatorNode(operator=name):
+                repeats += name == previous
+                previous = name
+                continue
+            case Parallel(branches=branches):
+                repeats += sum(_count_repeats(branch) for branch in branches)
+            case Conditional(on_fail=on_fail, on_pass=on_pass):
+                repeats += _count_repeats(on_fail) + _count_repeats(on_pass)
+            case Loop(body=body):
+                repeats += _count_repeats(body)
+        previous = None
+    return repeats
 
 
 def _count_without_repeats(chain: Chain) -> int:

@@ -183,8 +183,11 @@ def test_prompt_turn_grammar_is_free_text_without_tags():
     g = prompt_grammar(32)
     assert g.matches("Compute the sum step by step.")
     assert not g.matches("Use <action>finish</action>")
-    assert action_constraint().grammar(type("Obs", (), {"state": "awaiting_prompt"})()) is not None
-    assert action_constraint(prompt_turns=False).grammar(type("Obs", (), {"state": "awaiting_prompt"})()) is None
+    from flowsteer.canvas.env import CanvasState, Observation
+
+    waiting = Observation("<feedback></feedback>", CanvasState.AWAITING_PROMPT, 1, 10, "Plan")
+    assert action_constraint().grammar(waiting) is not None
+    assert action_constraint(prompt_turns=False).grammar(waiting) is None
 
 
 def test_round_trips_as_data():
@@ -210,9 +213,13 @@ def test_observation_ids_match_the_canvas_after_deletes():
            "<action>add</action><operator>Custom</operator>",
            "<action>delete</action><target>node_1</target>",
            "<action>add</action><structure>loop</structure><operators>Review, Revise</operators><count>2</count>")
-    workflow, exact = workflow_of(canvas.observation)
-    assert exact and workflow.ids() == canvas.workflow.ids() and workflow.dsl == canvas.workflow.dsl
+    assert workflow_of(canvas.observation) == (canvas.workflow, True)  # the observation carries it
     assert workflow_of(canvas)[0] is canvas.workflow
+    # An observation built by hand (no workflow) is read back from its DSL and [Nodes] section.
+    import dataclasses
+
+    workflow, exact = workflow_of(dataclasses.replace(canvas.observation, workflow=None))
+    assert exact and workflow.ids() == canvas.workflow.ids() and workflow.dsl == canvas.workflow.dsl
 
 
 # -- token automaton (tiny tokenizer) ----------------------------------------------------------------

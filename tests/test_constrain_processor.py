@@ -139,8 +139,15 @@ def test_tight_budget_still_yields_a_complete_action(chat):
         assert reply.response_metadata["finish_reason"] == "stop"
 
 
+def _observation(state: str):
+    """A hand-built observation of an empty canvas (no workflow attached: read from its DSL)."""
+    from flowsteer.canvas.env import CanvasState, Observation
+
+    return Observation("", CanvasState(state), 1, 10, "")
+
+
 def test_prompt_turns_are_free_text_without_tags(chat):
-    view = type("Obs", (), {"state": "awaiting_prompt"})()
+    view = _observation("awaiting_prompt")
     kwargs = action_constraint(prompt_tokens=30)(view, default_registry(), chat)
     for seed in range(5):
         reply = chat.invoke(MESSAGES, temperature=1.0, seed=seed, **kwargs)
@@ -151,7 +158,7 @@ def test_openai_style_models_get_a_structured_outputs_regex():
     from langchain_openai import ChatOpenAI
 
     model = ChatOpenAI(model="director", api_key="x", base_url="http://localhost:1/v1")
-    kwargs = action_constraint()(type("Obs", (), {"state": "building", "dsl": "", "text": ""})(),
+    kwargs = action_constraint()(_observation("building"),
                                  default_registry(), model)
     assert set(kwargs) == {"extra_body", "flowsteer_constraint"}
     assert "regex" in kwargs["extra_body"]["structured_outputs"]
@@ -159,7 +166,7 @@ def test_openai_style_models_get_a_structured_outputs_regex():
     record = kwargs["flowsteer_constraint"]
     assert record["eos_ids"] is None and record["max_new_tokens"] is None
     assert ActionGrammar.from_json(record["grammar"]) == action_constraint().grammar(
-        type("Obs", (), {"state": "building", "dsl": "", "text": ""})(), default_registry())
+        _observation("building"), default_registry())
 
 
 @pytest.mark.slow
@@ -177,7 +184,7 @@ def test_embedded_smollm2_constrained_first_moves_are_valid():
     model = load_chat_model("embedded")
     grammar = action_grammar()
     assert check_canonical(grammar, model.tokenizer, samples=100) == []
-    view = type("Obs", (), {"state": "building", "dsl": "", "text": ""})()
+    view = _observation("building")
     kwargs = action_constraint(max_new_tokens=48)(view, default_registry(), model)
     valid = 0
     for seed in range(20):

@@ -195,3 +195,21 @@ def test_repeated_rounds_and_separated_repeats_still_count(toy_registry):
     assert compute_reward(nested, 1.0, registry=toy_registry).operator_count == 4
     assert compute_reward(nested, 1.0, registry=toy_registry,
                           config=RewardConfig(count_repeats=True)).operator_count == 5
+
+
+def test_repeat_penalty_prefers_the_lean_workflow_among_equals(toy_registry):
+    lean = build(toy_registry, "Programmer", ("cond", "Verify", ["Revise"]), ("cond", "Verify", ["Revise"]), "Format")
+    padded = build(toy_registry, "Programmer", ("cond", "Verify", ["Revise"]), ("cond", "Verify", ["Revise"]),
+                   "Format", "Format", "Format")
+    paper = RewardConfig()
+    assert compute_reward(lean, 1.0, registry=toy_registry, config=paper).total == pytest.approx(1.0)
+    assert compute_reward(padded, 1.0, registry=toy_registry, config=paper).total == pytest.approx(1.0)
+    costed = RewardConfig(repeat_penalty=0.1)
+    r = compute_reward(padded, 1.0, registry=toy_registry, config=costed)
+    assert r.repeated_steps == 2 and r.total == pytest.approx(0.8)
+    assert compute_reward(lean, 1.0, registry=toy_registry, config=costed).total == pytest.approx(1.0)
+    # never below the reward's floor
+    empty_ish = build(toy_registry, "Format", "Format", "Format", "Format")
+    assert compute_reward(empty_ish, 0.0, registry=toy_registry, config=RewardConfig(repeat_penalty=1.0)).total == -1.0
+    with pytest.raises(UserError, match="repeat_penalty"):
+        RewardConfig(repeat_penalty=-0.1)

@@ -130,6 +130,9 @@ class Observation:
     """The current workflow's DSL ("" when empty)."""
     prompt_request: PromptRequest | None = None
     """Set while the canvas waits for a node prompt."""
+    workflow: Workflow | None = None
+    """The canvas's workflow itself, node ids included (what ``dsl`` renders). ``None`` only in an
+    observation built by hand; readers then fall back to parsing ``dsl`` and ``[Nodes]``."""
 
 
 @dataclass(frozen=True)
@@ -410,7 +413,7 @@ class Canvas:
             prompt_request=request, result_chars=self.config.result_chars,
             feedback_chars=self.config.feedback_chars, task=self._task, dsl=dsl or None,
         )
-        return Observation(text, self._state, self._turn, self.config.max_turns, dsl, request)
+        return Observation(text, self._state, self._turn, self.config.max_turns, dsl, request, self._workflow)
 
 
 def _ran(execution: ExecutionResult | None) -> str:

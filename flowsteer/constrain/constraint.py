@@ -23,12 +23,15 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from flowsteer.canvas.env import Observation
 from flowsteer.constrain.grammar import ActionGrammar, GrammarOptions, action_grammar, prompt_grammar
 from flowsteer.constrain.record import CONSTRAINT_RECORD_KEY
 from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Step, Workflow
+from flowsteer.models.calls import constraint_engine, unwrap_model
 from flowsteer.operators.registry import OperatorRegistry, default_registry
+from flowsteer.tasks import Task
 
 __all__ = ["ActionConstraint", "action_constraint", "constraint_record", "workflow_of"]
 
@@ -78,26 +81,43 @@ def _from_observation(observation: Any, registry: OperatorRegistry) -> tuple[Wor
     return Workflow(steps, next_id=top), True
 
 
-def workflow_of(view: Any, registry: OperatorRegistry | None = None) -> tuple[Workflow, bool]:
-    """The current workflow of a canvas, an object with ``.workflow``, or an Observation;
-    the flag says whether its node ids are the canvas's own."""
-    workflow = getattr(view, "workflow", None)
-    if isinstance(workflow, Workflow):
-        return workflow, True
-    return _from_observation(view, registry or default_registry())
+@runtime_checkable
+class CanvasView(Protocol):
+    """What the constraint reads of a canvas (:class:`~flowsteer.canvas.Canvas` is one): its state,
+    its workflow with the canvas's node ids, the task, the config (finish rule, node limit) and the
+    last run (for the finish rule's checks)."""
+
+    @property
+    def state(self) -> Any: ...
+    @property
+    def workflow(self) -> Workflow: ...
+    @property
+    def task(self) -> Task | None: ...
+    @property
+    def config(self) -> Any: ...
+    @property
+    def last_execution(self) -> Any: ...
 
 
-def _state_of(view: Any) -> str:
-    state = getattr(view, "state", "building")
-    return str(getattr(state, "value", state))
+def workflow_of(view: CanvasView | Observation, registry: OperatorRegistry | None = None) -> tuple[Workflow, bool]:
+    """The current workflow of a canvas or an observation; the flag says whether its node ids are
+    the canvas's own. An observation built by hand (no ``workflow``) is read from its DSL and its
+    ``[Nodes]`` section."""
+    if isinstance(view, Observation):
+        if view.workflow is not None:
+            return view.workflow, True
+        return _from_observation(view, registry or default_registry())
+    return view.workflow, True
 
 
-def _finish_verdict(view: Any, workflow: Workflow, registry: OperatorRegistry) -> bool | None:
-    config, task = getattr(view, "config", None), getattr(view, "task", None)
-    finish = getattr(config, "finish", None)
-    if finish is None or task is None:
-        return None
-    return not finish.check(workflow, task, getattr(view, "last_execution", None), registry)
+def _state_of(view: CanvasView | Observation) -> str:
+    return str(view.state.value)
+
+
+def _finish_verdict(view: CanvasView | Observation, workflow: Workflow, registry: OperatorRegistry) -> bool | None:
+    if isinstance(view, Observation) or view.task is None:
+        return None  # an observation does not carry the finish rule: finish stays offered
+    return not view.config.finish.check(workflow, view.task, view.last_execution, registry)
 
 
 @dataclass(frozen=True)
@@ -114,7 +134,8 @@ class ActionConstraint:
     eos_ids: tuple[int, ...] | None = None
     """End tokens (None: the tokenizer's and the model's generation config's)."""
 
-    def grammar(self, observation: Any, registry: OperatorRegistry | None = None) -> ActionGrammar | None:
+    def grammar(self, observation: CanvasView | Observation,
+                registry: OperatorRegistry | None = None) -> ActionGrammar | None:
         """The grammar of the next turn's output (None: leave the turn unconstrained)."""
         registry = self.registry or registry or default_registry()
         if _state_of(observation) == "awaiting_prompt":
@@ -123,33 +144,35 @@ class ActionConstraint:
             return prompt_grammar(self.options.prompt_tokens, min_tokens=self.options.min_prompt_tokens)
         workflow, ids_known = workflow_of(observation, registry)
         options = self.options
-        if options.max_nodes is None:
-            limit = getattr(getattr(observation, "config", None), "max_nodes", None)
-            if isinstance(limit, int):
-                options = dataclasses.replace(options, max_nodes=limit)
+        if options.max_nodes is None and not isinstance(observation, Observation):
+            options = dataclasses.replace(options, max_nodes=observation.config.max_nodes)
         if not ids_known:  # never offer ids we could not confirm
             options = dataclasses.replace(options, node_actions=False)
         verdict = _finish_verdict(observation, workflow, registry) if options.finish == "when_allowed" else None
-        task = getattr(observation, "task", None)
-        return action_grammar(registry, workflow, options, finish_allowed=verdict, kind=getattr(task, "kind", None))
+        task = None if isinstance(observation, Observation) else observation.task
+        return action_grammar(registry, workflow, options, finish_allowed=verdict,
+                              kind=task.kind if task is not None else None)
 
-    def __call__(self, observation: Any, registry: OperatorRegistry | None, model: Any) -> Mapping[str, Any] | None:
+    def __call__(self, observation: CanvasView | Observation, registry: OperatorRegistry | None,
+                 model: Any) -> Mapping[str, Any] | None:
         """The call kwargs for ``model`` plus the grammar record under
         :data:`~flowsteer.constrain.record.CONSTRAINT_RECORD_KEY` (the director takes it out; pop it
         when calling a model yourself)."""
         grammar = self.grammar(observation, registry)
         if grammar is None:
             return None
-        tokenizer = getattr(model, "tokenizer", None)
-        if tokenizer is not None:
+        model = unwrap_model(model)
+        engine = constraint_engine(model)
+        if engine == "logits_processor":
             from flowsteer.constrain.processor import GrammarProcessorFactory
             from flowsteer.constrain.trie import eos_ids_of
 
+            tokenizer = model.tokenizer
             eos = self.eos_ids or eos_ids_of(tokenizer, getattr(model, "model", None))
             return {"logits_processor_factory": GrammarProcessorFactory(
                         grammar, tokenizer, eos_ids=eos, max_new_tokens=self.max_new_tokens),
                     CONSTRAINT_RECORD_KEY: constraint_record(grammar, eos, self.max_new_tokens)}
-        if "openai" in type(model).__module__.lower() or hasattr(model, "openai_api_base"):
+        if engine == "structured_outputs":
             from flowsteer.constrain.regex import structured_outputs_body
 
             # the server's own end tokens and no forced completion: the replay uses the trainer's

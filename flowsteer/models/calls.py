@@ -7,12 +7,34 @@ director can use these without importing the loading code.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-__all__ = ["unwrap_model", "generation_kwargs"]
+__all__ = ["unwrap_model", "generation_kwargs", "constraint_engine", "ConstraintEngine"]
+
+ConstraintEngine = Literal["logits_processor", "structured_outputs"]
+
+
+def constraint_engine(model: Any) -> ConstraintEngine | None:
+    """How ``model`` (wrappers looked through) takes an action grammar, as the model declares it.
+
+    A chat model declares ``constraint_engine = "logits_processor"`` (it samples locally and takes a
+    ``logits_processor_factory`` call kwarg: :class:`~flowsteer.models.local.LocalChatModel`) or
+    ``"structured_outputs"`` (an OpenAI-compatible client of a server that takes the grammar as
+    ``extra_body.structured_outputs``, such as vLLM). ``langchain_openai`` clients declare nothing, so
+    they are recognised by class. ``None``: the model cannot be constrained.
+    """
+    inner = unwrap_model(model)
+    declared = getattr(type(inner), "constraint_engine", None)
+    if declared in ("logits_processor", "structured_outputs"):
+        return declared  # type: ignore[no-any-return]
+    try:
+        from langchain_openai.chat_models.base import BaseChatOpenAI
+    except ImportError:
+        return None
+    return "structured_outputs" if isinstance(inner, BaseChatOpenAI) else None
 
 
 def unwrap_model(model: Any) -> Any:

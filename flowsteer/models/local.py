@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -191,6 +191,10 @@ class LocalChatModel(BaseChatModel):
     Per-call overrides: ``max_new_tokens``, ``temperature``, ``top_p``, ``seed``, ``stop`` and
     ``logits_processor_factory`` (pass them to ``invoke`` or ``bind``).
     """
+
+    constraint_engine: ClassVar[str] = "logits_processor"
+    """Takes an action grammar as a ``logits_processor_factory`` call kwarg (see
+    :func:`flowsteer.models.calls.constraint_engine`)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
