@@ -17,12 +17,15 @@ pytest.importorskip("peft")
 def _tiny_with_adapter(name: str = "director"):
     from peft import LoraConfig, get_peft_model
 
+    from flowsteer.director.shipped import quiet_peft
     from flowsteer.testing.tiny import build_tiny_model, build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()
-    model = get_peft_model(build_tiny_model(tokenizer, seed=0),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
-                           adapter_name=name)
+    with quiet_peft():  # peft reads transformers' deprecated alias; the library wraps the same way
+        model = get_peft_model(build_tiny_model(tokenizer, seed=0),
+                               LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                          init_lora_weights=False),
+                               adapter_name=name)
     model.eval()
     return model, tokenizer
 
