@@ -29,6 +29,7 @@ Keys the node writes but your state schema lacks are ignored by LangGraph: subcl
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import uuid
 from collections import OrderedDict
@@ -149,13 +150,19 @@ class Orchestration:
     """
 
     def __init__(self, *, director: Director | BaseChatModel, executor: BaseChatModel | Interpreter,
-                 registry: OperatorRegistry | None = None, sandbox: Any = None, max_turns: int = 20,
+                 registry: OperatorRegistry | None = None, sandbox: Any = None, max_turns: int | None = None,
                  name: str = "flowsteer") -> None:
+        if max_turns is not None and max_turns < 1:
+            raise UserError(f"max_turns must be >= 1, got {max_turns}")
+        turns = {} if max_turns is None else {"max_turns": max_turns}
         if isinstance(director, BaseChatModel):
             # a model that ships a trained director (the embedded one) says which settings it was trained with
             preset = getattr(director, "director_config", None)
-            config = preset(max_turns=max_turns) if callable(preset) else None
-            director = Director(director, registry=registry, config=config or DirectorConfig(max_turns=max_turns))
+            config = preset(**turns) if callable(preset) else None
+            director = Director(director, registry=registry, config=config or DirectorConfig(**turns))
+        elif isinstance(director, Director) and max_turns is not None:
+            director = copy.copy(director)  # the caller's director keeps its own limit
+            director.config = dataclasses.replace(director.config, max_turns=max_turns)
         elif not isinstance(director, Director):
             raise UserError(f"director= must be a flowsteer Director or a LangChain chat model, got "
                             f"{type(director).__name__}")
@@ -168,19 +175,17 @@ class Orchestration:
         else:
             raise UserError(f"executor= must be a LangChain chat model (e.g. flowsteer.testing.SimulatedExecutor()) "
                             f"or an Interpreter, got {type(executor).__name__}")
-        if max_turns < 1:
-            raise UserError(f"max_turns must be >= 1, got {max_turns}")
         self.director = director
         self.interpreter = interpreter
         self.registry = registry or director.registry
-        self.max_turns = max_turns
+        self.max_turns = director.config.max_turns
+        """The turn limit of each design: ``max_turns`` when given, else the director's own."""
         self.name = name
         self._caches: OrderedDict[str, NodeCache] = OrderedDict()
 
     async def design(self, task: Task, emit: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
         """One director episode; returns the design as plain data (checkpointable)."""
-        canvas = Canvas(self.interpreter, registry=self.registry,
-                        config=self.director.config.canvas_config(max_turns=self.max_turns))
+        canvas = Canvas(self.interpreter, registry=self.registry, config=self.director.config.canvas_config())
         director = copy.copy(self.director)
         previous = self.director.on_turn
 
@@ -368,7 +373,7 @@ def create_orchestrator_node(
     executor: BaseChatModel | Interpreter,
     registry: OperatorRegistry | None = None,
     sandbox: Any = None,
-    max_turns: int = 20,
+    max_turns: int | None = None,
     input_key: str = "question",
     task_kind: str = "math",
     output_keys: Mapping[str, str | None] | None = None,
@@ -382,7 +387,8 @@ def create_orchestrator_node(
         executor: the chat model the workflow's operators call, or an :class:`Interpreter`.
         registry: operator registry (default: the director's).
         sandbox: code sandbox for Programmer/Test (default: a new ``Sandbox()``).
-        max_turns: canvas turns per design.
+        max_turns: canvas turns per design (default: the director's own, e.g. the trained embedded
+            director's 10).
         input_key: the state key holding the question (else the last human message of ``messages``).
         task_kind: ``math``, ``qa`` or ``code`` for string questions.
         output_keys: field -> state key overrides of :data:`DEFAULT_OUTPUT_KEYS` (``None`` drops one).

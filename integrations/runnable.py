@@ -60,8 +60,8 @@ class FlowSteerRunnable(RunnableSerializable[Any, Any]):
     """Operator registry (default: the director's)."""
     sandbox: Any = None
     """Code sandbox for Programmer/Test (default: a new ``Sandbox()``)."""
-    max_turns: int = 20
-    """Canvas turns per design."""
+    max_turns: int | None = None
+    """Canvas turns per design (default: the director's own)."""
     task_kind: str = "math"
     """``math``, ``qa`` or ``code`` for string inputs."""
     input_key: str = "question"

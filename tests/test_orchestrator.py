@@ -207,3 +207,26 @@ def test_developer_mistakes_raise_with_the_fix():
         read_task({"messages": [AIMessage("no question here")]})
     assert read_task({"question": "Why?"}, task_kind="qa") == Task("Why?", kind="qa")
     assert read_task({"q": "Why?"}, input_key="q").question == "Why?"
+
+
+def test_the_turn_limit_comes_from_the_director_unless_given():
+    from flowsteer.director import Director, DirectorConfig
+    from flowsteer.integrations.orchestrator import Orchestration
+
+    own = Director(ScriptedChatModel(["<action>finish</action>"]), config=DirectorConfig(max_turns=7))
+    assert Orchestration(director=own, executor=_executor()).max_turns == 7  # not a default of 20
+    capped = Orchestration(director=own, executor=_executor(), max_turns=3)
+    assert capped.max_turns == 3 and capped.director.config.max_turns == 3
+    assert own.config.max_turns == 7  # the caller's director is left alone
+
+    class Preset(ScriptedChatModel):
+        """A chat model that ships director settings (as the embedded model does: small_model, 10 turns)."""
+
+        def director_config(self, **overrides):
+            return DirectorConfig.small_model(**overrides)
+
+    model = Preset(["<action>finish</action>"])
+    assert Orchestration(director=model, executor=_executor()).max_turns == 10
+    assert Orchestration(director=model, executor=_executor(), max_turns=4).max_turns == 4
+    with pytest.raises(UserError, match="max_turns must be >= 1"):
+        Orchestration(director=own, executor=_executor(), max_turns=0)

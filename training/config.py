@@ -115,8 +115,9 @@ class RolloutConfig:
     verl): 1.0 trains exactly the distribution that was sampled."""
     max_new_tokens: int = 512
     """Tokens per director turn."""
-    max_turns: int = 20
-    """Canvas turn limit per episode."""
+    max_turns: int | None = None
+    """Canvas turn limit per episode (``None``: the director preset's, 20 for ``default``, 10 for
+    ``small_model``). The canvas takes it from the director config, the one place it is set."""
     context_budget: int = 16384
     """Director prompt budget in tokens."""
     concurrency: int = 36
@@ -148,6 +149,8 @@ class RolloutConfig:
         _check(self.group_size > 1, f"rollout.group_size must be >= 2 (a group needs a baseline), got {self.group_size}")
         _check(self.temperature > 0, f"rollout.temperature must be > 0, got {self.temperature}")
         _check(0 < self.top_p <= 1, f"rollout.top_p must be in (0, 1], got {self.top_p}")
+        _check(self.max_turns is None or self.max_turns >= 1,
+               f"rollout.max_turns must be >= 1 (or left out for the director preset's), got {self.max_turns}")
 
 
 @dataclass(frozen=True)

@@ -56,20 +56,27 @@ class CanvasState(enum.StrEnum):
     AWAITING_PROMPT = "awaiting_prompt"
 
 
+DEFAULT_MAX_TURNS = 20
+"""Turns per episode unless a config says otherwise (the one literal: ``DirectorConfig`` uses it too)."""
+DEFAULT_FEEDBACK_CHARS = 1500
+"""Longest feedback block unless a config says otherwise (``DirectorConfig`` uses it too)."""
+
+
 @dataclass(frozen=True)
 class CanvasConfig:
     """Settings of one canvas (defaults follow the paper's configuration)."""
 
-    max_turns: int = 20
-    """Turns per episode; every ``step`` call counts, including prompt turns and failures."""
+    max_turns: int = DEFAULT_MAX_TURNS
+    """Turns per episode; every ``step`` call counts, including prompt turns and failures. The canvas
+    is the one place the limit is enforced (a director runs until its canvas is done)."""
     finish: FinishConstraints = field(default_factory=FinishConstraints)
     """What ``finish`` requires."""
     execute_each_step: bool = True
     """Run the workflow after every completed edit (else only at finish and at the turn limit)."""
     result_chars: int = 500
     """Longest execution result shown in feedback."""
-    feedback_chars: int = 1500
-    """Longest feedback block, tags included."""
+    feedback_chars: int = DEFAULT_FEEDBACK_CHARS
+    """Longest feedback block, tags included (the canvas fits its sections into it; nothing cuts it again)."""
     min_prompt_chars: int = 5
     """Shorter node prompts are refused."""
     max_prompt_chars: int = 2000

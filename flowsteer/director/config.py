@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from flowsteer.canvas.env import DEFAULT_FEEDBACK_CHARS, DEFAULT_MAX_TURNS
 from flowsteer.errors import UserError
 
 if TYPE_CHECKING:
@@ -33,8 +34,10 @@ from flowsteer.constrain.record import CONSTRAINT_RECORD_KEY  # noqa: E402 (re-e
 class DirectorConfig:
     """How the Flow-Director talks to its model and to the canvas."""
 
-    max_turns: int = 20
-    """Most canvas turns per episode (prompt-writing and failed turns count, as in the paper)."""
+    max_turns: int = DEFAULT_MAX_TURNS
+    """Most canvas turns per episode (prompt-writing and failed turns count, as in the paper). The
+    canvases this director builds take it (:meth:`canvas_config`), and the canvas enforces it; a
+    canvas you pass in keeps its own limit."""
     context_budget: int = 16384
     """Most tokens one director call may see (prompt + ``max_action_tokens``); older turns are
     compressed, then the feedback is truncated, so no call ever exceeds it."""
@@ -47,8 +50,9 @@ class DirectorConfig:
     max_repair_tokens: int = 128
     repair_attempts: int = 1
     """Extra calls when an output holds no valid action (0 disables repair)."""
-    feedback_chars: int = 1500
-    """Canvas feedback longer than this is cut before it enters the context."""
+    feedback_chars: int = DEFAULT_FEEDBACK_CHARS
+    """Longest canvas feedback block: the canvases this director builds fit their sections into it
+    (:meth:`canvas_config`); the context budget may shrink it further, by section."""
     history_turns: int = 12
     """Most earlier turns listed in the per-turn summary (older ones are counted, not listed)."""
     example_turn: bool = True

@@ -188,7 +188,7 @@ class Director(Runnable[Any, Trajectory]):
         system, example = self._fitting_prompt(task, example)
         ep = _Episode(task, canvas, system, example, on_error=on_error)
         try:
-            while not canvas.done and canvas.turn < self.config.max_turns:
+            while not canvas.done:  # the canvas enforces the turn limit (its config's max_turns)
                 obs = await self._turn(ep, obs)
         except _CallFailed as failed:  # only raised with on_error="record"
             ep.error = f"{type(failed.error).__name__}: {str(failed.error)[:500]}"
@@ -323,7 +323,7 @@ class Director(Runnable[Any, Trajectory]):
         reserve = self._reserve()
         parts = BudgetParts(history=ep.history[-cfg.history_turns:],
                             omitted=max(0, len(ep.history) - cfg.history_turns),
-                            feedback=shorter_feedback(obs.text, cfg.feedback_chars), question=ep.task.question)
+                            feedback=obs.text, question=ep.task.question)  # the canvas fitted it already
         messages, used = fit_messages(parts, lambda p: self._building_messages(ep, obs, p, turn),
                                       self.count_tokens, cfg.context_budget - reserve)
         result = await self._call(ep, messages, self._kwargs(ep, obs, cfg.max_action_tokens), used)
@@ -416,9 +416,6 @@ class Director(Runnable[Any, Trajectory]):
                                                 history="(none)", feedback=feedback)
         return [{"role": "user", "content": user.strip()},
                 {"role": "assistant", "content": render_action(first_action(self.registry))}]
-
-    def _max_turns(self, ep: _Episode) -> int:
-        return min(self.config.max_turns, ep.canvas.config.max_turns)
 
     # -- end of episode -------------------------------------------------------------------------
     async def _finish(self, ep: _Episode, started: float) -> Trajectory:
