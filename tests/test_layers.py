@@ -103,7 +103,6 @@ def test_no_import_cycles_between_core_modules():
 def test_moved_modules_keep_their_old_path_with_a_deprecation_warning(old, new):
     import importlib
     import sys
-
     import warnings
 
     sys.modules.pop(old, None)

@@ -16,8 +16,8 @@ from flowsteer.director import Director
 from flowsteer.dsl import parse
 from flowsteer.errors import UserError
 from flowsteer.evaluation import evaluate, wilson_interval
-from flowsteer.report import build_report, detect_run, workflow_svg, write_report
 from flowsteer.evaluation.results import trajectory_record
+from flowsteer.report import build_report, detect_run, workflow_svg, write_report
 from flowsteer.tasks import Task
 from flowsteer.testing import ScriptedChatModel, SimulatedExecutor
 

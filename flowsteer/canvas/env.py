@@ -292,8 +292,11 @@ class Canvas:
         """
         return run_sync(self.astep(text), refuse_in_loop="Canvas.step(): use `await canvas.astep(text)` there")
 
-    async def astep(self, text: str) -> tuple[Observation, bool, StepInfo]:
-        """Async twin of :meth:`step`."""
+    async def astep(self, text: str, *, parsed: Action | ParseFailure | None = None,
+                    ) -> tuple[Observation, bool, StepInfo]:
+        """Async twin of :meth:`step`. ``parsed`` is ``text`` already parsed by
+        :meth:`parse` (a director that read the action to decide on a repair passes it, so a turn is
+        parsed once); it is ignored on prompt turns."""
         if self._task is None:
             raise UserError("call canvas.reset(task) before step()")
         if self._done:
@@ -305,7 +308,8 @@ class Canvas:
         if self._state is CanvasState.AWAITING_PROMPT:
             outcome = await self._prompt_turn(text)
         else:
-            parsed = parse_action(text, self.registry, lenient=self.config.lenient)
+            if parsed is None:
+                parsed = self.parse(text)
             if isinstance(parsed, ParseFailure):
                 outcome = EditOutcome(False, f"Invalid action: {parsed.message}", parse_failure=parsed)
             else:
@@ -323,6 +327,10 @@ class Canvas:
         self._observation = self._observe(status, outcome.message, shown)
         logger.debug("turn %d: %s (%s)", self._turn, status, outcome.message[:80])
         return self._observation, self._done, info
+
+    def parse(self, text: str) -> Action | ParseFailure:
+        """``text`` read as an action the way this canvas reads it (its registry and leniency)."""
+        return parse_action(text, self.registry, lenient=self.config.lenient)
 
     # -- turns ---------------------------------------------------------------------------------------
     async def _prompt_turn(self, text: str) -> EditOutcome:

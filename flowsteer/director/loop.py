@@ -24,14 +24,13 @@ from typing import Any, Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from flowsteer.canvas import Canvas, CanvasState, Observation, parse_action, render_action
+from flowsteer.canvas import Canvas, CanvasState, Observation, render_action
 from flowsteer.canvas.env import initial_feedback
 from flowsteer.director._calls import CallResult, call_model
 from flowsteer.director.config import CONSTRAINT_RECORD_KEY, DirectorConfig
 from flowsteer.director.context import (
     BudgetParts,
     fit_messages,
-    shorter_feedback,
     token_counter,
     truncate_middle,
 )
@@ -241,7 +240,8 @@ class Director(Runnable[Any, Trajectory]):
         else:
             records, text = await self._action_calls(ep, obs, turn)
         state = obs.state.value
-        obs, _done, info = await ep.canvas.astep(text)
+        parsed = records[-1].parsed if obs.state is not CanvasState.AWAITING_PROMPT else None
+        obs, _done, info = await ep.canvas.astep(text, parsed=parsed)  # parsed once, by the canvas's rules
         *earlier, last = records
         new = [_record(p, state) for p in earlier]
         new.append(_record(last, state, feedback=obs.text, accepted=info.accepted, action=info.action,
@@ -366,8 +366,7 @@ class Director(Runnable[Any, Trajectory]):
     def _parse(self, ep: _Episode, result: CallResult) -> Any:
         if result.unterminated_think and not result.visible:
             return ParseFailure("think-only: the output ended inside <think> without an action", result.raw[:300])
-        lenient = getattr(ep.canvas.config, "lenient", True)
-        return parse_action(result.visible, self.registry, lenient=lenient)
+        return ep.canvas.parse(result.visible)
 
     def _repair_messages(self, messages: list[dict[str, str]], failed: _Pending) -> list[dict[str, str]]:
         reason = failed.parsed.message if isinstance(failed.parsed, ParseFailure) else "no action"
