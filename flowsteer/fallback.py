@@ -133,12 +133,11 @@ def select_template(
 
 
 def _interpreter(executor: Any, registry: OperatorRegistry | None) -> Interpreter:
-    if isinstance(executor, Interpreter):
-        return executor
-    inner = getattr(executor, "interpreter", None)  # a Canvas
-    if isinstance(inner, Interpreter):
-        return inner
-    return Interpreter(executor, registry=registry)
+    from flowsteer.canvas import Canvas
+
+    if isinstance(executor, Canvas):
+        return executor.interpreter
+    return Interpreter.of(executor, registry=registry)
 
 
 async def arun_fallback(

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flowsteer.errors import OperatorError
+from flowsteer.errors import OperatorError, UserError
 from flowsteer.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 from flowsteer.operators.base import (
     Operator,
@@ -187,6 +187,24 @@ class Interpreter:
         self.context = OperatorContext(model=executor, sandbox=sandbox, options=dict(options or {}))
         self._operators: dict[str, Operator] = {}
         self._runnables: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, executor: Any, *, registry: OperatorRegistry | None = None,
+           sandbox: Sandbox | None = None) -> Interpreter:
+        """The interpreter an "executor" argument means: an :class:`Interpreter` as it is, a LangChain
+        chat model wrapped in a new one (with ``registry`` and ``sandbox``). The one place that reads
+        the argument every API taking an executor accepts; anything else is a :class:`UserError`.
+        An Interpreter brings its own sandbox, so a ``sandbox`` next to one is refused."""
+        if isinstance(executor, Interpreter):
+            if sandbox is not None:
+                raise UserError("executor is an Interpreter: give sandbox= to the Interpreter, not here")
+            return executor
+        from langchain_core.language_models import BaseChatModel as ChatModel
+
+        if not isinstance(executor, ChatModel):
+            raise UserError(f"executor= must be a LangChain chat model (e.g. flowsteer.testing.SimulatedExecutor()) "
+                            f"or a flowsteer Interpreter, got {type(executor).__name__}")
+        return cls(executor, sandbox=sandbox, registry=registry)
 
     def operator(self, name: str) -> Operator:
         """The executable operator for ``name`` (built once per interpreter)."""

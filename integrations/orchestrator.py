@@ -154,7 +154,7 @@ class Orchestration:
                  name: str = "flowsteer") -> None:
         if max_turns is not None and max_turns < 1:
             raise UserError(f"max_turns must be >= 1, got {max_turns}")
-        turns = {} if max_turns is None else {"max_turns": max_turns}
+        turns: dict[str, Any] = {} if max_turns is None else {"max_turns": max_turns}
         if isinstance(director, BaseChatModel):
             # a model that ships a trained director (the embedded one) says which settings it was trained with
             preset = getattr(director, "director_config", None)
@@ -166,15 +166,7 @@ class Orchestration:
         elif not isinstance(director, Director):
             raise UserError(f"director= must be a flowsteer Director or a LangChain chat model, got "
                             f"{type(director).__name__}")
-        if isinstance(executor, Interpreter):
-            if sandbox is not None:
-                raise UserError("executor is an Interpreter: give sandbox= to the Interpreter instead")
-            interpreter = executor
-        elif isinstance(executor, BaseChatModel):
-            interpreter = Interpreter(executor, sandbox=sandbox, registry=registry or director.registry)
-        else:
-            raise UserError(f"executor= must be a LangChain chat model (e.g. flowsteer.testing.SimulatedExecutor()) "
-                            f"or an Interpreter, got {type(executor).__name__}")
+        interpreter = Interpreter.of(executor, registry=registry or director.registry, sandbox=sandbox)
         self.director = director
         self.interpreter = interpreter
         self.registry = registry or director.registry

@@ -48,7 +48,7 @@ def director_config(config: CWRPOConfig) -> Any:
             raise UserError("rollout.constrain_options cannot be combined with director_preset small_model "
                             "(the preset brings its own action grammar); remove one of them")
         try:
-            turns = {} if r.max_turns is None else {"max_turns": r.max_turns}
+            turns: dict[str, Any] = {} if r.max_turns is None else {"max_turns": r.max_turns}
             return dataclasses.replace(preset, temperature=r.temperature, top_p=r.top_p, **turns,
                                        **dict(r.director_options))
         except TypeError as exc:
@@ -60,9 +60,9 @@ def director_config(config: CWRPOConfig) -> Any:
         options = {"max_new_tokens": r.max_new_tokens, **dict(r.constrain_options)}  # actions end within budget
         constraint = action_constraint(**options)
     try:
-        turns = {} if r.max_turns is None else {"max_turns": r.max_turns}
+        limit: dict[str, Any] = {} if r.max_turns is None else {"max_turns": r.max_turns}
         return DirectorConfig(context_budget=r.context_budget, temperature=r.temperature, top_p=r.top_p,
-                              max_action_tokens=r.max_new_tokens, constraint=constraint, **turns,
+                              max_action_tokens=r.max_new_tokens, constraint=constraint, **limit,
                               **dict(r.director_options))
     except TypeError as exc:
         raise UserError(f"rollout.director_options: {exc}; use DirectorConfig field names") from None

@@ -178,16 +178,10 @@ class Canvas:
         config: CanvasConfig | None = None,
     ) -> None:
         if isinstance(executor, Interpreter):
-            self.interpreter = executor
             self.registry = registry or executor.registry
         else:
-            from langchain_core.language_models import BaseChatModel as ChatModel
-
-            if not isinstance(executor, ChatModel):
-                raise UserError(f"Canvas executor must be a langchain BaseChatModel or a flowsteer "
-                                f"Interpreter, got {type(executor).__name__}")
             self.registry = registry or default_registry()
-            self.interpreter = Interpreter(executor, sandbox=sandbox, registry=self.registry)
+        self.interpreter = Interpreter.of(executor, registry=self.registry, sandbox=sandbox)
         self.config = config or CanvasConfig()
         self._editor = Editor(self.registry, self.config.max_nodes, self.config.max_repeats)
         self._task: Task | None = None

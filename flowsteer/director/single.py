@@ -19,7 +19,7 @@ from flowsteer.director.context import BudgetParts, fit_messages, token_counter
 from flowsteer.director.prompts import single_turn_prompt
 from flowsteer.director.trajectory import Trajectory, TurnRecord
 from flowsteer.dsl import parse
-from flowsteer.errors import DSLParseError, ParseFailure, UserError
+from flowsteer.errors import DSLParseError, ParseFailure
 from flowsteer.interpreter import Interpreter
 from flowsteer.ir import Workflow
 from flowsteer.models.calls import generation_kwargs
@@ -98,12 +98,7 @@ async def arun_single_turn(model: BaseChatModel, task: Task | str, executor: Bas
     task = Task(task) if isinstance(task, str) else task
     registry = registry or default_registry()
     design = await adesign_once(model, task, registry=registry, config=config)
-    if isinstance(executor, Interpreter):
-        interpreter = executor
-    elif isinstance(executor, BaseChatModel):
-        interpreter = Interpreter(executor, registry=registry)
-    else:
-        raise UserError(f"executor must be a chat model or an Interpreter, got {type(executor).__name__}")
+    interpreter = Interpreter.of(executor, registry=registry)
     workflow = design.workflow or Workflow()
     execution = await interpreter.arun(workflow, task) if design.workflow is not None else None
     return Trajectory(

@@ -254,15 +254,13 @@ def _check_workflow(workflow: Workflow, registry: OperatorRegistry) -> None:
 
 
 def _make_runner(executor: Any, sandbox: Sandbox | None, registry: OperatorRegistry | None) -> NodeRunner:
-    if isinstance(executor, Interpreter):
-        if sandbox is not None or registry is not None:
-            raise UserError("executor is an Interpreter: give sandbox= and registry= to the Interpreter, "
-                            "not to build_state_graph")
-        return executor
+    if isinstance(executor, Interpreter) and registry is not None:
+        raise UserError("executor is an Interpreter: give sandbox= and registry= to the Interpreter, "
+                        "not to build_state_graph")
     if executor is None:
         raise UserError("executor= is required: pass a LangChain chat model (e.g. "
                         "flowsteer.testing.SimulatedExecutor()) or an Interpreter")
-    return Interpreter(executor, sandbox=sandbox, registry=registry)
+    return Interpreter.of(executor, registry=registry, sandbox=sandbox)
 
 
 def build_graph_with_runner(
