@@ -202,8 +202,9 @@ class Interpreter:
         from langchain_core.language_models import BaseChatModel as ChatModel
 
         if not isinstance(executor, ChatModel):
-            raise UserError(f"executor= must be a LangChain chat model (e.g. flowsteer.testing.SimulatedExecutor()) "
-                            f"or a flowsteer Interpreter, got {type(executor).__name__}")
+            raise UserError(f"executor= must be a LangChain chat model (a BaseChatModel, e.g. "
+                            f"flowsteer.testing.SimulatedExecutor()) or a flowsteer Interpreter, got "
+                            f"{type(executor).__name__}")
         return cls(executor, sandbox=sandbox, registry=registry)
 
     def operator(self, name: str) -> Operator:

@@ -292,13 +292,16 @@ def test_no_fallback_by_default():
     assert trajectory.fallback is None and trajectory.answer == "" and trajectory.execution is None
 
 
-def test_director_turn_limit_runs_the_pending_workflow():
-    # the director stops (its limit) before a canvas with a longer limit would
+def test_the_canvas_turn_limit_ends_the_episode_and_runs_the_pending_workflow():
+    # One enforcer: the canvas. A canvas passed in keeps its own limit (2) whatever the director's
+    # config says; the canvases a director builds take the director's (next test file: max_turns=2).
     model = ScriptedChatModel(GOOD_EPISODE[:2])
-    canvas = Canvas(_executor(), config=CanvasConfig(max_turns=20))
-    trajectory = Director(model, config=DirectorConfig(max_turns=2)).run(_task(), canvas)
-    assert trajectory.stop_reason == "max_turns"
+    canvas = Canvas(_executor(), config=CanvasConfig(max_turns=2))
+    trajectory = Director(model, config=DirectorConfig(max_turns=20)).run(_task(), canvas)
+    assert trajectory.stop_reason == "max_turns" and len(trajectory.turns) == 2
     assert trajectory.execution is not None and trajectory.workflow.dsl == "Plan"
+    built = Director(ScriptedChatModel(GOOD_EPISODE[:2]), config=DirectorConfig(max_turns=2)).run(_task(), _executor())
+    assert built.stop_reason == "max_turns" and built.workflow.dsl == "Plan"
 
 
 def test_token_records_are_copied_from_the_model():
@@ -574,3 +577,24 @@ def test_a_context_budget_too_small_for_any_prompt_says_what_it_needs():
     config = DirectorConfig.small_model(max_turns=2, context_budget=needs[True] - 200)
     with pytest.raises(UserError, match=r"context_budget \d+ is too small .* at least \d+"):
         Director(model, registry=registry, config=config).run(_task(), _executor())
+
+
+def test_a_turn_is_parsed_once_and_a_subclass_with_the_old_astep_still_works(monkeypatch):
+    import flowsteer.canvas.env as env
+
+    calls = []
+    original = env.parse_action
+    monkeypatch.setattr(env, "parse_action", lambda *a, **k: calls.append(a[0]) or original(*a, **k))
+    add = "<action>add</action><operator>Custom</operator>"
+    model = ScriptedChatModel([add, "<action>finish</action>"])
+    trajectory = Director(model, config=DirectorConfig(max_turns=2, write_prompts=False)).run(_task(), _executor())
+    assert len(trajectory.turns) == 2
+    assert calls == [add, "<action>finish</action>"]  # once per turn (the canvas's rules, used by both)
+
+    class OldCanvas(Canvas):
+        async def astep(self, text):  # a subclass written before astep took parsed=
+            return await super().astep(text)
+
+    canvas = OldCanvas(_executor(), config=CanvasConfig(max_turns=2, write_prompts=False))
+    again = Director(ScriptedChatModel([add, add]), config=DirectorConfig(max_turns=2)).run(_task(), canvas)
+    assert [t.accepted for t in again.turns] == [True, True]

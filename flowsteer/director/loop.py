@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -240,8 +242,11 @@ class Director(Runnable[Any, Trajectory]):
         else:
             records, text = await self._action_calls(ep, obs, turn)
         state = obs.state.value
-        parsed = records[-1].parsed if obs.state is not CanvasState.AWAITING_PROMPT else None
-        obs, _done, info = await ep.canvas.astep(text, parsed=parsed)  # parsed once, by the canvas's rules
+        if obs.state is not CanvasState.AWAITING_PROMPT and _takes_parsed(type(ep.canvas)):
+            # parsed once, by the canvas's own rules (a subclass overriding astep(text) gets the text)
+            obs, _done, info = await ep.canvas.astep(text, parsed=records[-1].parsed)
+        else:
+            obs, _done, info = await ep.canvas.astep(text)
         *earlier, last = records
         new = [_record(p, state) for p in earlier]
         new.append(_record(last, state, feedback=obs.text, accepted=info.accepted, action=info.action,
@@ -449,6 +454,12 @@ class Director(Runnable[Any, Trajectory]):
 
 def _is_target(obj: object) -> bool:
     return isinstance(obj, (Canvas, BaseChatModel, Interpreter))
+
+
+@functools.cache
+def _takes_parsed(canvas_type: type) -> bool:
+    """Whether this canvas class's ``astep`` takes the director's parsed action."""
+    return "parsed" in inspect.signature(canvas_type.astep).parameters
 
 
 @dataclass

@@ -534,13 +534,13 @@ def _forkserver(config):
             except OSError as exc:
                 for handle in fds:
                     os.close(handle)
-                sock.send(repr(("failed", 0, str(exc))).encode())
+                sock.send(f"failed 0 {exc}".encode())
                 continue
             if pid == 0:
                 _forked_child(run, fds, (sock.fileno(), wake_read, wake_write), signal)
             for handle in fds:
                 os.close(handle)
-            sock.send(repr(("forked", pid, 0)).encode())
+            sock.send(f"forked {pid} 0".encode())
 
 
 def _reap_children(sock):
@@ -551,7 +551,7 @@ def _reap_children(sock):
             return
         if pid == 0:
             return
-        sock.send(repr(("exit", pid, os.waitstatus_to_exitcode(status))).encode())
+        sock.send(f"exit {pid} {os.waitstatus_to_exitcode(status)}".encode())
 
 
 def _forked_child(run, fds, server_fds, signal):

@@ -14,7 +14,6 @@ its own, or a PID namespace), chosen by the probe (:mod:`._probe`) and ``Sandbox
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import logging
 import os
@@ -110,7 +109,10 @@ class ForkServer:
                 data = self._sock.recv(4096)
                 if not data:
                     break
-                kind, pid, detail = ast.literal_eval(data.decode("utf-8"))
+                # "kind pid detail" as plain text: no ``ast`` in this thread (CPython 3.11's AST
+                # recursion guard is not thread-safe: a concurrent ast.parse elsewhere would fail)
+                kind, raw_pid, detail = data.decode("utf-8", errors="replace").split(" ", 2)
+                pid = int(raw_pid)
                 if kind == "exit":
                     child = self._children.pop(pid, None)
                     if child is not None:
@@ -122,7 +124,7 @@ class ForkServer:
                 with self._reply:
                     self._replies.append(reply)
                     self._reply.notify_all()
-        except (OSError, ValueError, SyntaxError) as exc:
+        except (OSError, ValueError) as exc:
             logger.warning("sandbox fork server: reply channel failed: %s", exc)
         finally:
             self._stopped()
