@@ -116,3 +116,15 @@ def test_auto_takes_bwrap_unless_process_mode_isolates_the_same_and_costs_less()
     assert choose_backend(strong, bwrap, 0.030, 0.020) is bwrap
     assert choose_backend(weak_uid, bwrap, 0.001, 0.020) is bwrap  # cheaper but weaker: never
     assert choose_backend(no_net, bwrap, 0.001, 0.020) is bwrap
+
+
+def test_code_scores_say_which_backend_judged_them():
+    from flowsteer.scoring import score
+    from flowsteer.tasks import Task
+
+    box = Sandbox(SandboxLimits(timeout_s=5.0))
+    task = Task("Write add(a, b).", kind="code", entry_point="add", hidden_tests="assert add(2, 3) == 5")
+    good = score(task, "def add(a, b):\n    return a + b", sandbox=box)
+    assert good.value == 1.0 and good.details["sandbox"] == box.backend and good.details["verdict"] == "host"
+    bad = score(task, "def add(a, b):\n    return 0", sandbox=box)
+    assert bad.value == 0.0 and bad.details["sandbox"] == box.backend

@@ -120,7 +120,8 @@ def _ds1000_program(context: str, code: str) -> str:
 
 def _result_details(result: SandboxResult) -> dict[str, Any]:
     return {"status": result.status, "error_type": result.error_type,
-            "error_message": (result.error_message or "")[:500], "seconds": result.seconds}
+            "error_message": (result.error_message or "")[:500], "seconds": result.seconds,
+            "sandbox": result.backend, "verdict": result.verdict}
 
 
 def _default_sandbox(sandbox: Sandbox | None) -> Sandbox:
