@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import inspect
 import logging
 import time
@@ -456,10 +455,15 @@ def _is_target(obj: object) -> bool:
     return isinstance(obj, (Canvas, BaseChatModel, Interpreter))
 
 
-@functools.cache
-def _takes_parsed(canvas_type: type) -> bool:
-    """Whether this canvas class's ``astep`` takes the director's parsed action."""
-    return "parsed" in inspect.signature(canvas_type.astep).parameters
+_TAKES_PARSED: dict[type, bool] = {}
+
+
+def _takes_parsed(canvas_type: type[Canvas]) -> bool:
+    """Whether this canvas class's ``astep`` takes the director's parsed action (cached per class)."""
+    known = _TAKES_PARSED.get(canvas_type)
+    if known is None:
+        known = _TAKES_PARSED[canvas_type] = "parsed" in inspect.signature(canvas_type.astep).parameters
+    return known
 
 
 @dataclass
