@@ -140,9 +140,8 @@ def compute_reward(
     summary = stats(workflow, registry)  # read from the IR through the registry's roles
     checker = summary.role_counts.get(Role.CHECKING.value, 0) > 0
     fmt = summary.role_counts.get(Role.FORMATTING.value, 0) > 0
-    distinct = _count_without_repeats(workflow.steps)
-    counted = summary.operator_count if config.count_repeats else distinct
     repeats = _count_repeats(workflow.steps)
+    counted = summary.operator_count if config.count_repeats else summary.operator_count - repeats
     min_ops = counted >= config.min_operators
     structure = summary.has_parallel or summary.has_conditional or (
         summary.has_loop and config.loops_count_as_structure
@@ -184,26 +183,6 @@ def _count_repeats(chain: Chain) -> int:
                 repeats += _count_repeats(body)
         previous = None
     return repeats
-
-
-def _count_without_repeats(chain: Chain) -> int:
-    """Operator leaves of ``chain``, a plain step repeating the previous step of its chain counted once."""
-    count = 0
-    previous: str | None = None
-    for step in chain:
-        match step:
-            case OperatorNode(operator=name):
-                count += name != previous
-                previous = name
-                continue
-            case Parallel(branches=branches):
-                count += sum(_count_without_repeats(branch) for branch in branches)
-            case Conditional(on_fail=on_fail, on_pass=on_pass):
-                count += 1 + _count_without_repeats(on_fail) + _count_without_repeats(on_pass)
-            case Loop(body=body):
-                count += _count_without_repeats(body)
-        previous = None
-    return count
 
 
 def score_and_reward(

@@ -175,13 +175,3 @@ def server_for(key: tuple, command: Sequence[str], config: dict, env_base: dict[
             env = dict(env_base, **{MARKER_VAR: MARKER_PLACEHOLDER})
             server = _servers[key] = ForkServer(command, config, env)
         return server
-
-
-def shutdown() -> None:
-    """Stop every fork server of this process (tests; servers otherwise end with the process)."""
-    with _servers_lock:
-        servers = [s for s in _servers.values() if s._owner == os.getpid()]
-        _servers.clear()
-    for server in servers:
-        server.close()
-

@@ -221,8 +221,11 @@ class Sandbox:
             return host_verdict(result, outcome, plan)
         return dataclasses.replace(result, verdict="sandbox")
 
+    def _run_id(self) -> str:
+        return f"{self.marker}-{next(self._runs)}"
+
     def _spawn(self, features: Features) -> Spawned:
-        return spawn(self.limits, features, f"{self.marker}-{next(self._runs)}")
+        return spawn(self.limits, features, self._run_id())
 
     def _take(self, features: Features) -> Spawned:
         """A started interpreter: a spare when one is ready or being started, else a new one."""
@@ -249,7 +252,7 @@ class Sandbox:
             self._refilling = True
         try:
             while len(self._spares) < self.prewarm:
-                run_id = f"{self.marker}-{next(self._runs)}"
+                run_id = self._run_id()
                 with self._spares_cond:
                     self._starting.add(run_id)  # not a leftover, even before it joins the list
                 try:
