@@ -3,6 +3,8 @@ a dead server costs one run, results name their backend, auto picks by isolation
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import signal
 import threading
@@ -92,6 +94,84 @@ def test_a_dead_fork_server_costs_one_run_and_is_restarted():
     assert results and not results[0].ok and results[0].status in ("killed", "error"), results
     after = box.run("print('again')")
     assert after.ok and after.stdout == "again\n" and after.backend == "process+forkserver"
+
+
+def _spare_ready(box: Sandbox, timeout: float = 10.0) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with box._spares_cond:
+            if box._spares:
+                return list(box._spares)
+        time.sleep(0.05)
+    raise AssertionError("no spare interpreter was started")
+
+
+def test_a_sandbox_collected_in_the_servers_reply_thread_does_not_stall_later_runs():
+    # The collector runs a dead sandbox's finalizer in whichever thread allocates: once that was the
+    # fork server's reply reader, whose discard then waited for an exit report only that thread
+    # delivers, and every later run of the process hung (a CI run timed out this way).
+    doomed = _forked_box(prewarm=1)
+    assert doomed.run("pass").ok
+    spares = _spare_ready(doomed)
+    finalizer = doomed._finalizer
+    fired = []
+
+    def collect_in_reader(phase, info):
+        if phase == "start" and finalizer.alive and threading.current_thread().name == "flowsteer-sandbox-forkserver":
+            fired.append(threading.current_thread().name)
+            finalizer()  # what collecting ``doomed`` from a garbage cycle does in this thread
+
+    box = _forked_box(prewarm=0)
+    threshold = gc.get_threshold()
+    gc.callbacks.append(collect_in_reader)
+    gc.set_threshold(1)  # collect at (nearly) every allocation, the reader's included
+    results = []
+    try:
+        runner = threading.Thread(target=lambda: results.extend(box.run(f"print({i})") for i in range(20)))
+        runner.start()
+        runner.join(timeout=60)
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(collect_in_reader)
+    assert fired, "the reader thread never collected: the scenario was not exercised"
+    assert not runner.is_alive(), "runs hung after a finalizer ran in the fork server's reply thread"
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(20)]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(os.path.exists(s.workdir) for s in spares):
+        time.sleep(0.05)
+    assert not any(os.path.exists(s.workdir) for s in spares), "the collected sandbox's spares were not discarded"
+
+
+def test_waiting_for_a_forked_run_from_its_reply_thread_is_refused():
+    forked = _forkserver.Forked(1, _reader=threading.current_thread())
+    with pytest.raises(RuntimeError, match="deadlock"):
+        forked.wait(0.1)
+    forked._finish(0)
+    assert forked.wait() == 0  # finished: nothing to wait for, from any thread
+
+
+def test_a_fork_server_that_does_not_answer_is_replaced_within_the_run(monkeypatch):
+    box = _forked_box(prewarm=0)
+    assert box.run("pass").ok
+    monkeypatch.setattr(_forkserver, "FORK_REPLY_S", 0.5)
+    stuck = [s for s in _forkserver._servers.values() if s.usable()]
+    assert stuck
+    for server in stuck:
+        os.kill(server.proc.pid, signal.SIGSTOP)  # alive, holding its line, never answering
+    try:
+        started = time.monotonic()
+        served = box.run("print('served')")  # by a new server, after half a second on the stuck one
+        assert time.monotonic() - started < 10
+    finally:
+        for server in stuck:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(server.proc.pid, signal.SIGCONT)
+    assert served.ok and served.stdout == "served\n" and served.backend == "process+forkserver", served
+    assert all(not s.usable() for s in stuck) and stuck[0] not in _forkserver._servers.values()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(s.proc.poll() is None for s in stuck):
+        time.sleep(0.05)
+    assert all(s.proc.poll() is not None for s in stuck), "the stuck server was left running"
 
 
 def test_launcher_and_mode_settings_are_checked(monkeypatch):

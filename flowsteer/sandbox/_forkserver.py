@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +30,9 @@ from flowsteer.sandbox._cleanup import MARKER_VAR, killpg
 __all__ = ["Forked", "ForkServer", "server_for", "MARKER_PLACEHOLDER"]
 
 logger = logging.getLogger(__name__)
+
+FORK_REPLY_S = 30.0
+"""How long a fork request waits for the server's answer (a fork takes milliseconds)."""
 
 MARKER_PLACEHOLDER = "." * 64
 """The server's marker value; each child overwrites it in place with its run id (same length)."""
@@ -40,12 +44,18 @@ class Forked:
 
     pid: int
     returncode: int | None = None
+    _reader: threading.Thread | None = None
+    """The thread that delivers the exit status: it must never wait itself."""
     _done: threading.Event = field(default_factory=threading.Event)
 
     def poll(self) -> int | None:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
+        if not self._done.is_set() and threading.current_thread() is self._reader:
+            raise RuntimeError(
+                f"forked sandbox {self.pid} waited for from the thread that reports its exit (a deadlock)"
+            )
         if not self._done.wait(timeout):
             raise subprocess.TimeoutExpired(f"forked sandbox {self.pid}", timeout or 0.0)
         assert self.returncode is not None
@@ -93,12 +103,18 @@ class ForkServer:
             if not self.usable():
                 raise OSError("the sandbox fork server is not running")
             socket.send_fds(self._sock, [repr(run).encode("utf-8")], list(fds))
+            deadline = time.monotonic() + FORK_REPLY_S
             with self._reply:
-                while not self._replies and self._alive:
-                    self._reply.wait(timeout=5.0)
-                if not self._replies:
-                    raise OSError(f"the sandbox fork server stopped: {self._stderr()}")
-                reply = self._replies.pop(0)
+                while not self._replies and self._alive and time.monotonic() < deadline:
+                    self._reply.wait(timeout=min(1.0, FORK_REPLY_S))
+                reply = self._replies.pop(0) if self._replies else None
+            if reply is None:
+                alive = self._alive
+                self._alive = False  # a server that does not answer is never asked again
+                if alive:
+                    self.close()
+                    raise OSError(f"the sandbox fork server did not answer in {FORK_REPLY_S:g} s")
+                raise OSError(f"the sandbox fork server stopped: {self._stderr()}")
         if isinstance(reply, str):
             raise OSError(f"the sandbox fork server could not fork: {reply}")
         return reply
@@ -120,7 +136,7 @@ class ForkServer:
                     continue
                 reply: Forked | str = str(detail)
                 if kind == "forked":
-                    reply = self._children[pid] = Forked(pid)
+                    reply = self._children[pid] = Forked(pid, _reader=self._reader)
                 with self._reply:
                     self._replies.append(reply)
                     self._reply.notify_all()

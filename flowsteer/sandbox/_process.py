@@ -331,12 +331,20 @@ def _fork(limits: SandboxLimits, features: Features, uid: int | None, workdir: s
     """Fork the run's interpreter from this process's fork server (started on first use)."""
     base = _run_config(limits, features, uid, {"status_fd": -1, "control_fd": -1}, spare=False)
     config = dict(base, drop=uid, exec=None, preload=())  # the server imported ``preload`` already
-    server = server_for(
-        (sys.executable, limits.preload), _interpreter(),
-        {"path": base["path"], "preload": limits.preload}, _environment("/", "")
-    )
     run = {"run_id": run_id, "workdir": workdir, "env": _environment(workdir, run_id), "config": config}
-    return server.fork(run, [files[0].fileno(), files[1].fileno(), files[2].fileno(), control_read])
+    fds = [files[0].fileno(), files[1].fileno(), files[2].fileno(), control_read]
+    for attempt in (1, 2):  # a server that died or stopped answering is replaced once
+        server = server_for(
+            (sys.executable, limits.preload), _interpreter(),
+            {"path": base["path"], "preload": limits.preload}, _environment("/", "")
+        )
+        try:
+            return server.fork(run, fds)
+        except OSError as exc:
+            if attempt == 2:
+                raise
+            logger.warning("sandbox run %s: %s; starting a new fork server", run_id, exc)
+    raise AssertionError("unreachable")
 
 
 def run(

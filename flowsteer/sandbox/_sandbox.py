@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import logging
 import os
@@ -120,7 +121,7 @@ class Sandbox:
         self._starting: set[str] = set()
         self._spares_cond = threading.Condition()
         self._refilling = False
-        self._finalizer = weakref.finalize(self, _discard_all, self._spares, self._spares_cond)
+        self._finalizer = weakref.finalize(self, _discard_soon, self._spares, self._spares_cond)
 
     @property
     def features(self) -> Features:
@@ -331,13 +332,24 @@ class _Spawner:
 
     def submit(self, job) -> None:
         with self._lock:
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._serve, name="flowsteer-sandbox-spawner", daemon=True
-                )
-                self._thread.start()
+            self._ensure_thread()
         self._queue.put(job)
+
+    def post(self, job) -> None:
+        """:meth:`submit` for a finalizer: never waits for the spawner's lock (the collector may
+        have interrupted its holder in this very thread, which then starts the thread itself)."""
+        self._queue.put(job)  # SimpleQueue.put is reentrant
+        if self._lock.acquire(blocking=False):
+            try:
+                self._ensure_thread()
+            finally:
+                self._lock.release()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._serve, name="flowsteer-sandbox-spawner", daemon=True)
+            self._thread.start()
 
     def _serve(self) -> None:
         while True:
@@ -350,6 +362,17 @@ class _Spawner:
 
 
 _SPAWNER = _Spawner()
+
+
+def _discard_soon(spares: list[Spawned], lock: threading.Condition) -> None:
+    """The finalizer of a collected sandbox. The collector runs it in whichever thread happens to
+    allocate, the fork server's reply reader included, and a discard waits for that reader's exit
+    reports (it deadlocked every later run of the process): so the spawner thread discards. At
+    interpreter exit (the main thread has stopped) the exiting thread does it itself."""
+    if threading.main_thread().is_alive():
+        _SPAWNER.post(functools.partial(_discard_all, spares, lock))
+    else:
+        _discard_all(spares, lock)
 
 
 def _discard_all(spares: list[Spawned], lock: threading.Condition) -> None:
