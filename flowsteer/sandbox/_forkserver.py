@@ -21,7 +21,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -103,17 +102,14 @@ class ForkServer:
             if not self.usable():
                 raise OSError("the sandbox fork server is not running")
             socket.send_fds(self._sock, [repr(run).encode("utf-8")], list(fds))
-            deadline = time.monotonic() + FORK_REPLY_S
-            with self._reply:
-                while not self._replies and self._alive and time.monotonic() < deadline:
-                    self._reply.wait(timeout=min(1.0, FORK_REPLY_S))
+            with self._reply:  # _stopped() notifies too: a dead server wakes the wait at once
+                self._reply.wait_for(lambda: self._replies or not self._alive, timeout=FORK_REPLY_S)
                 reply = self._replies.pop(0) if self._replies else None
-            if reply is None:
-                alive = self._alive
+            if reply is None and self._alive:
                 self._alive = False  # a server that does not answer is never asked again
-                if alive:
-                    self.close()
-                    raise OSError(f"the sandbox fork server did not answer in {FORK_REPLY_S:g} s")
+                self.close()
+                raise OSError(f"the sandbox fork server did not answer in {FORK_REPLY_S:g} s")
+            if reply is None:
                 raise OSError(f"the sandbox fork server stopped: {self._stderr()}")
         if isinstance(reply, str):
             raise OSError(f"the sandbox fork server could not fork: {reply}")

@@ -333,18 +333,12 @@ def _fork(limits: SandboxLimits, features: Features, uid: int | None, workdir: s
     config = dict(base, drop=uid, exec=None, preload=())  # the server imported ``preload`` already
     run = {"run_id": run_id, "workdir": workdir, "env": _environment(workdir, run_id), "config": config}
     fds = [files[0].fileno(), files[1].fileno(), files[2].fileno(), control_read]
-    for attempt in (1, 2):  # a server that died or stopped answering is replaced once
-        server = server_for(
-            (sys.executable, limits.preload), _interpreter(),
-            {"path": base["path"], "preload": limits.preload}, _environment("/", "")
-        )
-        try:
-            return server.fork(run, fds)
-        except OSError as exc:
-            if attempt == 2:
-                raise
-            logger.warning("sandbox run %s: %s; starting a new fork server", run_id, exc)
-    raise AssertionError("unreachable")
+    key, server_config = (sys.executable, limits.preload), {"path": base["path"], "preload": limits.preload}
+    try:
+        return server_for(key, _interpreter(), server_config, _environment("/", "")).fork(run, fds)
+    except OSError as exc:  # a server that died or stopped answering is replaced once
+        logger.warning("sandbox run %s: %s; starting a new fork server", run_id, exc)
+    return server_for(key, _interpreter(), server_config, _environment("/", "")).fork(run, fds)
 
 
 def run(
