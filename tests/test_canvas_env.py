@@ -420,6 +420,97 @@ def test_repeat_limit_is_configurable(toy_registry):
         CanvasConfig(max_repeats=0)
 
 
+def test_an_operator_may_set_its_own_repeat_limit(toy_registry):
+    # Format is idempotent: the built-in registry lets it follow itself nowhere, on the canvas and
+    # in the action grammar alike; a custom operator can say the same of itself.
+    from flowsteer.canvas.actions import Finish, render_action
+    from flowsteer.constrain.grammar import action_grammar
+
+    canvas = Canvas(Interpreter(SimulatedExecutor(), registry=default_registry()))
+    canvas.reset(Task(QUESTION))
+    for op in ("Programmer", "Format"):
+        assert canvas.step(add(op, "Do this step well."))[2].accepted
+    _, _, info = canvas.step(add("Format", "Format it again."))
+    assert not info.accepted and "Format may not follow another Format" in info.message, info.message
+    assert "finish" in info.message and canvas.workflow.dsl == "Programmer -> Format"
+    grammar = action_grammar(default_registry(), canvas.workflow, kind="math")
+    assert not grammar.matches(render_action(AddOperator("Format")))
+    assert grammar.matches(render_action(Finish()))
+
+    toy_registry.register(OperatorSpec("Polish", Role.REVISING, "Polishes the answer.", toy_registry.get("Revise").factory,
+                                       max_in_row=2))
+    canvas = toy_canvas(toy_registry)
+    canvas.reset(Task(QUESTION))
+    assert canvas.step(add("Polish", "Polish it."))[2].accepted and canvas.step(add("Polish", "Again."))[2].accepted
+    _, _, info = canvas.step(add("Polish", "Once more."))
+    assert not info.accepted and "at most 2 Polish operators may follow each other" in info.message
+    assert not action_grammar(toy_registry, canvas.workflow).matches(render_action(AddOperator("Polish")))
+    with pytest.raises(UserError, match="max_in_row"):
+        OperatorSpec("Bad", Role.REVISING, "x", toy_registry.get("Revise").factory, max_in_row=0)
+
+
+def test_nothing_is_appended_after_an_operator_that_ends_the_workflow(toy_registry):
+    # Format extracts the final answer: the canvas appends nothing after it (an operator may go
+    # before it), the action grammar offers the same, and a custom operator can say it of itself.
+    from flowsteer.canvas.actions import AddConditional, AddLoop, Finish, Modify, render_action
+    from flowsteer.constrain.grammar import GrammarOptions, action_grammar
+
+    registry = default_registry()
+    canvas = Canvas(Interpreter(SimulatedExecutor(), registry=registry))
+    canvas.reset(Task(QUESTION))
+    for op in ("Programmer", "Format"):
+        assert canvas.step(add(op, "Do this step well."))[2].accepted
+    for action in (add("Revise", "Fix it."),
+                   render_action(AddConditional("Verify", "Revise", None)),
+                   render_action(AddLoop(("Verify", "Revise"), 2))):
+        _, _, info = canvas.step(action)
+        assert not info.accepted and "Format ends the workflow" in info.message, info.message
+        assert "finish" in info.message and "<position>" in info.message
+        assert canvas.workflow.dsl == "Programmer -> Format"
+    grammar = action_grammar(registry, canvas.workflow, kind="math")
+    assert grammar.matches(render_action(Finish()))
+    assert not grammar.matches(render_action(AddOperator("Revise")))
+    assert not grammar.matches(render_action(AddConditional("Verify", "Revise", None)))
+    assert not grammar.matches(render_action(AddOperator("Revise", position=3)))  # = an append
+    assert not grammar.matches(render_action(AddOperator("Format", position=2)))
+    assert grammar.matches(render_action(AddOperator("Verify", position=2)))
+    # a node in the middle may not become Format either, the last one may become something else
+    first, last = canvas.workflow.ids()[0], canvas.workflow.ids()[-1]
+    assert not grammar.matches(render_action(Modify(first, "Format")))
+    assert grammar.matches(render_action(Modify(last, "Custom")))
+    _, _, info = canvas.step(render_action(Modify(first, "Format")))
+    assert not info.accepted and canvas.workflow.dsl == "Programmer -> Format"  # (here also a repeat)
+    # inserting before it is accepted, and Format stays last
+    assert canvas.step(render_action(AddOperator("Verify", position=2)))[2].accepted
+    assert canvas.workflow.dsl == "Programmer -> Verify -> Format"
+    # with nothing else to offer (finish withheld, no node actions, no positions) appends come back,
+    # so the grammar never locks a turn; the canvas still refuses them, with the reason
+    bare = GrammarOptions(finish="when_allowed", node_actions=False, positions=False)
+    assert action_grammar(registry, canvas.workflow, bare, finish_allowed=False).matches(
+        render_action(AddOperator("Revise")))
+
+    toy_registry.register(OperatorSpec("Seal", Role.FORMATTING, "Seals the answer.", toy_registry.get("Revise").factory,
+                                       ends_workflow=True))
+    canvas = toy_canvas(toy_registry)
+    canvas.reset(Task(QUESTION))
+    assert canvas.step(add("Seal", "Seal it."))[2].accepted
+    _, _, info = canvas.step(add("Revise", "Fix it."))
+    assert not info.accepted and "Seal ends the workflow" in info.message
+    with pytest.raises(UserError, match="ends_workflow"):
+        OperatorSpec("Bad", Role.FORMATTING, "x", toy_registry.get("Revise").factory, ends_workflow="yes")
+
+    toy_registry.register(OperatorSpec("Polish", Role.REVISING, "Polishes the answer.", toy_registry.get("Revise").factory,
+                                       max_in_row=2))
+    canvas = toy_canvas(toy_registry)
+    canvas.reset(Task(QUESTION))
+    assert canvas.step(add("Polish", "Polish it."))[2].accepted and canvas.step(add("Polish", "Again."))[2].accepted
+    _, _, info = canvas.step(add("Polish", "Once more."))
+    assert not info.accepted and "at most 2 Polish operators may follow each other" in info.message
+    assert not action_grammar(toy_registry, canvas.workflow).matches(render_action(AddOperator("Polish")))
+    with pytest.raises(UserError, match="max_in_row"):
+        OperatorSpec("Bad", Role.REVISING, "x", toy_registry.get("Revise").factory, max_in_row=0)
+
+
 # -- feedback ---------------------------------------------------------------------------------------------
 def _registry_with(toy_registry, name: str, result: OperatorResult):
     class Fixed(Operator):

@@ -124,8 +124,10 @@ def test_node_ids_are_those_that_exist_now():
     assert not g.matches(render_action(Modify(check, "Custom")))  # would not be a checker any more
     assert g.matches(f"<action>set_prompt</action><target>{check}</target><prompt>Check the sum.</prompt>")
     assert not g.matches(f"<action>set_prompt</action><target>{check}</target><prompt>a <b></prompt>")
-    top = len(canvas.workflow.steps)
-    assert g.matches(render_action(AddOperator("Plan", position=top + 1)))
+    top = len(canvas.workflow.steps)  # the workflow ends with Format: top + 1 would append after it
+    for position in (top, top + 1):
+        text = render_action(AddOperator("Plan", position=position))
+        assert g.matches(text) == _accepts(canvas.workflow, text) == (position == top), position
     assert not g.matches(render_action(AddOperator("Plan", position=top + 2)))
 
 

@@ -5,7 +5,7 @@
 >>> obs, done, info = canvas.step("<action>add</action><operator>Plan</operator>")  # doctest: +SKIP
 """
 
-from flowsteer.canvas._edits import longest_repeat
+from flowsteer.canvas._edits import ends_workflow, longest_repeat, repeat_refusal, repeat_runs
 from flowsteer.canvas.actions import (
     ACTION_NAMES,
     Action,
@@ -48,7 +48,10 @@ __all__ = [
     "error_hint",
     "extract_prompt",
     "is_verbose",
+    "ends_workflow",
     "longest_repeat",
+    "repeat_refusal",
+    "repeat_runs",
     "neutralize",
     "parse_action",
     "render_action",

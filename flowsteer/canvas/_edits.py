@@ -27,9 +27,13 @@ from flowsteer.canvas.feedback import PromptRequest
 from flowsteer.errors import ParseFailure, UserError
 from flowsteer.interpreter import ExecutionResult
 from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Step, Workflow, iter_steps
+from flowsteer.operators.base import Role
 from flowsteer.operators.registry import OperatorRegistry
 
-__all__ = ["Edit", "EditOutcome", "Editor", "node_context", "longest_repeat"]
+__all__ = [
+    "Edit", "EditOutcome", "Editor", "node_context", "longest_repeat", "repeat_refusal", "repeat_runs",
+    "ends_early", "ends_workflow",
+]
 
 T = TypeVar("T")
 
@@ -112,6 +116,64 @@ def longest_repeat(workflow: Workflow) -> tuple[int, str]:
     return best, name
 
 
+def repeat_runs(workflow: Workflow) -> dict[str, int]:
+    """The longest run of each operator in consecutive steps of any chain."""
+    runs: dict[str, int] = {}
+    for chain in _chains(workflow.steps):
+        run, previous = 0, None
+        for step in chain:
+            current = step.operator if isinstance(step, OperatorNode) else None
+            run = run + 1 if current is not None and current == previous else (1 if current else 0)
+            previous = current
+            if current is not None and run > runs.get(current, 0):
+                runs[current] = run
+    return runs
+
+
+def repeat_limit(registry: OperatorRegistry, name: str, max_repeats: int) -> int:
+    """How many ``name`` operators may follow each other: ``max_repeats``, or less where the
+    operator says so (:attr:`~flowsteer.operators.OperatorSpec.max_in_row`)."""
+    spec = registry.lookup_case_insensitive(name)
+    own = spec.max_in_row if spec is not None else None
+    return max_repeats if own is None else min(own, max_repeats)
+
+
+def repeat_refusal(old: Workflow, new: Workflow, registry: OperatorRegistry,
+                   max_repeats: int) -> tuple[str, int, int] | None:
+    """``(operator, run, limit)`` of a run of identical operators ``new`` may not have, or None.
+
+    A run is refused only when it is longer than the operator's limit and than its run in ``old``,
+    so an edit never fails for a run it did not make (the canvas and the action grammar both ask)."""
+    before = repeat_runs(old)
+    for name, run in repeat_runs(new).items():
+        limit = repeat_limit(registry, name, max_repeats)
+        if run > max(limit, before.get(name, 0)):
+            return name, run, limit
+    return None
+
+
+def ends_early(workflow: Workflow, registry: OperatorRegistry) -> list[str]:
+    """Node ids of top-level operators that end the workflow
+    (:attr:`~flowsteer.operators.OperatorSpec.ends_workflow`) and yet have a step after them."""
+    out = []
+    for step in workflow.steps[:-1]:
+        if isinstance(step, OperatorNode):
+            spec = registry.lookup_case_insensitive(step.operator)
+            if spec is not None and spec.ends_workflow:
+                out.append(step.id)
+    return out
+
+
+def ends_workflow(workflow: Workflow, registry: OperatorRegistry) -> str | None:
+    """The operator the workflow ends with when it is one that ends workflows, else None (the canvas
+    then takes no top-level append, and the action grammar offers none)."""
+    last = workflow.steps[-1] if workflow.steps else None
+    if not isinstance(last, OperatorNode):
+        return None
+    spec = registry.lookup_case_insensitive(last.operator)
+    return spec.name if spec is not None and spec.ends_workflow else None
+
+
 class Editor:
     """Applies actions (except finish) to workflows for one registry."""
 
@@ -176,16 +238,29 @@ class Editor:
         repeated = self._repeats(workflow, new)
         if repeated:
             return repeated
+        early = ends_early(new, self.registry)
+        if len(early) > len(ends_early(workflow, self.registry)):  # never refused for what was there
+            node = new.find(early[-1])
+            name = node.operator if isinstance(node, OperatorNode) else early[-1]
+            return (f"{name} ends the workflow (it extracts the final answer), so nothing can run after "
+                    f"it; finish if the answer is ready, or put the operator before it with "
+                    f"<position>N</position>")
         return new, value
 
     def _repeats(self, old: Workflow, new: Workflow) -> str:
-        """Why ``new`` stacks too many identical operators in a row ("" when it does not).
-
-        Only a run longer than both the limit and the old workflow's longest run is refused, so an
-        edit never fails for a run it did not make."""
-        run, name = longest_repeat(new)
-        if run <= max(self.max_repeats, longest_repeat(old)[0]):
+        """Why ``new`` stacks too many identical operators in a row ("" when it does not)."""
+        refused = repeat_refusal(old, new, self.registry, self.max_repeats)
+        if refused is None:
             return ""
+        name, run, limit = refused
+        if limit < self.max_repeats:  # the operator's own limit (OperatorSpec.max_in_row)
+            spec = self.registry.lookup_case_insensitive(name)
+            rule = (f"{name} may not follow another {name}" if limit == 1
+                    else f"at most {limit} {name} operators may follow each other")
+            last = spec is not None and spec.role is Role.FORMATTING
+            return (f"this would make {run} {name} operators in a row; {rule}, another adds nothing: "
+                    + ("finish if the answer is ready, or add a different operator" if last
+                       else "add a different operator instead"))
         coders = [s.name for s in self.registry if s.runs_code and s.is_solver and s.name != name]
         checkers = [s.name for s in self.registry if s.is_checker and s.name != name]
         instead = ", or ".join(x for x in (

@@ -160,7 +160,8 @@ class GrammarOptions:
     """Offer delete/modify/set_prompt (off when the node ids are not known for sure)."""
     max_repeats: int | None = 3
     """Do not offer appending an operator that would make more than this many identical operators
-    in a row at the end of the workflow (the canvas refuses it: ``CanvasConfig.max_repeats``)."""
+    in a row at the end of the workflow, or more than the operator's own ``max_in_row`` (the canvas
+    refuses both: ``CanvasConfig.max_repeats``, ``OperatorSpec.max_in_row``); None: no repeat rule."""
 
     def __post_init__(self) -> None:
         if self.think_tokens < 0 or self.prompt_tokens < 1 or not 2 <= self.max_list <= 8:
@@ -225,8 +226,14 @@ def action_grammar(
     room = None if options.max_nodes is None else options.max_nodes - len(workflow.ids())
     offer_finish = options.finish == "always" or (options.finish == "when_allowed" and finish_allowed is not False)
     targets = _Targets.of(registry, workflow, kind) if options.node_actions else _Targets([], {}, [])
+    # a workflow that ends with Format (OperatorSpec.ends_workflow) takes no append, as on the canvas;
+    # inserts before it stay, and appends are offered after all when nothing else would be
+    from flowsteer.canvas import ends_workflow
+
+    appends = (ends_workflow(workflow, registry) is None
+               or not (offer_finish or options.node_actions or options.positions))
     for head in heads:
-        _adds(g, head, final, specs, workflow, options, room)
+        _adds(g, head, final, registry, specs, workflow, options, room, appends=appends)
         _edits(g, head, final, targets, options)
         if offer_finish:
             g.edge(head, _open("finish"), final)
@@ -253,29 +260,36 @@ def _name_list(g: _Graph, frm: int, names: Sequence[str], *, least: int, most: i
         current = item
 
 
-def _adds(g: _Graph, head: int, final: int, specs: list[OperatorSpec], workflow: Workflow,
-          options: GrammarOptions, room: int | None) -> None:
+def _adds(g: _Graph, head: int, final: int, registry: OperatorRegistry, specs: list[OperatorSpec],
+          workflow: Workflow, options: GrammarOptions, room: int | None, *, appends: bool = True) -> None:
+    """The add actions; with ``appends=False`` only inserts before the last step (no structures)."""
     def fits(nodes: int) -> bool:
         return room is None or nodes <= room
 
     names = [s.name for s in specs]
-    if fits(1):
+    top = len(workflow.steps)
+    inserts = options.positions and top > 0
+    if fits(1) and (appends or inserts):
         op = g.new()
         g.edge(head, _open("add") + "<operator>", op)
         after = g.new()
-        blocked = _repeat_blocked(workflow, options.max_repeats)
-        for name in names:
-            if name != blocked:
-                g.edge(op, name, after)
-        g.edge(after, "</operator>", final)
-        top = len(workflow.steps)
-        if options.positions and top > 0:
+        last = g.new()  # an operator that ends the workflow goes last: appended, never inserted
+        blocked = _repeat_blocked(registry, workflow, options.max_repeats)
+        for spec in specs:
+            if spec.name != blocked and (appends or not spec.ends_workflow):
+                g.edge(op, spec.name, last if spec.ends_workflow else after)
+        if appends:
+            g.edge(after, "</operator>", final)
+            g.edge(last, "</operator>", final)
+        if inserts:
             pos = g.new()
             g.edge(after, "</operator><position>", pos)
             close = g.new()
-            for p in range(1, top + 2):
+            for p in range(1, top + (2 if appends else 1)):
                 g.edge(pos, str(p), close)
             g.edge(close, "</position>", final)
+    if not appends:
+        return
     structure = _open("add") + "<structure>"
     members = [s.name for s in specs if not s.is_ensembler]
     most_par = min(options.max_list, (room - 1) if room is not None else options.max_list)
@@ -298,17 +312,16 @@ def _adds(g: _Graph, head: int, final: int, specs: list[OperatorSpec], workflow:
         g.edge(close, "</count>", final)
 
 
-def _repeat_blocked(workflow: Workflow, max_repeats: int | None) -> str | None:
-    """The operator whose append the canvas would refuse under ``max_repeats``, if any (the
-    canvas's own rule: an edit may not lengthen a run past the limit or past the longest run there)."""
-    from flowsteer.canvas import longest_repeat
+def _repeat_blocked(registry: OperatorRegistry, workflow: Workflow, max_repeats: int | None) -> str | None:
+    """The operator whose append the canvas would refuse (its repeat rule), if any: only appending
+    the last operator again can lengthen a run."""
+    from flowsteer.canvas import repeat_refusal
 
     if max_repeats is None or not workflow.steps or not isinstance(workflow.steps[-1], OperatorNode):
         return None
     last = workflow.steps[-1].operator
     appended = Workflow(workflow.steps + (OperatorNode(last),))
-    run, _ = longest_repeat(appended)
-    return last if run > max(max_repeats, longest_repeat(workflow)[0]) else None
+    return last if repeat_refusal(workflow, appended, registry, max_repeats) is not None else None
 
 
 def _conditional(g: _Graph, head: int, final: int, checkers: list[str], names: list[str],
@@ -381,12 +394,16 @@ def _edits(g: _Graph, head: int, final: int, targets: _Targets, options: Grammar
 
 
 def _feasible(workflow: Workflow, registry: OperatorRegistry, kind: str | None, edit: str, *args: str) -> bool:
-    """Whether ``builder.<edit>(*args)`` succeeds and leaves a valid workflow (the canvas editor's test)."""
+    """Whether ``builder.<edit>(*args)`` succeeds and leaves a valid workflow (the canvas editor's test,
+    its rule on operators that end the workflow included)."""
     from flowsteer.builder import WorkflowBuilder
+    from flowsteer.canvas._edits import ends_early
 
     builder = WorkflowBuilder(workflow, registry=registry, kind=kind)
     try:
         getattr(builder, edit)(*args)
     except UserError:
         return False
-    return not builder.validate()
+    if builder.validate():
+        return False
+    return len(ends_early(builder.workflow, registry)) <= len(ends_early(workflow, registry))

@@ -77,7 +77,8 @@ def shipped_manifest(folder: Path | None = None) -> dict[str, Any]:
 def director_fingerprint(config: Any = None, registry: Any = None) -> str:
     """A hash of everything an adapter's behaviour depends on besides its weights: the system prompt
     of every task kind, the turn and example templates, the prompt-relevant director settings and
-    the action grammar of the empty canvas and of a one-operator canvas for each task kind (``config``: default
+    the action grammar of the empty canvas, a one-operator canvas and one that ends in ``Format`` (its
+    repeat rule) for each task kind (``config``: default
     ``DirectorConfig.small_model(constrained=True)``, the embedded director's settings)."""
     from flowsteer.director import DirectorConfig
     from flowsteer.director.prompts import load_template, system_prompt
@@ -102,7 +103,7 @@ def director_fingerprint(config: Any = None, registry: Any = None) -> str:
         parts.append(json.dumps(dataclasses.asdict(constraint.options), sort_keys=True, default=str))
         # per task kind: the grammar withholds operators with nothing to do on it (Test off math)
         for kind in ("math", "code", "qa"):
-            for workflow in (Workflow(), parse("Programmer", registry)):
+            for workflow in (Workflow(), parse("Programmer", registry), parse("Programmer -> Format", registry)):
                 parts.append(action_grammar(registry, workflow, constraint.options, finish_allowed=False,
                                             kind=kind).to_json())
     return hashlib.sha256("\n\x00".join(parts).encode()).hexdigest()[:16]

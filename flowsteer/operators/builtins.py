@@ -115,7 +115,8 @@ def builtin_specs() -> list[OperatorSpec]:
         ),
         OperatorSpec(
             "Format", Role.FORMATTING, "Extracts the final answer span (code tasks: the clean final code).",
-            Format, inputs=("task", "input", "prompt"), outputs=("output",), tags=_BUILTIN,
+            Format, inputs=("task", "input", "prompt"), outputs=("output",), tags=_BUILTIN, max_in_row=1,
+            ends_workflow=True,
             usage_hint="Put it last whenever the previous output is verbose (Custom, Revise, Review).",
         ),
     ]

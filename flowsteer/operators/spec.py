@@ -43,6 +43,14 @@ class OperatorSpec:
     """The task kinds the operator has something to do on (empty: every kind). Validation with a
     task kind refuses it elsewhere, with the reason (``Test`` runs code tests: a math answer has
     no program, so ``Test ? Programmer : done`` would re-run Programmer on every math task)."""
+    max_in_row: int | None = None
+    """At most this many of the operator may follow each other in a chain the canvas builds (None:
+    the canvas's ``max_repeats`` alone). ``Format`` has 1: a formatted answer needs no second
+    formatting, so ``Format -> Format`` only costs an executor call."""
+    ends_workflow: bool = False
+    """The operator ends the workflow the canvas builds: nothing is appended after it at the top level
+    (an operator may still be inserted before it). ``Format`` does: it extracts the final answer, so
+    any step after it would work on the bare answer span and only cost executor calls."""
     tags: frozenset[str] = field(default_factory=frozenset)
     """Free-form labels (e.g. ``{"builtin"}``)."""
     module: str = ""
@@ -61,6 +69,14 @@ class OperatorSpec:
             raise UserError(f"operator {self.name!r}: task_kinds must be a set of task kinds such as "
                             f"{{'code'}}, got {self.task_kinds!r}")
         object.__setattr__(self, "task_kinds", frozenset(self.task_kinds))
+        if self.max_in_row is not None and (
+            isinstance(self.max_in_row, bool) or not isinstance(self.max_in_row, int) or self.max_in_row < 1
+        ):
+            raise UserError(f"operator {self.name!r}: max_in_row must be an integer >= 1 or None, "
+                            f"got {self.max_in_row!r}")
+        if not isinstance(self.ends_workflow, bool):
+            raise UserError(f"operator {self.name!r}: ends_workflow must be True or False, "
+                            f"got {self.ends_workflow!r}")
 
     def applies_to(self, kind: str | None) -> bool:
         """Whether the operator has something to do on a task of ``kind`` (None: unknown, yes)."""
