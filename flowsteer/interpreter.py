@@ -268,8 +268,13 @@ class Interpreter:
         cache: NodeCache | None = None,
         config: RunnableConfig | None = None,
         iteration: int = 0,
+        own_run: bool = True,
     ) -> NodeTrace:
-        """Execute one operator node (shared with the LangGraph compiler)."""
+        """Execute one operator node (shared with the LangGraph compiler).
+
+        ``own_run=False`` runs the operator inside the caller's run instead of opening a named run
+        of its own: a compiled graph's node already is one (LangGraph names it ``node_3_Verify``),
+        so its model calls nest there directly, as in a hand-written graph."""
         key = cache_key(task, node, value, feedback) if cache is not None else ""
         started = time.perf_counter()
         cached = cache.get(key) if cache is not None else None
@@ -280,10 +285,15 @@ class Interpreter:
                             params=node.params, node_id=node.id)
         # Through the operator's runnable: each node is a named run that nests its model calls
         # (LangSmith-style tracing); the caller's run id/name must not be reused per node.
-        node_config: dict[str, Any] = {k: v for k, v in (config or {}).items() if k not in ("run_id", "run_name")}
-        node_config["run_name"] = f"{node.operator} {node.id}".strip()
+        # Without: the caller's config, its callbacks included, goes to the operator as it is.
         try:
-            result = await self._runnable(node.operator).ainvoke(call, node_config)
+            if own_run:
+                node_config: dict[str, Any] = {k: v for k, v in (config or {}).items()
+                                               if k not in ("run_id", "run_name")}
+                node_config["run_name"] = f"{node.operator} {node.id}".strip()
+                result = await self._runnable(node.operator).ainvoke(call, node_config)
+            else:
+                result = await self.operator(node.operator).arun(call, config)
         except OperatorError:
             raise
         except Exception as exc:  # a model/backend failure: abort the run, blame the node

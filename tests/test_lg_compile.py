@@ -11,7 +11,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.errors import NodeTimeoutError
-from langgraph.types import RetryPolicy
+from langgraph.types import Overwrite, RetryPolicy
 
 from flowsteer.dsl import parse
 from flowsteer.errors import OperatorError, UserError, WorkflowValidationError
@@ -217,16 +217,55 @@ def test_stream_updates_yield_one_update_per_node():
     graph = compile_("Custom -> Review ? Revise : done -> Format", model("draft"))
     updates = list(graph.stream({"question": "q"}, stream_mode="updates"))
     names = [next(iter(u)) for u in updates]
-    assert names == ["prepare", "node_1_Custom", "node_3_Review", "node_4_Revise", "node_5_Format", "finalize"]
-    assert updates[1]["node_1_Custom"]["outputs"] == {"node_1#0": "draft"}
-    assert updates[-1]["finalize"]["answer"] == "<draft+fix>"
+    # no node beyond the workflow's own: the first starts the run, the last writes the answer
+    assert names == ["node_1_Custom", "node_3_Review", "node_4_Revise", "node_5_Format"]
+    first = updates[0]["node_1_Custom"]
+    assert isinstance(first["outputs"], Overwrite) and first["outputs"].value == {"node_1#0": "draft"}
+    assert first["question"] == "q" and "answer" not in updates[2]["node_4_Revise"]
+    assert updates[-1]["node_5_Format"]["answer"] == "<draft+fix>"
 
 
 async def test_astream_updates():
     graph = compile_("[Custom, Custom] -> ScEnsemble", model("a", "b"))
     names = [next(iter(u)) async for u in graph.astream({"question": "q"}, stream_mode="updates")]
-    assert names[0] == "prepare" and names[-1] == "finalize"
-    assert set(names[2:4]) == {"node_2_Custom", "node_3_Custom"}
+    assert names[0] == "node_1_fanout" and names[-1] == "node_4_ScEnsemble"
+    assert set(names[1:3]) == {"node_2_Custom", "node_3_Custom"}
+
+
+# -- runs start and end inside the workflow's own nodes --------------------------------------------
+SHAPES = [
+    "Custom -> Format",
+    "Review ? Revise : done -> Format",            # starts at a checker
+    "[Custom, Custom] -> ScEnsemble",              # starts at a fan-out
+    "(Review ? Revise : done) * 2",                # starts with a loop: a prepare node
+    "Custom -> Review ? Revise : done",            # ends at a checker or after its fail branch
+    "Custom -> (Verify ? Revise : done) * 2",      # ends at a loop's exit or gate
+    "Custom -> [Custom, Revise]",                  # ends at a fan-in
+]
+
+
+@pytest.mark.parametrize("text", SHAPES)
+def test_each_run_on_a_checkpointed_thread_starts_afresh_and_ends_with_its_answer(text):
+    graph = compile_(text, model(), checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "t"}}
+    nodes = set(graph.get_graph().nodes)
+    assert ("prepare" in nodes) == text.startswith("("), nodes
+    assert "finalize" not in nodes
+    for question in ("first question", "second ok question", "first question"):
+        state = graph.invoke({"question": question}, config)
+        ref = Interpreter(model(), sandbox=SANDBOX, registry=REGISTRY).run(wf(text), Task(question))
+        assert ref.ok, ref.error
+        assert state["answer"] == ref.answer and state["answer"], (text, question)
+        # only this run's nodes: the accumulating keys were reset by the run's first node
+        assert ran(state) == [f"{t.node_id}#{t.iteration}" for t in ref.trace]
+        assert state["outputs"] == {f"{n}#{i}": o for (n, i), o in ref.outputs().items()}
+        assert graph.get_state(config).values.get("task") is None  # the next run reads its own input
+
+
+def test_a_task_given_as_input_is_read_by_the_first_node():
+    graph = compile_("Custom -> Format", model("x"))
+    state = graph.invoke({"task": {"question": "q", "kind": "math", "id": "t-1"}})
+    assert state["answer"] == "<x>" and state["question"] == "q"
 
 
 # -- checkpoints -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from flowsteer.dsl import parse
 from flowsteer.integrations import compile_workflow
 from flowsteer.interpreter import Interpreter
 from flowsteer.sandbox import Sandbox
+from flowsteer.tasks import Task
 from flowsteer.testing.fakes import ScriptedChatModel
 
 QUESTION = "What is 6 * 7?"
@@ -59,22 +60,32 @@ def _graph():
 
 
 def _check(runs: _Runs) -> None:
+    # the node's run is the operator's run: model calls nest right under it, with no second,
+    # nested run per node (the interpreter, which has no node runs, opens "Custom node_1")
     assert runs.chat_paths() == [
-        ["flowsteer_workflow", "node_1_Custom", "Custom node_1", "chat_model"],
-        ["flowsteer_workflow", "node_2_Format", "Format node_2", "chat_model"],
+        ["flowsteer_workflow", "node_1_Custom", "chat_model"],
+        ["flowsteer_workflow", "node_2_Format", "chat_model"],
     ]
     names = list(runs.names.values())
-    assert names.count("node_1_Custom") == 1 and names.count("Custom node_1") == 1
+    assert names.count("node_1_Custom") == 1 and names.count("Custom node_1") == 0
 
 
-def test_sync_invoke_nests_the_operator_run_under_the_node_run():
+def test_the_interpreter_opens_a_named_run_per_operator_node():
+    runs = _Runs()
+    interpreter = Interpreter(ScriptedChatModel(default=lambda m: "42"), sandbox=Sandbox(mode="process"))
+    assert interpreter.run(parse("Custom -> Format"), Task(QUESTION), config={"callbacks": [runs]}).ok
+    assert [path[-2:] for path in runs.chat_paths()] == [["Custom node_1", "chat_model"],
+                                                          ["Format node_2", "chat_model"]]
+
+
+def test_sync_invoke_nests_the_model_calls_under_the_node_run():
     runs = _Runs()
     state = _graph().invoke({"question": QUESTION}, config={"callbacks": [runs]})
     assert state["answer"]
     _check(runs)
 
 
-async def test_async_invoke_nests_the_operator_run_under_the_node_run():
+async def test_async_invoke_nests_the_model_calls_under_the_node_run():
     runs = _Runs()
     state = await _graph().ainvoke({"question": QUESTION}, config={"callbacks": [runs]})
     assert state["answer"]

@@ -74,7 +74,7 @@ def test_design_runs_through_the_compiled_langgraph_as_a_subgraph():
             namespaces.add(namespace[0].split(":")[0])
             inner_nodes.update(update)
     assert namespaces == {"flowsteer"}
-    assert {"prepare", "node_1_Plan", "node_2_fanout", "node_7_Verify", "node_9_Format", "finalize"} <= inner_nodes
+    assert {"node_1_Plan", "node_2_fanout", "node_7_Verify", "node_9_Format"} <= inner_nodes
 
 
 async def test_messages_state_reads_the_last_human_message_and_appends_the_reply():

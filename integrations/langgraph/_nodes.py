@@ -13,11 +13,11 @@ from flowsteer.errors import UserError
 from flowsteer.interpreter import final_answer
 from flowsteer.sync import run_sync
 
-from .state import MAIN_LANE, LaneState, as_value, task_to_state
+from .state import MAIN_LANE, LaneState, TaskState, as_value, task_to_state
 
 __all__ = [
     "read_lane", "write_lane", "run_sync", "route_of", "join_route", "loop_gate", "loop_exit", "fan_out", "fan_in",
-    "prepare", "finalize", "InlineNode", "AsyncNode",
+    "prepare", "finalize", "start_run", "end_run", "InlineNode", "AsyncNode",
 ]
 
 T = TypeVar("T")
@@ -108,24 +108,30 @@ def join_route(lane: str) -> Callable[[Mapping[str, Any]], str | list[str]]:
     return route
 
 
-def loop_gate(loop_id: str, count: int, lane: str, closes_lane: bool) -> Callable[..., dict[str, Any]]:
+def loop_gate(loop_id: str, count: int, lane: str, closes_lane: bool,
+              ends: bool = False) -> Callable[..., dict[str, Any]]:
     """The node after a loop body: another iteration, or exit once ``count`` iterations ran (an
-    early exit on a passing check happens at the loop's exit node, see :func:`loop_exit`)."""
+    early exit on a passing check happens at the loop's exit node, see :func:`loop_exit`).
+    ``ends``: leaving the loop ends the run (:func:`end_run`)."""
 
     def gate(state: Mapping[str, Any]) -> dict[str, Any]:
         iteration = (state.get("loops") or {}).get(loop_id, 0)
         leave = iteration + 1 >= count
         update = LaneState(route="exit" if leave else "again", done=leave and closes_lane)
         # Leaving resets the counter, so the next entry (e.g. in an outer loop) starts at 0.
-        return {**write_lane(lane, update), "loops": {loop_id: 0 if leave else iteration + 1}}
+        out = {**write_lane(lane, update), "loops": {loop_id: 0 if leave else iteration + 1}}
+        if leave and ends:
+            out.update(end_run(read_lane(state, lane).get("value")))
+        return out
 
     gate.__name__ = f"{loop_id}_loop"
     return gate
 
 
-def loop_exit(loop_id: str, lane: str, closes_lane: bool) -> Callable[..., dict[str, Any]]:
+def loop_exit(loop_id: str, lane: str, closes_lane: bool, ends: bool = False) -> Callable[..., dict[str, Any]]:
     """The node after a loop's exit step: leave the loop when every checker that ran in that step
-    passed (``checks[loop_id]``, and-ed by the checkers and the branch joins), else go on."""
+    passed (``checks[loop_id]``, and-ed by the checkers and the branch joins), else go on.
+    ``ends``: leaving the loop ends the run (:func:`end_run`)."""
 
     def exit_node(state: Mapping[str, Any]) -> dict[str, Any]:
         flow = read_lane(state, lane)
@@ -134,26 +140,33 @@ def loop_exit(loop_id: str, lane: str, closes_lane: bool) -> Callable[..., dict[
         update = LaneState(checks=checks, route="exit" if leave else "on", done=leave and closes_lane)
         if not leave:
             return write_lane(lane, update)
-        return {**write_lane(lane, update), "loops": {loop_id: 0}}
+        return {**write_lane(lane, update), "loops": {loop_id: 0}, **(end_run(flow.get("value")) if ends else {})}
 
     exit_node.__name__ = f"{loop_id}_exit"
     return exit_node
 
 
-def fan_out(lane: str, lanes: Sequence[str]) -> Callable[..., dict[str, Any]]:
-    """The node that starts every branch lane from the parent lane's flow."""
+def fan_out(lane: str, lanes: Sequence[str], entry: bool = False) -> Callable[..., dict[str, Any]]:
+    """The node that starts every branch lane from the parent lane's flow. ``entry``: it is the
+    workflow's first node, which starts the run (:func:`start_run`)."""
 
     def fan_out_node(state: Mapping[str, Any]) -> dict[str, Any]:
-        flow = read_lane(state, lane)
+        if entry:
+            _, reset = start_run(state)
+            flow = LaneState()
+        else:
+            reset, flow = {}, read_lane(state, lane)
         start = LaneState(value=flow.get("value"), feedback=flow.get("feedback"), checks={},
                           verdict=None, route="", done=False)
-        return {"lanes": {name: dict(start) for name in lanes}}
+        branches = {name: dict(start) for name in lanes}
+        return {**reset, "lanes": Overwrite(branches) if entry else branches}
 
     return fan_out_node
 
 
-def fan_in(lane: str, lanes: Sequence[str], closes_lane: bool) -> Callable[..., dict[str, Any]]:
-    """The node that, once every branch is done, writes their outputs (branch order) to the parent."""
+def fan_in(lane: str, lanes: Sequence[str], closes_lane: bool, ends: bool = False) -> Callable[..., dict[str, Any]]:
+    """The node that, once every branch is done, writes their outputs (branch order) to the parent.
+    ``ends``: going on from it ends the run (:func:`end_run`)."""
 
     def fan_in_node(state: Mapping[str, Any]) -> dict[str, Any]:
         branches = [read_lane(state, name) for name in lanes]
@@ -172,25 +185,38 @@ def fan_in(lane: str, lanes: Sequence[str], closes_lane: bool) -> Callable[..., 
             route="next",
             done=closes_lane,
         )
-        return write_lane(lane, update)
+        return {**write_lane(lane, update), **(end_run(update["value"]) if ends else {})}
 
     return fan_in_node
 
 
-def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
-    """First node: the task from the input, and a clean slate for this run."""
+def start_run(state: Mapping[str, Any]) -> tuple[TaskState, dict[str, Any]]:
+    """What a run starts with: the task from the input and the update that gives the run a clean
+    slate (the accumulating keys are overwritten, so a later run on a checkpointed thread starts
+    afresh). The workflow's entry node applies it; a workflow that starts with a loop (whose first
+    node runs again each iteration) or has no steps has a ``prepare`` node for it."""
     raw = state.get("task") or state.get("question")
     if not raw:
         raise UserError("the workflow graph needs an input: pass {'question': '...'} or {'task': {...}}")
     task = task_to_state(raw)
-    return {
+    return task, {
         "task": task, "question": task["question"], "value": None, "feedback": None, "checks": {},
         "verdict": None, "route": "", "answer": "",
         "lanes": Overwrite({}), "loops": Overwrite({}), "outputs": Overwrite({}), "trace": Overwrite([]),
     }
 
 
+def end_run(value: Any) -> dict[str, Any]:
+    """The update of the node that ends a run: the answer from the last value. ``task`` is cleared so
+    that a later run on the same checkpointed thread reads its own input."""
+    return {"answer": final_answer(as_value(value)), "task": None}
+
+
+def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``prepare`` node: :func:`start_run` on its own."""
+    return start_run(state)[1]
+
+
 def finalize(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Last node: the answer."""
-    # ``task`` is cleared so a later run on the same thread reads its own input in ``prepare``.
-    return {"answer": final_answer(as_value(state.get("value"))), "task": None}
+    """The ``finalize`` node of a workflow without steps: :func:`end_run` on its own."""
+    return end_run(state.get("value"))

@@ -61,9 +61,10 @@ __all__ = [
 ]
 
 PREPARE_NODE = "prepare"
-"""First node: turns the input into the task and resets the run's state."""
+"""The node that starts a run (the task from the input, a clean slate) where the first step's node
+cannot: a workflow that starts with a loop, or has no steps."""
 FINALIZE_NODE = "finalize"
-"""Last node: writes ``answer``."""
+"""The node that writes ``answer`` in a workflow without steps (elsewhere the last node does)."""
 
 
 class NodeRunner(Protocol):
@@ -81,6 +82,7 @@ class NodeRunner(Protocol):
         cache: NodeCache | None = None,
         config: RunnableConfig | None = None,
         iteration: int = 0,
+        own_run: bool = True,
     ) -> NodeTrace: ...
 
 
@@ -142,6 +144,8 @@ class _GraphCompiler:
     def __init__(self, sink: GraphSink, registry: OperatorRegistry) -> None:
         self.sink = sink
         self.registry = registry
+        self.entry: str | None = None
+        """The node that starts the run (None: a ``prepare`` node does)."""
 
     # -- structure -------------------------------------------------------------------------
     def chain(self, chain: Chain, scope: _Scope, cont: _Target) -> str:
@@ -178,10 +182,10 @@ class _GraphCompiler:
                               _Target(exit_node))
                     body_entry = head[0]
                     self.sink.node(exit_node, "loop_exit_node", loop_id=step.id, lane=scope.lane,
-                                   closes_lane=cont.closes_lane)
+                                   closes_lane=cont.closes_lane, **_ends(cont))
                     self.sink.branch(exit_node, "route", scope.lane, {"exit": cont.node, "on": rest})
                 self.sink.node(gate, "loop_gate_node", loop_id=step.id, count=count, lane=scope.lane,
-                               closes_lane=cont.closes_lane)
+                               closes_lane=cont.closes_lane, **_ends(cont))
                 self.sink.branch(gate, "route", scope.lane, {"again": body_entry, "exit": cont.node})
             case Parallel(branches=branches):
                 self.parallel(step, branches, scope, cont)
@@ -191,12 +195,13 @@ class _GraphCompiler:
     def parallel(self, step: Parallel, branches: tuple[Chain, ...], scope: _Scope, cont: _Target) -> None:
         fanout, fanin = f"{step.id}_fanout", f"{step.id}_fanin"
         lanes = [f"{step.id}.{k}" for k in range(len(branches))]
-        self.sink.node(fanout, "fan_out_node", parallel_id=step.id, lanes=lanes, lane=scope.lane)
+        self.sink.node(fanout, "fan_out_node", parallel_id=step.id, lanes=lanes, lane=scope.lane,
+                       **self._entry(fanout))
         for lane, branch in zip(lanes, branches, strict=True):
             entry = self.chain(branch, _Scope(lane, scope.loops, scope.exits), _Target(fanin, closes_lane=True))
             self.sink.edge(fanout, entry)
         self.sink.node(fanin, "fan_in_node", parallel_id=step.id, lanes=lanes, lane=scope.lane,
-                       closes_lane=cont.closes_lane)
+                       closes_lane=cont.closes_lane, **_ends(cont))
         self.sink.branch(fanin, "join", scope.lane, {"next": cont.node})
 
     def operator_node(self, node: OperatorNode, scope: _Scope, cont: _Target, *, routes: bool | None) -> str:
@@ -204,18 +209,39 @@ class _GraphCompiler:
         says whether the pass route goes straight to ``cont`` (an empty ``on_pass``)."""
         name = node_name(node)
         self.sink.node(name, "operator_node", node=node, lane=scope.lane, loops=scope.loops, exits=scope.exits,
-                       closes_lane=cont.closes_lane, routes=routes)
+                       closes_lane=cont.closes_lane, routes=routes, **self._entry(name), **_ends(cont))
         return name
 
+    def _entry(self, name: str) -> dict[str, bool]:
+        return {"entry": True} if name == self.entry else {}
+
     def workflow(self, workflow: Workflow) -> None:
-        """The whole graph: prepare -> the workflow's steps -> finalize."""
-        self.sink.node(PREPARE_NODE, "prepare_node")
-        self.sink.edge(START, PREPARE_NODE)
-        self.sink.edge(PREPARE_NODE, node_name(workflow.steps[0]) if workflow.steps else FINALIZE_NODE)
-        self.chain(workflow.steps, _Scope(), _Target(FINALIZE_NODE))
-        # Added last so that drawings list the nodes in execution order.
-        self.sink.node(FINALIZE_NODE, "finalize_node")
-        self.sink.edge(FINALIZE_NODE, END)
+        """The whole graph: the workflow's steps from START to END. The first node starts the run
+        (the task from the input, a clean slate) and the nodes that can be last write the answer
+        when the run ends there, so a run costs no superstep beyond its steps. A workflow that
+        starts with a loop (its first node runs again every iteration) gets a ``prepare`` node;
+        one without steps is ``prepare -> finalize``."""
+        if not workflow.steps:
+            self.sink.node(PREPARE_NODE, "prepare_node")
+            self.sink.node(FINALIZE_NODE, "finalize_node")
+            self.sink.edge(START, PREPARE_NODE)
+            self.sink.edge(PREPARE_NODE, FINALIZE_NODE)
+            self.sink.edge(FINALIZE_NODE, END)
+            return
+        first = node_name(workflow.steps[0])
+        if isinstance(workflow.steps[0], Loop):
+            self.sink.node(PREPARE_NODE, "prepare_node")
+            self.sink.edge(START, PREPARE_NODE)
+            self.sink.edge(PREPARE_NODE, first)
+        else:
+            self.entry = first
+            self.sink.edge(START, first)
+        self.chain(workflow.steps, _Scope(), _Target(END))
+
+
+def _ends(cont: _Target) -> dict[str, bool]:
+    """``ends=True`` for a node whose continuation is the end of the graph."""
+    return {"ends": True} if cont.node == END else {}
 
 
 def node_name(step: Step) -> str:
@@ -314,8 +340,9 @@ def build_state_graph(
 
     Invoke the compiled graph with ``{"question": "..."}`` or ``task_input(task)``; the result holds
     ``answer``, ``value``, ``outputs`` (``"node_id#iteration" -> output``) and ``trace``. In
-    ``stream_mode="updates"`` every node reports its own update; ``prepare`` resets the accumulating
-    keys with ``langgraph.types.Overwrite`` values.
+    ``stream_mode="updates"`` every node reports its own update; the run's first node resets the
+    accumulating keys with ``langgraph.types.Overwrite`` values (``update["outputs"].value``), and
+    the node that ends the run writes ``answer``.
     """
     runner = _make_runner(executor, sandbox, registry)
     return build_graph_with_runner(workflow, runner, state_schema=state_schema, retry_policy=retry_policy,

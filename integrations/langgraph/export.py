@@ -83,7 +83,7 @@ class _DrawingRunner:
 
     async def run_node(self, node: OperatorNode, task: Task, value: Value, feedback: str | None, *,
                        cache: NodeCache | None = None, config: RunnableConfig | None = None,
-                       iteration: int = 0) -> NodeTrace:
+                       iteration: int = 0, own_run: bool = True) -> NodeTrace:
         raise UserError("this graph was built for drawing only; use compile_workflow(executor=...) to run it")
 
 
@@ -182,7 +182,8 @@ class _SourceSink:
         if factory == "operator_node":
             node = kwargs.pop("node")
             args += ["runner", f"WORKFLOW.find({_str(node.id)})"]
-        defaults = {"lane": "main", "loops": (), "exits": (), "closes_lane": False, "routes": None}
+        defaults = {"lane": "main", "loops": (), "exits": (), "closes_lane": False, "routes": None,
+                    "entry": False, "ends": False}
         positional = ("loop_id", "count", "parallel_id", "lanes")
         for key, value in kwargs.items():
             if key in defaults and (tuple(value) if isinstance(value, list) else value) == defaults[key]:

@@ -33,6 +33,7 @@ __all__ = [
     "merge_lanes",
     "output_key",
     "task_from_state",
+    "task_of_state",
     "task_to_state",
     "trace_entry",
     "as_value",
@@ -132,7 +133,7 @@ class WorkflowState(TypedDict, total=False):
 
     question: str
     task: TaskState
-    """The task being solved (set by ``prepare``; cleared by ``finalize`` so that a later run on the
+    """The task being solved (set by the run's first node; cleared by its last so that a later run on the
     same checkpointed thread reads its own input)."""
     value: Any
     """The main lane's current value; the last step's output at the end."""
@@ -186,6 +187,21 @@ def task_to_state(task: Task | Mapping[str, Any] | str) -> TaskState:
         source=task.source,
         meta=dict(task.meta),
     )
+
+
+_LAST_TASK: tuple[Any, Task] | None = None
+
+
+def task_of_state(data: Mapping[str, Any]) -> Task:
+    """:func:`task_from_state`, built once per run: every node of a run reads the same ``task``
+    object, so the last one built is kept (with the object, so its identity cannot be reused)."""
+    global _LAST_TASK
+    last = _LAST_TASK  # one read: concurrent runs in threads replace the slot, never half of it
+    if last is not None and last[0] is data:
+        return last[1]
+    task = task_from_state(data)
+    _LAST_TASK = (data, task)
+    return task
 
 
 def task_from_state(data: Mapping[str, Any]) -> Task:

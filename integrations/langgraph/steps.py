@@ -11,10 +11,12 @@ step holds the node.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.types import Overwrite
 
 from flowsteer.interpreter import NodeCache
 from flowsteer.ir import OperatorNode
@@ -22,6 +24,7 @@ from flowsteer.ir import OperatorNode
 from ._nodes import (
     AsyncNode,
     InlineNode,
+    end_run,
     fan_in,
     fan_out,
     finalize,
@@ -31,84 +34,107 @@ from ._nodes import (
     prepare,
     read_lane,
     route_of,
+    start_run,
     write_lane,
 )
-from .state import MAIN_LANE, LaneState, as_value, output_key, task_from_state, trace_entry
+from .state import MAIN_LANE, LaneState, as_value, output_key, task_of_state, trace_entry
 
 __all__ = ["prepare_node", "finalize_node", "operator_node", "loop_gate_node", "loop_exit_node", "fan_out_node",
            "fan_in_node", "route", "join", "MAIN_LANE"]
 
 
 def prepare_node() -> InlineNode:
-    """The first node: the task from the input, a clean slate for the run."""
+    """The node that starts a run where the first step's node cannot (a workflow that starts with a
+    loop, or has no steps): the task from the input, a clean slate for the run."""
     return InlineNode("prepare", prepare)
 
 
 def finalize_node() -> InlineNode:
-    """The last node: writes ``answer``."""
+    """The last node of a workflow without steps: writes ``answer`` (elsewhere the node that ends the
+    run does)."""
     return InlineNode("finalize", finalize)
 
 
 def operator_node(runner: Any, node: OperatorNode, *, lane: str = MAIN_LANE, loops: Sequence[str] = (),
                   exits: Sequence[str] = (), closes_lane: bool = False, routes: bool | None = None,
-                  cache: NodeCache | None = None) -> AsyncNode:
+                  entry: bool = False, ends: bool = False, cache: NodeCache | None = None) -> AsyncNode:
     """One operator run through ``runner.run_node`` (an :class:`~flowsteer.interpreter.Interpreter`:
     the interpreter's operators, cache key and semantics). ``routes`` is None for a plain node; for
-    a conditional's checker it says whether its pass route goes straight on (an empty ``on_pass``)."""
+    a conditional's checker it says whether its pass route goes straight on (an empty ``on_pass``).
+    ``entry``: the workflow's first node, which starts the run from the input (``start_run``);
+    ``ends``: going straight on from it ends the run and writes the answer (``end_run``)."""
     spec = runner.registry.lookup_case_insensitive(node.operator)
     is_checker = spec is not None and spec.is_checker
     loops, exits = tuple(loops), tuple(exits)
+    # the node is the operator's run (LangGraph names it): no second, nested run per node; a runner
+    # written before ``own_run`` existed keeps its own behaviour
+    options = {"own_run": False} if "own_run" in inspect.signature(runner.run_node).parameters else {}
 
     async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        flow = read_lane(state, lane)
+        if entry:
+            task, reset = start_run(state)
+            flow = LaneState()
+        else:
+            task, reset, flow = state["task"], None, read_lane(state, lane)
         iteration = (state.get("loops") or {}).get(loops[-1], 0) if loops else 0
         trace = await runner.run_node(
-            node, task_from_state(state["task"]), as_value(flow.get("value")), flow.get("feedback"),
-            cache=cache, config=config, iteration=iteration,
+            node, task_of_state(task), as_value(flow.get("value")), flow.get("feedback"),
+            cache=cache, config=config, iteration=iteration, **options,
         )
         result = trace.result
-        checks = dict(flow.get("checks") or {})
-        if is_checker:  # every checker of a loop's exit step must pass for the loop to end
+        # only what the node changes is written (each written key is a channel update)
+        update = LaneState(value=result.output, verdict=result.verdict)
+        if result.verdict is not None:
+            update["feedback"] = result.feedback
+        if is_checker and exits:  # every checker of a loop's exit step must pass for the loop to end
+            checks = dict(flow.get("checks") or {})
             checks.update({loop: checks.get(loop, True) and result.verdict is True for loop in exits})
-        update = LaneState(
-            value=result.output,
-            feedback=result.feedback if result.verdict is not None else flow.get("feedback"),
-            checks=checks,
-            verdict=result.verdict,
-        )
+            update["checks"] = checks
         if routes is None:
             update["done"] = closes_lane
         else:
             update["route"] = "pass" if result.verdict is True else "fail"
             update["done"] = closes_lane and routes and result.verdict is True
-        return {
+        outputs = {output_key(node.id, iteration): result.output}
+        entries = [trace_entry(trace)]
+        out = {
+            **(reset or {}),
             **write_lane(lane, update),
-            "outputs": {output_key(node.id, iteration): result.output},
-            "trace": [trace_entry(trace)],
+            "outputs": outputs if reset is None else Overwrite(outputs),
+            "trace": entries if reset is None else Overwrite(entries),
         }
+        if ends and (routes is None or (routes and result.verdict is True)):
+            out.update(end_run(result.output))
+        return out
 
     return AsyncNode(f"{node.id}_{node.operator}", arun)
 
 
-def loop_gate_node(loop_id: str, count: int, *, lane: str = MAIN_LANE, closes_lane: bool = False) -> InlineNode:
-    """``<loop>_loop``: another iteration (route ``again``) or, after ``count``, ``exit``."""
-    return InlineNode(f"{loop_id}_loop", loop_gate(loop_id, count, lane, closes_lane))
+def loop_gate_node(loop_id: str, count: int, *, lane: str = MAIN_LANE, closes_lane: bool = False,
+                   ends: bool = False) -> InlineNode:
+    """``<loop>_loop``: another iteration (route ``again``) or, after ``count``, ``exit`` (which ends
+    the run when ``ends``)."""
+    return InlineNode(f"{loop_id}_loop", loop_gate(loop_id, count, lane, closes_lane, ends))
 
 
-def loop_exit_node(loop_id: str, *, lane: str = MAIN_LANE, closes_lane: bool = False) -> InlineNode:
+def loop_exit_node(loop_id: str, *, lane: str = MAIN_LANE, closes_lane: bool = False,
+                   ends: bool = False) -> InlineNode:
     """``<loop>_exit``: route ``exit`` when every checker of the loop's exit step passed, else ``on``."""
-    return InlineNode(f"{loop_id}_exit", loop_exit(loop_id, lane, closes_lane))
+    return InlineNode(f"{loop_id}_exit", loop_exit(loop_id, lane, closes_lane, ends))
 
 
-def fan_out_node(parallel_id: str, lanes: Sequence[str], *, lane: str = MAIN_LANE) -> InlineNode:
-    """``<parallel>_fanout``: every branch lane starts from the parent lane's flow."""
-    return InlineNode(f"{parallel_id}_fanout", fan_out(lane, list(lanes)))
+def fan_out_node(parallel_id: str, lanes: Sequence[str], *, lane: str = MAIN_LANE,
+                 entry: bool = False) -> InlineNode:
+    """``<parallel>_fanout``: every branch lane starts from the parent lane's flow (``entry``: the
+    workflow's first node, which starts the run)."""
+    return InlineNode(f"{parallel_id}_fanout", fan_out(lane, list(lanes), entry))
 
 
 def fan_in_node(parallel_id: str, lanes: Sequence[str], *, lane: str = MAIN_LANE,
-                closes_lane: bool = False) -> InlineNode:
-    """``<parallel>_fanin``: once every branch is done, their outputs (branch order) go on."""
-    return InlineNode(f"{parallel_id}_fanin", fan_in(lane, list(lanes), closes_lane))
+                closes_lane: bool = False, ends: bool = False) -> InlineNode:
+    """``<parallel>_fanin``: once every branch is done, their outputs (branch order) go on (and
+    end the run when ``ends``)."""
+    return InlineNode(f"{parallel_id}_fanin", fan_in(lane, list(lanes), closes_lane, ends))
 
 
 def route(lane: str = MAIN_LANE) -> InlineNode:
