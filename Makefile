@@ -9,7 +9,7 @@ CONSTRAINTS := constraints-cpu.txt
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv test test-slow test-vllm vllm-cpu demo train-director bench lint typecheck docs clean
+.PHONY: venv test test-slow test-gpu test-vllm vllm-cpu demo train-director bench lint typecheck docs clean
 
 $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: venv
 
 test-slow: venv
 	$(BIN)/python -m pytest -q -m slow
+
+# the CUDA paths (bf16 CWRPO step, CUDA memory): on a machine with a GPU and a CUDA torch
+test-gpu: venv
+	$(BIN)/python -m pytest -q -s -m gpu tests/test_gpu.py
 
 demo: venv
 	$(BIN)/flowsteer run "$$(printf '%s\n%s\n%s' 'Write a Python function `combine_sum(a, b)` that returns the sum of `a` and `b` (a + b).' 'Your code should pass this test:' 'assert combine_sum(26, 1) == 27')" --type code --seed 0
