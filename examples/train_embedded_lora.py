@@ -57,11 +57,13 @@ def main() -> None:
         "max_steps": args.steps,
         "model": {"name_or_path": "embedded", "device": "cpu"},
         "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
+        "director": {
+            "temperature": 0.8, "top_p": 1.0, "max_turns": args.max_turns, "max_action_tokens": 64,
+            "context_budget": 2048, "constrain": args.constrain, "max_prompt_tokens": 32, "usage_hints": False,
+        },
         "rollout": {
-            "tasks_per_step": args.tasks_per_step, "group_size": args.group_size, "temperature": 0.8,
-            "top_p": 1.0, "max_turns": args.max_turns, "max_new_tokens": 64, "context_budget": 2048,
-            "concurrency": args.tasks_per_step * args.group_size, "constrain": args.constrain,
-            "director_options": {"max_prompt_tokens": 32, "usage_hints": False},
+            "tasks_per_step": args.tasks_per_step, "group_size": args.group_size,
+            "concurrency": args.tasks_per_step * args.group_size,
         },
         "loss": {"beta": 0.005},
         "optim": {"lr": args.lr, "warmup_steps": 1, "micro_batch_size": 2},

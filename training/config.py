@@ -23,6 +23,7 @@ import re
 import tomllib
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,66 @@ class LoRAConfig:
         _check(bool(self.target_modules), "lora.target_modules is empty: name at least one module, e.g. q_proj")
 
 
+LEGACY_DIRECTOR_FIELDS: dict[str, str] = {
+    "temperature": "temperature", "top_p": "top_p", "max_new_tokens": "max_action_tokens",
+    "max_turns": "max_turns", "context_budget": "context_budget", "constrain": "constrain",
+    "constrain_options": "constrain_options", "director_preset": "preset",
+}
+"""``rollout`` field -> the ``director`` key it is a deprecated spelling of (``director_options``
+holds ``director`` keys already)."""
+
+DIRECTOR_SECTION_KEYS = ("preset", "constrain", "constrain_options")
+"""Keys of the ``director`` section besides the ``DirectorConfig`` fields."""
+
+
+def build_director(section: Mapping[str, Any]) -> Any:
+    """The typed :class:`~flowsteer.director.DirectorConfig` of a ``director`` section.
+
+    ``preset`` (``default`` or ``small_model``: what ``flowsteer run/eval`` serve a local director
+    with; train with the prompts you will serve), ``constrain`` (the action grammar) and, for the
+    default preset, ``constrain_options`` (``GrammarOptions`` fields); every other key is a
+    ``DirectorConfig`` field set on top of the preset. Errors name ``director.<key>``."""
+    from flowsteer.director import DirectorConfig
+
+    fields = {f.name for f in dataclasses.fields(DirectorConfig)} - {"constraint"}
+    for key in section:
+        if key not in fields and key not in DIRECTOR_SECTION_KEYS:
+            close = difflib.get_close_matches(key, [*fields, *DIRECTOR_SECTION_KEYS], n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(f"unknown config field 'director.{key}': {hint}valid fields are "
+                            f"{sorted([*DIRECTOR_SECTION_KEYS, *fields])}")
+    preset = section.get("preset", "default")
+    _check(preset in ("default", "small_model"),
+           f"director.preset must be 'default' or 'small_model', got {preset!r}")
+    constrain = section.get("constrain", False)
+    _check(isinstance(constrain, bool), f"director.constrain must be true or false, got {constrain!r}")
+    own = {k: v for k, v in section.items() if k in fields}
+    try:
+        if preset == "small_model":
+            if section.get("constrain_options"):
+                raise UserError("director.constrain_options cannot be combined with director.preset small_model "
+                                "(the preset brings its own action grammar); remove one of them")
+            base = DirectorConfig.small_model(constrained=constrain)
+            for key in ("context_budget", "max_action_tokens"):  # the preset's prompts and grammar depend on them
+                if key in own and own[key] != getattr(base, key):
+                    raise UserError(f"director.{key} is {own[key]} but director.preset small_model uses "
+                                    f"{getattr(base, key)}: set director.{key}: {getattr(base, key)} or leave it out")
+            director = dataclasses.replace(base, **own)
+        else:
+            constraint = None
+            if constrain:
+                from flowsteer.constrain.constraint import action_constraint
+
+                budget = own.get("max_action_tokens", DirectorConfig.max_action_tokens)
+                # actions end within the turn's token budget
+                constraint = action_constraint(**{"max_new_tokens": budget, **dict(section.get("constrain_options") or {})})
+            director = DirectorConfig(constraint=constraint, **own)
+    except TypeError as exc:
+        raise UserError(f"config section 'director': {exc}; use DirectorConfig field names") from None
+    _check(director.temperature > 0, f"director.temperature must be > 0 to train (it samples), got {director.temperature}")
+    return director
+
+
 @dataclass(frozen=True)
 class RolloutConfig:
     """How episodes are sampled each step (B tasks x G episodes per task)."""
@@ -108,33 +169,28 @@ class RolloutConfig:
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     """Keyword arguments of the engine (vllm: ``base_url`` of a running server, or ``server_config``;
     ``adapter_name``, ``tolerance``, ...). The base model defaults to ``model.name_or_path``."""
-    temperature: float = 0.6
-    """Sampling temperature; the policy log-probs are computed at the same temperature."""
-    top_p: float = 0.95
-    """Nucleus sampling threshold. The trainer's log-probs do not replay the truncation (as TRL and
-    verl): 1.0 trains exactly the distribution that was sampled."""
-    max_new_tokens: int = 512
-    """Tokens per director turn."""
-    max_turns: int | None = None
-    """Canvas turn limit per episode (``None``: the director preset's, 20 for ``default``, 10 for
-    ``small_model``). The canvas takes it from the director config, the one place it is set."""
-    context_budget: int = 16384
-    """Director prompt budget in tokens."""
     concurrency: int = 36
     """Episodes run concurrently (the engine batches their generations)."""
-    constrain: bool = False
-    """Grammar-constrain director outputs to valid actions (``flowsteer.constrain``). Each turn keeps
-    its grammar and the trainer recomputes the masked, renormalised log-probs it was sampled from
-    (``loss.replay_constraint``); keep ``loss.old_logprobs: recompute``."""
-    constrain_options: Mapping[str, Any] = field(default_factory=dict)
-    """``GrammarOptions`` fields for the constraint (e.g. ``{finish: when_allowed, think_tokens: 0}``)."""
-    director_preset: Literal["default", "small_model"] = "default"
-    """Start the director settings from ``DirectorConfig()`` or from ``DirectorConfig.small_model``
-    (what ``flowsteer run/eval`` use for a local director: train with the prompts you will serve).
-    The preset fixes ``context_budget``, ``max_new_tokens`` and the action grammar; the rollout's
-    sampling fields, ``max_turns`` and ``director_options`` apply on top."""
-    director_options: Mapping[str, Any] = field(default_factory=dict)
-    """Other ``DirectorConfig`` fields (e.g. ``{max_prompt_tokens: 64, usage_hints: false}``)."""
+    # Deprecated spellings of ``director`` settings (one source: the ``director`` section; a value
+    # set here is moved there at load time, with a DeprecationWarning, and read back as None).
+    temperature: float | None = None
+    """Deprecated: ``director.temperature``."""
+    top_p: float | None = None
+    """Deprecated: ``director.top_p``."""
+    max_new_tokens: int | None = None
+    """Deprecated: ``director.max_action_tokens``."""
+    max_turns: int | None = None
+    """Deprecated: ``director.max_turns``."""
+    context_budget: int | None = None
+    """Deprecated: ``director.context_budget``."""
+    constrain: bool | None = None
+    """Deprecated: ``director.constrain``."""
+    constrain_options: Mapping[str, Any] | None = None
+    """Deprecated: ``director.constrain_options``."""
+    director_preset: Literal["default", "small_model"] | None = None
+    """Deprecated: ``director.preset``."""
+    director_options: Mapping[str, Any] | None = None
+    """Deprecated: the ``director`` section itself (its keys are ``DirectorConfig`` fields)."""
     executor: str = "simulated"
     """Executor model spec: ``simulated`` (the shipped SimulatedExecutor) or a ``load_chat_model`` spec."""
     executor_options: Mapping[str, Any] = field(default_factory=dict)
@@ -147,10 +203,20 @@ class RolloutConfig:
     def __post_init__(self) -> None:
         _check(self.tasks_per_step > 0, f"rollout.tasks_per_step must be >= 1, got {self.tasks_per_step}")
         _check(self.group_size > 1, f"rollout.group_size must be >= 2 (a group needs a baseline), got {self.group_size}")
-        _check(self.temperature > 0, f"rollout.temperature must be > 0, got {self.temperature}")
-        _check(0 < self.top_p <= 1, f"rollout.top_p must be in (0, 1], got {self.top_p}")
-        _check(self.max_turns is None or self.max_turns >= 1,
-               f"rollout.max_turns must be >= 1 (or left out for the director preset's), got {self.max_turns}")
+
+    def sampling_director(self) -> Any:
+        """The typed director settings of a rollout config used on its own (an engine built without
+        a :class:`CWRPOConfig`): its deprecated fields on top of the defaults."""
+        return build_director(self.legacy_director())
+
+    def legacy_director(self) -> dict[str, Any]:
+        """The deprecated director settings set here, as ``director`` section keys."""
+        out: dict[str, Any] = dict(self.director_options or {})
+        for name, key in LEGACY_DIRECTOR_FIELDS.items():
+            value = getattr(self, name)
+            if value is not None:
+                out[key] = dict(value) if isinstance(value, Mapping) else value
+        return out
 
 
 @dataclass(frozen=True)
@@ -327,6 +393,11 @@ class CWRPOConfig:
     data: DataConfig = field(default_factory=DataConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     warmstart: WarmStartConfig = field(default_factory=WarmStartConfig)
+    director: Mapping[str, Any] = field(default_factory=dict)
+    """The director's settings, the one place they are set: ``preset``, ``constrain``,
+    ``constrain_options`` and any ``DirectorConfig`` field (temperature, top_p, max_turns,
+    context_budget, max_action_tokens, ...; see :func:`build_director`). The sampler, the canvas
+    limits and the trainer's log-prob temperature all read :attr:`director_config`."""
     reward: Mapping[str, Any] = field(default_factory=dict)
     """Overrides for ``flowsteer.reward.RewardConfig`` (checked against its fields at load time)."""
     seed: int = 42
@@ -336,6 +407,28 @@ class CWRPOConfig:
 
     def __post_init__(self) -> None:
         _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
+        section = dict(self.director)
+        legacy = self.rollout.legacy_director()
+        if legacy:  # the deprecated rollout spellings move into the director section
+            for key, value in legacy.items():
+                if key in section and section[key] != value:
+                    raise UserError(f"director.{key} is {section[key]!r} but the deprecated rollout setting "
+                                    f"gives {value!r}: keep director.{key} only")
+                section[key] = value
+            names = [f"rollout.{n}" for n in (*LEGACY_DIRECTOR_FIELDS, "director_options")
+                     if getattr(self.rollout, n) is not None]
+            moved = ", ".join(f"{k}: {v!r}" for k, v in legacy.items())
+            warnings.warn(f"{', '.join(names)} are director settings: write them in the 'director' section "
+                          f"instead ({{{moved}}})", DeprecationWarning, stacklevel=3)
+            cleared: dict[str, Any] = dict.fromkeys((*LEGACY_DIRECTOR_FIELDS, "director_options"))
+            object.__setattr__(self, "rollout", dataclasses.replace(self.rollout, **cleared))
+        object.__setattr__(self, "director", section)
+        object.__setattr__(self, "_director", build_director(section))
+
+    @property
+    def director_config(self) -> Any:
+        """The typed :class:`~flowsteer.director.DirectorConfig` the run's director plays with."""
+        return self._director  # type: ignore[attr-defined]
 
     def reward_config(self) -> Any:
         """The ``flowsteer.reward.RewardConfig`` with this config's overrides applied."""
@@ -426,6 +519,9 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
+        if isinstance(config, RolloutConfig) and value is None and (
+                f.name in LEGACY_DIRECTOR_FIELDS or f.name == "director_options"):
+            continue  # deprecated spellings, moved into the director section
         if dataclasses.is_dataclass(value):
             out[f.name] = config_to_dict(value)
         elif isinstance(value, tuple):

@@ -31,41 +31,9 @@ def load_tasks(config: CWRPOConfig) -> list[Any]:
 
 
 def director_config(config: CWRPOConfig) -> Any:
-    """The director settings implied by the rollout config (sampling as configured, no fallback)."""
-    from flowsteer.director import DirectorConfig
-
-    r = config.rollout
-    if r.director_preset == "small_model":
-        import dataclasses
-
-        preset = DirectorConfig.small_model(constrained=r.constrain)
-        for name, mine, theirs in (("context_budget", r.context_budget, preset.context_budget),
-                                   ("max_new_tokens", r.max_new_tokens, preset.max_action_tokens)):
-            if mine != theirs:
-                raise UserError(f"rollout.{name} is {mine} but director_preset small_model uses {theirs}: "
-                                f"set rollout.{name}: {theirs} (the preset's prompts and grammar depend on it)")
-        if r.constrain_options:
-            raise UserError("rollout.constrain_options cannot be combined with director_preset small_model "
-                            "(the preset brings its own action grammar); remove one of them")
-        try:
-            turns: dict[str, Any] = {} if r.max_turns is None else {"max_turns": r.max_turns}
-            return dataclasses.replace(preset, temperature=r.temperature, top_p=r.top_p, **turns,
-                                       **dict(r.director_options))
-        except TypeError as exc:
-            raise UserError(f"rollout.director_options: {exc}; use DirectorConfig field names") from None
-    constraint = None
-    if r.constrain:
-        from flowsteer.constrain.constraint import action_constraint
-
-        options = {"max_new_tokens": r.max_new_tokens, **dict(r.constrain_options)}  # actions end within budget
-        constraint = action_constraint(**options)
-    try:
-        limit: dict[str, Any] = {} if r.max_turns is None else {"max_turns": r.max_turns}
-        return DirectorConfig(context_budget=r.context_budget, temperature=r.temperature, top_p=r.top_p,
-                              max_action_tokens=r.max_new_tokens, constraint=constraint, **limit,
-                              **dict(r.director_options))
-    except TypeError as exc:
-        raise UserError(f"rollout.director_options: {exc}; use DirectorConfig field names") from None
+    """The run's typed director settings (:attr:`CWRPOConfig.director_config`, built from its
+    ``director`` section at load time): sampling as configured, no fallback."""
+    return config.director_config
 
 
 def canvas_config(config: CWRPOConfig) -> Any:
@@ -87,13 +55,13 @@ def build_rollout(config: CWRPOConfig, model: Any, tokenizer: Any, tasks: list[A
     engine: Any
     match config.rollout.engine:
         case "hf":
-            engine = HFEngine(model, tokenizer, config.rollout, seed=config.seed)
+            engine = HFEngine(model, tokenizer, config.rollout, seed=config.seed, director=config.director_config)
         case "vllm":
             from .engines.vllm import VLLMEngine
             from .export import base_model_path
 
             options = {"base_model": base_model_path(config.model.name_or_path), **dict(config.rollout.engine_options)}
-            engine = VLLMEngine(model, tokenizer, config.rollout, **options)
+            engine = VLLMEngine(model, tokenizer, config.rollout, director=config.director_config, **options)
         case other:
             raise UserError(f"rollout.engine {other!r} is not available: use 'hf' or 'vllm'")
     executor = make_executor(config.rollout.executor, tasks, config.rollout.executor_options)

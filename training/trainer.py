@@ -96,7 +96,7 @@ class CWRPOTrainer:
                                            weight_decay=optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(optim.warmup_steps, config.optimizer_updates, optim.min_lr_ratio))
-        self.settings = UpdateSettings(loss=config.loss, temperature=config.rollout.temperature,
+        self.settings = UpdateSettings(loss=config.loss, temperature=config.director_config.temperature,
                                        micro_batch_size=optim.micro_batch_size,
                                        max_grad_norm=optim.max_grad_norm, seed=config.seed,
                                        replay=ConstraintReplay(tokenizer, model=model)
@@ -180,7 +180,7 @@ class CWRPOTrainer:
         loss_cfg = self.config.loss
         adv = group_advantages([e.reward for e in episodes], [e.group for e in episodes],
                                scale_std=loss_cfg.scale_std, eps=loss_cfg.adv_eps)
-        max_row = self.config.rollout.context_budget + self.config.rollout.max_new_tokens
+        max_row = self.config.director_config.context_budget + self.config.director_config.max_action_tokens
         batch = build_batch([e.tokens for e in episodes], adv.advantages, pad_token_id=self.pad_token_id,
                             max_row_tokens=max_row, mask_forced=loss_cfg.mask_forced_tokens)
         started = time.perf_counter()

@@ -337,7 +337,7 @@ def run_warmstart(config: CWRPOConfig, *, model: Any, tokenizer: Any, rollout: A
         summary = json.loads(done.read_text(encoding="utf-8"))
         return WarmStartResult(best, len(demos), tuple(summary.get("losses", ())), seconds)
     started = time.perf_counter()
-    max_row = config.rollout.context_budget + config.rollout.max_new_tokens
+    max_row = config.director_config.context_budget + config.director_config.max_action_tokens
     losses = sft_update(model, tokenizer, demos, epochs=ws.epochs, lr=ws.lr, micro_batch_size=ws.micro_batch_size,
                         max_row_tokens=max_row, seed=config.seed)
     seconds["sft"] = time.perf_counter() - started

@@ -199,7 +199,7 @@ class GrammarProcessorFactory:
                 # the only way the grammar could dead-end: no action fits the budget at all
                 raise UserError(f"max_new_tokens={max_new_tokens} cannot hold any action of this grammar: "
                                 f"the shortest takes {shortest} tokens of this tokenizer; raise the director's "
-                                "max_action_tokens (training: rollout.max_new_tokens)")
+                                "max_action_tokens (training: director.max_action_tokens)")
 
     def __call__(self, prompt_ids: Sequence[int], messages: Any = None) -> GrammarLogitsProcessor:
         return GrammarLogitsProcessor(self.automaton, len(prompt_ids), max_new_tokens=self.max_new_tokens)

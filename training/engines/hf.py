@@ -39,16 +39,20 @@ class TrainingChatModel(LocalChatModel):
 class HFEngine:
     """Owns the chat model the director uses during rollouts."""
 
-    def __init__(self, model: Any, tokenizer: Any, config: RolloutConfig, *, seed: int = 0) -> None:
+    def __init__(self, model: Any, tokenizer: Any, config: RolloutConfig, *, seed: int = 0,
+                 director: Any = None) -> None:
+        """``director``: the typed ``DirectorConfig`` whose sampling settings (temperature, top_p,
+        max_action_tokens) the engine uses (default: those of ``config`` on its own)."""
         self.model = model
         self.seed = seed
+        director = director or config.sampling_director()
         self.chat_model = TrainingChatModel(
             model=model,
             tokenizer=tokenizer,
             model_name="flowsteer-director-training",
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            top_p=config.top_p,
+            max_new_tokens=director.max_action_tokens,
+            temperature=director.temperature,
+            top_p=director.top_p,
             max_batch_size=max(1, config.concurrency),
         )
 

@@ -45,7 +45,8 @@ class VLLMEngine:
     def __init__(self, model: Any, tokenizer: Any, config: RolloutConfig, *, base_model: str | None = None,
                  base_url: str | None = None, server_config: ServerConfig | None = None,
                  adapter_name: str = "flowsteer-director", work_dir: str | Path | None = None,
-                 tolerance: float = 1e-3, probe_tokens: int = 8, keep_versions: int = 2) -> None:
+                 tolerance: float = 1e-3, probe_tokens: int = 8, keep_versions: int = 2,
+                 director: Any = None) -> None:
         if not (hasattr(model, "peft_config") and hasattr(model, "save_pretrained")):
             raise UserError("the vLLM engine serves a LoRA adapter: enable lora in the config (lora.enabled: true)")
         if base_url is None and server_config is None and base_model is None:
@@ -53,6 +54,8 @@ class VLLMEngine:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config
+        self.director = director or config.sampling_director()
+        """The typed ``DirectorConfig`` whose sampling settings the served director uses."""
         self.adapter_name = adapter_name
         self.tolerance = tolerance
         self.probe_tokens = probe_tokens
@@ -105,9 +108,9 @@ class VLLMEngine:
     def chat_model(self) -> Any:
         """The director's chat model: the served adapter, with token ids and log-probs reported."""
         if self._chat_model is None:
-            r = self.config
-            self._chat_model = vllm_chat_model(self.adapter_name, self.base_url, temperature=r.temperature,
-                                               top_p=r.top_p, max_tokens=r.max_new_tokens)
+            d = self.director
+            self._chat_model = vllm_chat_model(self.adapter_name, self.base_url, temperature=d.temperature,
+                                               top_p=d.top_p, max_tokens=d.max_action_tokens)
         return self._chat_model
 
     # -- refresh -----------------------------------------------------------------------------------
