@@ -227,3 +227,44 @@ def test_conditional_written_in_dsl_form(reg):
     assert parse_action(base.format("Verify ? Revise : done"), reg) == AddConditional("Verify", "Revise", None)
     assert parse_action(base.format("review?revise:format"), reg) == AddConditional("Review", "Revise", "Format")
     assert parse_action(base.format("Test ? Programmer"), reg) == AddConditional("Test", "Programmer", None)
+
+
+# -- one table for the action language ---------------------------------------------------------------
+def test_one_table_drives_the_renderer_the_parser_and_the_grammar():
+    from flowsteer.canvas.actions import (
+        ACTION_SYNTAX,
+        MAX_LIST_OPERATORS,
+        AddConditional,
+        AddLoop,
+        AddParallel,
+        Delete,
+        Finish,
+        Modify,
+        SetPrompt,
+        render_action,
+        syntax_of,
+    )
+    from flowsteer.canvas.parser import action_forms, parse_action
+    from flowsteer.constrain.grammar import GrammarOptions, action_grammar
+    from flowsteer.dsl import parse
+    from flowsteer.operators import default_registry
+
+    registry = default_registry()
+    examples = [AddOperator("Plan", position=1), AddParallel(("Programmer", "Custom")),
+                AddConditional("Verify", "Revise"), AddLoop(("Review", "Revise"), 2), Delete("node_2"),
+                Modify("node_1", "Custom"), SetPrompt("node_1", "Solve it step by step."), Finish()]
+    assert {type(a) for a in examples} == {s.cls for s in ACTION_SYNTAX}
+    grammar = action_grammar(registry, parse("Plan -> Programmer", registry), GrammarOptions(max_list=MAX_LIST_OPERATORS))
+    forms = action_forms().splitlines()
+    for action in examples:
+        syntax = syntax_of(action)
+        text = render_action(action)
+        assert text.startswith(syntax.head()) and all(f"<{s.tag}>" in text for s in syntax.slots if not s.optional)
+        assert parse_action(text, registry, lenient=False) == action  # the parser reads what the table writes
+        assert grammar.matches(text), text  # and the grammar offers it
+        assert any(line.startswith(syntax.form()) for line in forms)  # and failure messages quote it
+    # the list limit is the table's: the grammar cannot offer more than the parser takes
+    with pytest.raises(UserError, match=f"max_list <= {MAX_LIST_OPERATORS}"):
+        GrammarOptions(max_list=MAX_LIST_OPERATORS + 1)
+    too_many = render_action(AddParallel(("Custom",) * (MAX_LIST_OPERATORS + 1)))
+    assert "at most" in str(parse_action(too_many, registry))

@@ -22,6 +22,7 @@ from flowsteer.canvas.actions import (
     Finish,
     Modify,
     SetPrompt,
+    render_action,
 )
 from flowsteer.canvas.feedback import PromptRequest
 from flowsteer.errors import ParseFailure, UserError
@@ -212,7 +213,7 @@ class Editor:
                 prompt = prompt.strip()
                 if len(prompt) < min_prompt:
                     return Edit(None, f"the prompt is too short (at least {min_prompt} characters): "
-                                f"<action>set_prompt</action><target>{target}</target><prompt>TEXT</prompt>")
+                                + render_action(SetPrompt(target, "TEXT")))
                 result = self._edit(workflow, lambda b: b.set_prompt(target, prompt[:max_prompt]))
                 if isinstance(result, str):
                     return Edit(None, result)

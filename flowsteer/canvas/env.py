@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flowsteer.canvas._edits import Editor, EditOutcome
-from flowsteer.canvas.actions import Action, Finish
+from flowsteer.canvas.actions import Action, AddOperator, Finish, syntax_of
 from flowsteer.canvas.constraints import FinishConstraints
 from flowsteer.canvas.feedback import PromptRequest, render_feedback
 from flowsteer.canvas.parser import extract_prompt, parse_action
@@ -110,7 +110,7 @@ class CanvasConfig:
 
 
 EMPTY_CANVAS_MESSAGE = ("The canvas is empty. Build a workflow one action per turn, then finish. "
-                        "Start with e.g. <action>add</action><operator>NAME</operator>")
+                        "Start with e.g. " + syntax_of(AddOperator).form())
 """The ``[Message]`` of a fresh canvas."""
 
 

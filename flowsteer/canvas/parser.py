@@ -27,6 +27,9 @@ import re
 from dataclasses import dataclass
 
 from flowsteer.canvas.actions import (
+    ACTION_NAMES,
+    ACTION_SYNTAX,
+    MAX_LIST_OPERATORS,
     Action,
     AddConditional,
     AddLoop,
@@ -36,6 +39,8 @@ from flowsteer.canvas.actions import (
     Finish,
     Modify,
     SetPrompt,
+    render_action,
+    syntax_of,
 )
 from flowsteer.errors import ParseFailure, UserError
 from flowsteer.ir import MAX_LOOP_ITERATIONS, MIN_LOOP_ITERATIONS
@@ -51,17 +56,14 @@ __all__ = [
     "MAX_TEXT_CHARS",
 ]
 
-MAX_LIST_OPERATORS = 8
-"""Most operators one parallel block or loop body may list."""
 DEFAULT_LOOP_COUNT = 3
 """Loop count used when ``<count>`` is missing."""
 MAX_TEXT_CHARS = 200_000
 """Model text beyond this many characters is ignored."""
 
-_TAG_NAMES = (
-    "action", "structure", "operators", "operator", "position", "prompt", "condition", "true", "false",
-    "on_fail", "on_pass", "count", "target", "answer", "reasoning", "thought", "think",
-)
+# the tags of the action language (ACTION_SYNTAX), the aliases read leniently, the reasoning blocks
+_TAG_NAMES = tuple(sorted({"action", "structure", *(slot.tag for syntax in ACTION_SYNTAX for slot in syntax.slots),
+                           "on_fail", "on_pass", "reasoning", "thought", "think"}, key=lambda t: (-len(t), t)))
 _TAG_RE = re.compile(r"[<\[][ \t]{0,4}(/?)[ \t]{0,4}(" + "|".join(_TAG_NAMES) + r")[ \t]{0,4}[>\]]", re.I)
 _BRACKETS = re.compile(r"[<>\[\]]")
 _FENCE_RE = re.compile(r"```[A-Za-z0-9_+.-]{0,20}")
@@ -94,17 +96,13 @@ _DONE_WORDS = frozenset({"", "done", "none", "pass", "nothing", "-", "null", "en
 
 def action_forms() -> str:
     """The eight action forms of the grammar, one per line (shown in parse-failure messages)."""
-    return "\n".join((
-        "<action>add</action><operator>NAME</operator> (optional <position>N</position>, 1-based)",
-        "<action>add</action><structure>parallel</structure><operators>A, B</operators>",
-        "<action>add</action><structure>conditional</structure><condition>CHECKER</condition>"
-        "<true>RUN_IF_CHECK_FAILS</true><false>done</false>",
-        "<action>add</action><structure>loop</structure><operators>A, B</operators><count>3</count>",
-        "<action>delete</action><target>node_ID</target>",
-        "<action>modify</action><target>node_ID</target><operator>NAME</operator>",
-        "<action>set_prompt</action><target>node_ID</target><prompt>TEXT</prompt>",
-        "<action>finish</action>",
-    ))
+    position = syntax_of(AddOperator).slot("position")
+    lines = [syntax.form() for syntax in ACTION_SYNTAX]
+    lines[0] += f" (optional <{position.tag}>{position.placeholder}</{position.tag}>, 1-based)"
+    return "\n".join(lines)
+
+
+_FORMS = {syntax.cls: syntax.form() for syntax in ACTION_SYNTAX}
 
 
 @dataclass(frozen=True)
@@ -223,8 +221,7 @@ def parse_action(text: str, registry: OperatorRegistry, *, lenient: bool = True)
         if think_open:
             return ParseFailure(
                 "think-only: the output ended inside <think> without an action. Keep the thinking "
-                "short, close it with </think>, then write one action such as "
-                "<action>add</action><operator>NAME</operator>",
+                "short, close it with </think>, then write one action such as " + _FORMS[AddOperator],
                 raw,
             )
         if lenient:
@@ -241,8 +238,8 @@ def _build(value: str, fields: _Fields, registry: OperatorRegistry) -> Action:
     key = re.sub(r"[\s-]+", "_", value.strip().lower())
     kind = _ACTION_ALIASES.get(key)
     if kind is None:
-        raise _Failure(f"unknown action {_echo(value)}; valid actions: add, delete, modify, set_prompt, "
-                       "finish. Forms:\n" + action_forms())
+        raise _Failure(f"unknown action {_echo(value)}; valid actions: {', '.join(ACTION_NAMES)}. "
+                       "Forms:\n" + action_forms())
     if kind == "add":
         structure = fields.get("structure")
         if structure is None:
@@ -250,7 +247,7 @@ def _build(value: str, fields: _Fields, registry: OperatorRegistry) -> Action:
         kind = _STRUCTURE_ALIASES.get(structure.strip().lower(), "")
         if not kind:
             raise _Failure(f"unknown structure {_echo(structure)}; use parallel, conditional or loop, e.g. "
-                           "<action>add</action><structure>parallel</structure><operators>A, B</operators>")
+                           + _FORMS[AddParallel])
     match kind:
         case "parallel":
             return AddParallel(_operator_list(fields, registry, "parallel", minimum=2))
@@ -259,12 +256,12 @@ def _build(value: str, fields: _Fields, registry: OperatorRegistry) -> Action:
         case "loop":
             return AddLoop(_operator_list(fields, registry, "loop", minimum=1), _loop_count(fields))
         case "delete":
-            return Delete(_target(fields, "<action>delete</action><target>node_ID</target>"))
+            return Delete(_target(fields, _FORMS[Delete]))
         case "modify":
-            form = "<action>modify</action><target>node_ID</target><operator>NAME</operator>"
+            form = _FORMS[Modify]
             return Modify(_target(fields, form), _one_operator(fields.get("operator"), registry, form))
         case "set_prompt":
-            form = "<action>set_prompt</action><target>node_ID</target><prompt>TEXT</prompt>"
+            form = _FORMS[SetPrompt]
             target = _target(fields, form)
             prompt = fields.get("prompt")
             if not prompt:
@@ -275,7 +272,7 @@ def _build(value: str, fields: _Fields, registry: OperatorRegistry) -> Action:
 
 
 def _add_operator(fields: _Fields, registry: OperatorRegistry) -> AddOperator:
-    form = "<action>add</action><operator>NAME</operator>"
+    form = _FORMS[AddOperator]
     name = fields.get("operator")
     if name is None:
         listed = fields.get("operators")
@@ -288,16 +285,14 @@ def _add_operator(fields: _Fields, registry: OperatorRegistry) -> AddOperator:
         match = _INT_RE.fullmatch(pos_text.strip())
         if match is None or int(match.group(1)) < 1:
             raise _Failure(f"position {_echo(pos_text)} is not a positive integer; positions are 1-based: "
-                           "<action>add</action><operator>NAME</operator><position>1</position> puts "
-                           "the operator first")
+                           f"{render_action(AddOperator('NAME', position=1))} puts the operator first")
         position = int(match.group(1))
     prompt = fields.get("prompt")
     return AddOperator(operator, position, prompt if prompt else None)
 
 
 def _add_conditional(fields: _Fields, registry: OperatorRegistry) -> AddConditional:
-    form = ("<action>add</action><structure>conditional</structure><condition>CHECKER</condition>"
-            "<true>RUN_IF_CHECK_FAILS</true><false>done</false>")
+    form = _FORMS[AddConditional]
     condition_text = fields.get("condition")
     on_fail_text = fields.get("true")
     if on_fail_text is None:
@@ -317,8 +312,7 @@ def _add_conditional(fields: _Fields, registry: OperatorRegistry) -> AddConditio
 
 
 def _operator_list(fields: _Fields, registry: OperatorRegistry, structure: str, *, minimum: int) -> tuple[str, ...]:
-    example = "<operators>A, B</operators>" + ("<count>3</count>" if structure == "loop" else "")
-    form = f"<action>add</action><structure>{structure}</structure>{example}"
+    form = _FORMS[AddLoop if structure == "loop" else AddParallel]
     text = fields.get("operators")
     if text is None:
         text = fields.get("operator")

@@ -28,6 +28,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from flowsteer.canvas.actions import (
+    LIST_SEPARATOR,
+    MAX_LIST_OPERATORS,
+    AddConditional,
+    AddLoop,
+    AddOperator,
+    AddParallel,
+    Delete,
+    Finish,
+    Modify,
+    SetPrompt,
+    syntax_of,
+)
 from flowsteer.errors import UserError
 from flowsteer.ir import MAX_LOOP_ITERATIONS, MIN_LOOP_ITERATIONS, OperatorNode, Workflow
 from flowsteer.operators.registry import OperatorRegistry, OperatorSpec, default_registry
@@ -164,8 +177,9 @@ class GrammarOptions:
     refuses both: ``CanvasConfig.max_repeats``, ``OperatorSpec.max_in_row``); None: no repeat rule."""
 
     def __post_init__(self) -> None:
-        if self.think_tokens < 0 or self.prompt_tokens < 1 or not 2 <= self.max_list <= 8:
-            raise UserError("GrammarOptions: think_tokens >= 0, prompt_tokens >= 1 and 2 <= max_list <= 8")
+        if self.think_tokens < 0 or self.prompt_tokens < 1 or not 2 <= self.max_list <= MAX_LIST_OPERATORS:
+            raise UserError("GrammarOptions: think_tokens >= 0, prompt_tokens >= 1 and "
+                            f"2 <= max_list <= {MAX_LIST_OPERATORS} (the parser's list limit)")
         if self.finish not in ("always", "when_allowed", "never"):
             raise UserError(f"GrammarOptions.finish must be 'always', 'when_allowed' or 'never', not {self.finish!r}")
 
@@ -188,8 +202,9 @@ class _Graph:
                                    for s, e in zip(self.states, self.edges, strict=True)), start)
 
 
-def _open(action: str) -> str:
-    return f"<action>{action}</action>"
+# the tag layout of every action comes from the one table of the action language
+_ADD, _PARALLEL, _CONDITIONAL, _LOOP = (syntax_of(c) for c in (AddOperator, AddParallel, AddConditional, AddLoop))
+_DELETE, _MODIFY, _SET_PROMPT, _FINISH = (syntax_of(c) for c in (Delete, Modify, SetPrompt, Finish))
 
 
 def action_grammar(
@@ -236,7 +251,7 @@ def action_grammar(
         _adds(g, head, final, registry, specs, workflow, options, room, appends=appends)
         _edits(g, head, final, targets, options)
         if offer_finish:
-            g.edge(head, _open("finish"), final)
+            g.edge(head, _FINISH.head(), final)
     return g.freeze(start)
 
 
@@ -253,7 +268,7 @@ def _name_list(g: _Graph, frm: int, names: Sequence[str], *, least: int, most: i
     for k in range(1, most + 1):
         item = g.new()
         for name in names:
-            g.edge(current, name if k == 1 else f", {name}", item)
+            g.edge(current, name if k == 1 else LIST_SEPARATOR + name, item)
         if k >= least:
             for text, to in closes:
                 g.edge(item, text, to)
@@ -271,7 +286,7 @@ def _adds(g: _Graph, head: int, final: int, registry: OperatorRegistry, specs: l
     inserts = options.positions and top > 0
     if fits(1) and (appends or inserts):
         op = g.new()
-        g.edge(head, _open("add") + "<operator>", op)
+        g.edge(head, _ADD.opening(), op)
         after = g.new()
         last = g.new()  # an operator that ends the workflow goes last: appended, never inserted
         blocked = _repeat_blocked(registry, workflow, options.max_repeats)
@@ -279,37 +294,36 @@ def _adds(g: _Graph, head: int, final: int, registry: OperatorRegistry, specs: l
             if spec.name != blocked and (appends or not spec.ends_workflow):
                 g.edge(op, spec.name, last if spec.ends_workflow else after)
         if appends:
-            g.edge(after, "</operator>", final)
-            g.edge(last, "</operator>", final)
+            g.edge(after, _ADD.closing(0), final)
+            g.edge(last, _ADD.closing(0), final)
         if inserts:
             pos = g.new()
-            g.edge(after, "</operator><position>", pos)
+            g.edge(after, _ADD.between(0), pos)
             close = g.new()
             for p in range(1, top + (2 if appends else 1)):
                 g.edge(pos, str(p), close)
-            g.edge(close, "</position>", final)
+            g.edge(close, _ADD.closing(1), final)
     if not appends:
         return
-    structure = _open("add") + "<structure>"
     members = [s.name for s in specs if not s.is_ensembler]
     most_par = min(options.max_list, (room - 1) if room is not None else options.max_list)
     if len(members) >= 1 and most_par >= 2:
         lst = g.new()
-        g.edge(head, structure + "parallel</structure><operators>", lst)
-        _name_list(g, lst, members, least=2, most=most_par, closes=[("</operators>", final)])
+        g.edge(head, _PARALLEL.opening(), lst)
+        _name_list(g, lst, members, least=2, most=most_par, closes=[(_PARALLEL.closing(0), final)])
     checkers = [s.name for s in specs if s.is_checker]
     if checkers and fits(3):
-        _conditional(g, head, final, checkers, names, structure, with_pass=fits(4))
+        _conditional(g, head, final, checkers, names, with_pass=fits(4))
     most_loop = min(options.max_list, (room - 1) if room is not None else options.max_list)
     if most_loop >= 1:
         lst = g.new()
-        g.edge(head, structure + "loop</structure><operators>", lst)
+        g.edge(head, _LOOP.opening(), lst)
         count = g.new()
-        _name_list(g, lst, names, least=1, most=most_loop, closes=[("</operators><count>", count)])
+        _name_list(g, lst, names, least=1, most=most_loop, closes=[(_LOOP.between(0), count)])
         close = g.new()
         for n in range(MIN_LOOP_ITERATIONS, MAX_LOOP_ITERATIONS + 1):
             g.edge(count, str(n), close)
-        g.edge(close, "</count>", final)
+        g.edge(close, _LOOP.closing(1), final)
 
 
 def _repeat_blocked(registry: OperatorRegistry, workflow: Workflow, max_repeats: int | None) -> str | None:
@@ -325,23 +339,23 @@ def _repeat_blocked(registry: OperatorRegistry, workflow: Workflow, max_repeats:
 
 
 def _conditional(g: _Graph, head: int, final: int, checkers: list[str], names: list[str],
-                 structure: str, *, with_pass: bool) -> None:
+                 *, with_pass: bool) -> None:
     cond = g.new()
-    g.edge(head, structure + "conditional</structure><condition>", cond)
+    g.edge(head, _CONDITIONAL.opening(), cond)
     after_cond = g.new()
     for name in checkers:
         g.edge(cond, name, after_cond)
     on_fail = g.new()
-    g.edge(after_cond, "</condition><true>", on_fail)
+    g.edge(after_cond, _CONDITIONAL.between(0), on_fail)
     after_fail = g.new()
     for name in names:
         g.edge(on_fail, name, after_fail)
     on_pass = g.new()
-    g.edge(after_fail, "</true><false>", on_pass)
+    g.edge(after_fail, _CONDITIONAL.between(1), on_pass)
     after_pass = g.new()
     for name in (names if with_pass else []) + ["done"]:
         g.edge(on_pass, name, after_pass)
-    g.edge(after_pass, "</false>", final)
+    g.edge(after_pass, _CONDITIONAL.closing(2), final)
 
 
 @dataclass(frozen=True)
@@ -365,32 +379,32 @@ class _Targets:
 def _edits(g: _Graph, head: int, final: int, targets: _Targets, options: GrammarOptions) -> None:
     if targets.deletable:
         target = g.new()
-        g.edge(head, _open("delete") + "<target>", target)
+        g.edge(head, _DELETE.opening(), target)
         close = g.new()
         for node_id in targets.deletable:
             g.edge(target, node_id, close)
-        g.edge(close, "</target>", final)
+        g.edge(close, _DELETE.closing(0), final)
     if targets.modifiable:
         target = g.new()
-        g.edge(head, _open("modify") + "<target>", target)
+        g.edge(head, _MODIFY.opening(), target)
         for node_id, ops in targets.modifiable.items():
             after = g.new()
             g.edge(target, node_id, after)
             op = g.new()
-            g.edge(after, "</target><operator>", op)
+            g.edge(after, _MODIFY.between(0), op)
             close = g.new()
             for name in ops:
                 g.edge(op, name, close)
-            g.edge(close, "</operator>", final)
+            g.edge(close, _MODIFY.closing(1), final)
     if options.set_prompt and targets.prompted:
         target = g.new()
-        g.edge(head, _open("set_prompt") + "<target>", target)
+        g.edge(head, _SET_PROMPT.opening(), target)
         after = g.new()
         for node_id in targets.prompted:
             g.edge(target, node_id, after)
         text = g.new(free=FreeText(options.prompt_tokens, options.min_prompt_tokens, "<"))
-        g.edge(after, "</target><prompt>", text)
-        g.edge(text, "</prompt>", final)
+        g.edge(after, _SET_PROMPT.between(0), text)
+        g.edge(text, _SET_PROMPT.closing(1), final)
 
 
 def _feasible(workflow: Workflow, registry: OperatorRegistry, kind: str | None, edit: str, *args: str) -> bool:
