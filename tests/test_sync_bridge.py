@@ -47,3 +47,45 @@ def test_sync_entry_points_share_the_bridge_and_refuse_inside_a_loop_with_the_as
     from flowsteer.operators import runnable
 
     assert runnable.run_sync is run_sync  # the old import path still works
+
+
+def test_sync_graph_invoke_reuses_one_event_loop_per_thread_with_the_callers_context():
+    import asyncio
+    import contextvars
+    import threading
+
+    from flowsteer.dsl import parse
+    from flowsteer.integrations import compile_workflow
+    from flowsteer.interpreter import Interpreter
+    from flowsteer.operators import Operator, OperatorResult, OperatorSpec, Role
+    from flowsteer.operators.registry import OperatorRegistry
+    from flowsteer.sync import run_sync
+    from flowsteer.testing import SimulatedExecutor
+
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("sync_marker", default="unset")
+    seen: list[tuple[int, object, str]] = []  # the loops themselves: kept alive, so never confused
+
+    class Probe(Operator):
+        async def arun(self, call, config=None):
+            seen.append((threading.get_ident(), asyncio.get_running_loop(), marker.get()))
+            return OperatorResult(output=f"{call.input or ''}+")
+
+    registry = OperatorRegistry([OperatorSpec("Probe", Role.SOLVING, "Records its loop.", Probe)])
+    graph = compile_workflow(parse("Probe -> Probe -> Probe -> Probe", registry),
+                             executor=Interpreter(SimulatedExecutor(), registry=registry))
+    marker.set("first run")
+    assert graph.invoke({"question": "q"})["answer"] == "++++"
+    marker.set("second run")
+    assert graph.invoke({"question": "q"})["answer"] == "++++"
+    loops_per_thread: dict[int, set[int]] = {}
+    for thread, loop, _ in seen:
+        loops_per_thread.setdefault(thread, set()).add(id(loop))
+    assert all(len(loops) == 1 for loops in loops_per_thread.values()), loops_per_thread  # not one per node
+    assert [m for _, _, m in seen] == ["first run"] * 4 + ["second run"] * 4  # the caller's context each time
+
+    async def entry() -> object:
+        return asyncio.get_running_loop()
+
+    # the other entry points keep a fresh loop per call; reuse_loop keeps the thread's
+    assert run_sync(entry()) is not run_sync(entry())
+    assert run_sync(entry(), reuse_loop=True) is run_sync(entry(), reuse_loop=True)

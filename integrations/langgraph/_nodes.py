@@ -84,8 +84,9 @@ class AsyncNode(Runnable[Any, dict[str, Any]]):
 
     def invoke(self, input: Mapping[str, Any], config: RunnableConfig | None = None,
                **kwargs: Any) -> dict[str, Any]:
-        """Run the node from a sync graph run (``invoke``/``stream``) through its own event loop."""
-        return run_sync(self.afunc(input, config if config is not None else ensure_config()))
+        """Run the node from a sync graph run (``invoke``/``stream``) on its worker thread's event
+        loop (one per thread, reused by the nodes that run there, not one per node)."""
+        return run_sync(self.afunc(input, config if config is not None else ensure_config()), reuse_loop=True)
 
 
 def route_of(lane: str) -> Callable[[Mapping[str, Any]], str]:
