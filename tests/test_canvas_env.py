@@ -499,17 +499,6 @@ def test_nothing_is_appended_after_an_operator_that_ends_the_workflow(toy_regist
     with pytest.raises(UserError, match="ends_workflow"):
         OperatorSpec("Bad", Role.FORMATTING, "x", toy_registry.get("Revise").factory, ends_workflow="yes")
 
-    toy_registry.register(OperatorSpec("Polish", Role.REVISING, "Polishes the answer.", toy_registry.get("Revise").factory,
-                                       max_in_row=2))
-    canvas = toy_canvas(toy_registry)
-    canvas.reset(Task(QUESTION))
-    assert canvas.step(add("Polish", "Polish it."))[2].accepted and canvas.step(add("Polish", "Again."))[2].accepted
-    _, _, info = canvas.step(add("Polish", "Once more."))
-    assert not info.accepted and "at most 2 Polish operators may follow each other" in info.message
-    assert not action_grammar(toy_registry, canvas.workflow).matches(render_action(AddOperator("Polish")))
-    with pytest.raises(UserError, match="max_in_row"):
-        OperatorSpec("Bad", Role.REVISING, "x", toy_registry.get("Revise").factory, max_in_row=0)
-
 
 # -- feedback ---------------------------------------------------------------------------------------------
 def _registry_with(toy_registry, name: str, result: OperatorResult):

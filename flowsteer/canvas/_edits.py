@@ -7,7 +7,7 @@ was. A refusal is the model's mistake, so it is a message, never an exception.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -103,31 +103,32 @@ def _chains(chain: tuple[Step, ...]) -> list[tuple[Step, ...]]:
     return out
 
 
-def longest_repeat(workflow: Workflow) -> tuple[int, str]:
-    """The longest run of one operator in consecutive steps of any chain, and that operator."""
-    best, name = 0, ""
+def _runs(workflow: Workflow) -> Iterator[tuple[str, int]]:
+    """``(operator, run)`` at each operator step of every chain: how many of it end there in a row."""
     for chain in _chains(workflow.steps):
         run, previous = 0, None
         for step in chain:
             current = step.operator if isinstance(step, OperatorNode) else None
             run = run + 1 if current is not None and current == previous else (1 if current else 0)
             previous = current
-            if run > best:
-                best, name = run, current or ""
+            if current is not None:
+                yield current, run
+
+
+def longest_repeat(workflow: Workflow) -> tuple[int, str]:
+    """The longest run of one operator in consecutive steps of any chain, and that operator."""
+    best, name = 0, ""
+    for operator, run in _runs(workflow):
+        if run > best:
+            best, name = run, operator
     return best, name
 
 
 def repeat_runs(workflow: Workflow) -> dict[str, int]:
     """The longest run of each operator in consecutive steps of any chain."""
     runs: dict[str, int] = {}
-    for chain in _chains(workflow.steps):
-        run, previous = 0, None
-        for step in chain:
-            current = step.operator if isinstance(step, OperatorNode) else None
-            run = run + 1 if current is not None and current == previous else (1 if current else 0)
-            previous = current
-            if current is not None and run > runs.get(current, 0):
-                runs[current] = run
+    for operator, run in _runs(workflow):
+        runs[operator] = max(run, runs.get(operator, 0))
     return runs
 
 
