@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import sys
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -23,14 +24,23 @@ T = TypeVar("T")
 
 
 class _Runner:
-    """A thread's reusable event loop; closed (best effort) when the thread's locals go."""
+    """A thread's reusable event loop, closed when the thread's locals go.
+
+    A thread that ends closes its loop fully (async generators and the default executor shut
+    down). At interpreter exit no thread can start any more, and ``Runner.close`` would start one
+    to shut the default executor down and wait for it forever (the executor's workers were joined
+    already by then): so during finalization only the loop itself is closed.
+    """
 
     def __init__(self) -> None:
         self.runner = asyncio.Runner()
 
     def __del__(self) -> None:
         try:
-            self.runner.close()
+            if sys.is_finalizing():
+                self.runner.get_loop().close()
+            else:
+                self.runner.close()
         except Exception:  # noqa: BLE001 - finalizer: a loop that cannot be closed here is dropped
             pass
 

@@ -89,3 +89,33 @@ def test_sync_graph_invoke_reuses_one_event_loop_per_thread_with_the_callers_con
     # the other entry points keep a fresh loop per call; reuse_loop keeps the thread's
     assert run_sync(entry()) is not run_sync(entry())
     assert run_sync(entry(), reuse_loop=True) is run_sync(entry(), reuse_loop=True)
+
+
+_EXIT_PROGRAM = """
+import asyncio, threading
+from flowsteer.sync import run_sync
+
+async def uses_the_default_executor():
+    return await asyncio.get_running_loop().run_in_executor(None, lambda: 1)
+
+assert run_sync(uses_the_default_executor(), reuse_loop=True) == 1  # the main thread's loop
+
+def worker():
+    assert run_sync(uses_the_default_executor(), reuse_loop=True) == 1
+
+thread = threading.Thread(target=worker)
+thread.start()
+thread.join()  # the worker's loop is closed when the thread's locals go
+print("done")
+"""
+
+
+def test_a_process_whose_reused_loop_has_a_default_executor_exits() -> None:
+    # Closing a kept loop at interpreter exit must not wait for a thread that can no longer start
+    # (the process would hang after its last line: what kept CI from finishing).
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _EXIT_PROGRAM], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "done"
