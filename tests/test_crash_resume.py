@@ -84,7 +84,7 @@ _SCRIPT = textwrap.dedent("""
         "seed": 7,
         "max_steps": %(max_steps)d,
         "lora": {"r": 4, "alpha": 8, "dropout": 0.1},
-        "rollout": {"tasks_per_step": 2, "group_size": 3, "temperature": 1.0},
+        "rollout": {"tasks_per_step": 2, "group_size": 3}, "director": {"temperature": 1.0},
         "loss": {"beta": 0.05, "ppo_epochs": 2, "num_minibatches": 2},
         "optim": {"lr": 5e-3, "warmup_steps": 2, "micro_batch_size": 2},
         "data": {"datasets": ["toy"]},

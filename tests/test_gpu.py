@@ -34,7 +34,7 @@ def _config(tmp_path, steps: int = 2):
         "max_steps": steps,
         "model": {"device": "cuda", "dtype": "auto"},
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
-        "rollout": {"tasks_per_step": 2, "group_size": 4, "temperature": 1.0},
+        "rollout": {"tasks_per_step": 2, "group_size": 4}, "director": {"temperature": 1.0},
         "loss": {"beta": 0.01},
         "optim": {"lr": 1e-2, "warmup_steps": 0, "micro_batch_size": 8},
         "data": {"datasets": ["toy"]},

@@ -189,14 +189,16 @@ loss: {{beta: 0.01}}
 rollout:
   tasks_per_step: 1
   group_size: 2
+director:
   max_turns: 2
   temperature: 0.9
   top_p: 1.0
-  max_new_tokens: 40
+  max_action_tokens: 40
   context_budget: 2560
   constrain: true
   constrain_options: {{set_prompt: false, node_actions: false, max_list: 2, think_tokens: 4}}
-  director_options: {{max_prompt_tokens: 8, repair_attempts: 0}}
+  max_prompt_tokens: 8
+  repair_attempts: 0
 data: {{datasets: [gsm_synthetic], limit: 4}}
 logging: {{run_dir: "{tmp_path / 'run'}", save_every: 0, progress: false}}
 """)

@@ -33,7 +33,7 @@ def test_reward_rises_on_the_toy_environment(tmp_path, one_torch_thread):
         "seed": 0,
         "max_steps": steps,
         "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
-        "rollout": {"tasks_per_step": 2, "group_size": 8, "temperature": 1.0},
+        "rollout": {"tasks_per_step": 2, "group_size": 8}, "director": {"temperature": 1.0},
         "loss": {"beta": 0.01, "ppo_epochs": 2},
         "optim": {"lr": 1e-2, "warmup_steps": 1, "micro_batch_size": 16},
         "data": {"datasets": ["toy"]},
