@@ -19,9 +19,9 @@ import time
 from _common import emit, log, parser
 
 from flowsteer.canvas import Canvas
-from flowsteer.interpreter import Interpreter
 from flowsteer.tasks import Task
 from flowsteer.testing import SimulatedExecutor
+from flowsteer.workflow.interpreter import Interpreter
 
 TARGET = 3.0
 

@@ -103,9 +103,9 @@ async def _evaluate_all(args: Any, candidates: dict[str, list[str]]) -> Path:
 
 
 def _rows(out: Path) -> dict[str, dict[str, Any]]:
-    from flowsteer.dsl import parse
     from flowsteer.evaluation.results import read_results, summarize
     from flowsteer.reward import compute_reward
+    from flowsteer.workflow.dsl import parse
 
     table: dict[str, dict[str, Any]] = {}
     for results in sorted(out.glob("*/*/results.jsonl")):

@@ -29,13 +29,13 @@ from typing import Any, TypedDict
 
 from _common import emit, log, median_of, parser
 
-from flowsteer.dsl import parse
 from flowsteer.integrations.langgraph import compile_workflow
-from flowsteer.interpreter import Interpreter
-from flowsteer.ir import OperatorNode, Workflow
 from flowsteer.operators.base import OperatorCall
 from flowsteer.tasks import Task
 from flowsteer.testing import SimulatedExecutor
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.interpreter import Interpreter
+from flowsteer.workflow.ir import OperatorNode, Workflow
 
 TARGET = 1.1
 NODES = 20

@@ -18,11 +18,11 @@ import time
 
 from _common import emit, log, median_of, parser
 
-from flowsteer.dsl import parse
 from flowsteer.integrations.langgraph import compile_workflow
-from flowsteer.interpreter import Interpreter
 from flowsteer.tasks import Task
 from flowsteer.testing import SimulatedExecutor
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.interpreter import Interpreter
 
 TARGET = 1.15
 QUESTION = "A farmer has 17 sheep and buys 25 more. How many sheep does he have now?"

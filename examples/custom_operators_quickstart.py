@@ -29,11 +29,11 @@ from langgraph.graph import END, START, StateGraph
 
 from flowsteer.canvas import AddConditional, AddOperator, AddParallel, Finish, parse_action
 from flowsteer.director.prompts import system_prompt
-from flowsteer.dsl import parse
-from flowsteer.graph import stats
 from flowsteer.integrations.orchestrator import OrchestratorState, create_orchestrator_node
 from flowsteer.operators import OperatorCall, OperatorRegistry, Role, default_registry, register_operator
-from flowsteer.validation import validate
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.graph import stats
+from flowsteer.workflow.validation import validate
 
 QUESTION = next(iter(DEMO_ANSWERS))
 CUSTOM_PLAN = (

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # _offline, also when 
 from _offline import DEMO_ANSWERS  # noqa: E402
 from langgraph.types import Overwrite
 
-from flowsteer.dsl import parse
 from flowsteer.integrations import compile_workflow, default_executor, export_workflow
+from flowsteer.workflow.dsl import parse
 
 # What a Flow-Director designed for a math word problem: plan, solve two ways, vote, check and
 # revise up to three times, then format the answer.

@@ -22,12 +22,12 @@ from pathlib import Path
 
 from _offline import DEMO_ANSWERS, add_model_arguments, models
 
-from flowsteer.dsl import parse
 from flowsteer.integrations import compile_workflow, export_workflow
 from flowsteer.integrations.runnable import FlowSteerRunnable
-from flowsteer.ir import Workflow
 from flowsteer.scoring.math import extract_answer
-from flowsteer.serialize import from_json
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.ir import Workflow
+from flowsteer.workflow.serialize import from_json
 
 HERE = Path(__file__).resolve().parent
 QUESTION = next(iter(DEMO_ANSWERS))

@@ -18,25 +18,25 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     "Canvas": "flowsteer.canvas",
     "CanvasConfig": "flowsteer.canvas",
-    "Conditional": "flowsteer.ir",
+    "Conditional": "flowsteer.workflow.ir",
     "DSLParseError": "flowsteer.errors",
     "Director": "flowsteer.director",
     "DirectorConfig": "flowsteer.director",
-    "ExecutionResult": "flowsteer.interpreter",
+    "ExecutionResult": "flowsteer.workflow.interpreter",
     "FinishConstraints": "flowsteer.canvas",
     "FlowSteerError": "flowsteer.errors",
-    "Interpreter": "flowsteer.interpreter",
-    "Loop": "flowsteer.ir",
+    "Interpreter": "flowsteer.workflow.interpreter",
+    "Loop": "flowsteer.workflow.ir",
     "MissingExtraError": "flowsteer.errors",
-    "NodeCache": "flowsteer.interpreter",
+    "NodeCache": "flowsteer.workflow.interpreter",
     "Operator": "flowsteer.operators",
     "OperatorCall": "flowsteer.operators",
     "OperatorError": "flowsteer.errors",
-    "OperatorNode": "flowsteer.ir",
+    "OperatorNode": "flowsteer.workflow.ir",
     "OperatorRegistry": "flowsteer.operators",
     "OperatorResult": "flowsteer.operators",
     "OperatorSpec": "flowsteer.operators",
-    "Parallel": "flowsteer.ir",
+    "Parallel": "flowsteer.workflow.ir",
     "ParseFailure": "flowsteer.errors",
     "RewardConfig": "flowsteer.reward",
     "Role": "flowsteer.operators",
@@ -45,35 +45,33 @@ _EXPORTS: dict[str, str] = {
     "Task": "flowsteer.tasks",
     "Trajectory": "flowsteer.director",
     "UserError": "flowsteer.errors",
-    "Violation": "flowsteer.validation",
-    "Workflow": "flowsteer.ir",
-    "WorkflowBuilder": "flowsteer.builder",
+    "Violation": "flowsteer.workflow.validation",
+    "Workflow": "flowsteer.workflow.ir",
+    "WorkflowBuilder": "flowsteer.workflow.builder",
     "WorkflowValidationError": "flowsteer.errors",
     "compute_reward": "flowsteer.reward",
     "dataset_names": "flowsteer.datasets",
     "default_registry": "flowsteer.operators",
-    "from_json": "flowsteer.serialize",
+    "from_json": "flowsteer.workflow.serialize",
     "load_chat_model": "flowsteer.models.specs",
     "load_dataset": "flowsteer.datasets",
-    "parse": "flowsteer.dsl",
+    "parse": "flowsteer.workflow.dsl",
     "parse_action": "flowsteer.canvas",
     "register_dataset": "flowsteer.datasets",
     "register_operator": "flowsteer.operators",
-    "render": "flowsteer.dsl",
+    "render": "flowsteer.workflow.dsl",
     "render_action": "flowsteer.canvas",
     "score": "flowsteer.scoring",
-    "stats": "flowsteer.graph",
-    "to_json": "flowsteer.serialize",
-    "to_mermaid": "flowsteer.graph",
-    "validate": "flowsteer.validation",
+    "stats": "flowsteer.workflow.graph",
+    "to_json": "flowsteer.workflow.serialize",
+    "to_mermaid": "flowsteer.workflow.graph",
+    "validate": "flowsteer.workflow.validation",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs
-    from flowsteer.builder import WorkflowBuilder
     from flowsteer.canvas import Canvas, CanvasConfig, FinishConstraints, parse_action, render_action
     from flowsteer.datasets import dataset_names, load_dataset, register_dataset
     from flowsteer.director import Director, DirectorConfig, Trajectory
-    from flowsteer.dsl import parse, render
     from flowsteer.errors import (
         DSLParseError,
         FlowSteerError,
@@ -83,9 +81,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs
         UserError,
         WorkflowValidationError,
     )
-    from flowsteer.graph import stats, to_mermaid
-    from flowsteer.interpreter import ExecutionResult, Interpreter, NodeCache
-    from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
     from flowsteer.models.specs import load_chat_model
     from flowsteer.operators import (
         Operator,
@@ -100,9 +95,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from flowsteer.reward import RewardConfig, compute_reward
     from flowsteer.sandbox import Sandbox, SandboxLimits
     from flowsteer.scoring import score
-    from flowsteer.serialize import from_json, to_json
     from flowsteer.tasks import Task
-    from flowsteer.validation import Violation, validate
+    from flowsteer.workflow.builder import WorkflowBuilder
+    from flowsteer.workflow.dsl import parse, render
+    from flowsteer.workflow.graph import stats, to_mermaid
+    from flowsteer.workflow.interpreter import ExecutionResult, Interpreter, NodeCache
+    from flowsteer.workflow.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
+    from flowsteer.workflow.serialize import from_json, to_json
+    from flowsteer.workflow.validation import Violation, validate
 
 __version__ = "0.1.0"
 

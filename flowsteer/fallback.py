@@ -20,10 +20,10 @@ from types import MappingProxyType
 from typing import Any
 
 from flowsteer.errors import UserError
-from flowsteer.interpreter import ExecutionResult, Interpreter
-from flowsteer.ir import Workflow
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.tasks import Task
+from flowsteer.workflow.interpreter import ExecutionResult, Interpreter
+from flowsteer.workflow.ir import Workflow
 
 __all__ = [
     "FALLBACK_TEMPLATES",
@@ -119,7 +119,7 @@ def select_template(
 
     ``templates`` maps names (or task kinds, as ``DirectorConfig.fallback_templates`` does) to DSL.
     """
-    from flowsteer.dsl import parse
+    from flowsteer.workflow.dsl import parse
 
     templates = FALLBACK_TEMPLATES if templates is None else templates
     if name is None:

@@ -35,12 +35,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flowsteer.errors import UserError
-from flowsteer.graph import stats
-from flowsteer.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Workflow
 from flowsteer.operators.base import Role
 from flowsteer.operators.registry import OperatorRegistry
 from flowsteer.scoring import Score, ascore, score
 from flowsteer.tasks import Task
+from flowsteer.workflow.graph import stats
+from flowsteer.workflow.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Workflow
 
 if TYPE_CHECKING:
     from flowsteer.sandbox import Sandbox

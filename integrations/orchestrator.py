@@ -46,12 +46,12 @@ from typing_extensions import TypedDict  # pydantic-readable on 3.11 (the platfo
 from flowsteer.canvas import Canvas, render_action
 from flowsteer.director import Director, DirectorConfig, TurnRecord
 from flowsteer.errors import UserError
-from flowsteer.interpreter import Interpreter, NodeCache
-from flowsteer.ir import Workflow
 from flowsteer.operators.registry import OperatorRegistry
-from flowsteer.serialize import from_json, to_json
 from flowsteer.sync import run_sync
 from flowsteer.tasks import Task
+from flowsteer.workflow.interpreter import Interpreter, NodeCache
+from flowsteer.workflow.ir import Workflow
+from flowsteer.workflow.serialize import from_json, to_json
 
 from .langgraph import compile_workflow, task_input
 from .langgraph.state import task_from_state, task_to_state
@@ -93,7 +93,7 @@ class OrchestratorState(TypedDict, total=False):
     workflow: str
     """The designed workflow in the DSL."""
     workflow_json: str
-    """The designed workflow as :func:`flowsteer.serialize.to_json` text."""
+    """The designed workflow as :func:`flowsteer.workflow.serialize.to_json` text."""
     usage: dict[str, Any]
     """``director`` and ``executor`` token usage, ``turns``, ``stop_reason``, ``fallback``."""
     status: str
@@ -323,8 +323,8 @@ class _Node:
         """Ask a human about the design (when configured); returns the workflow to run and the status."""
         from langgraph.types import interrupt
 
-        from flowsteer.dsl import parse
-        from flowsteer.validation import validate
+        from flowsteer.workflow.dsl import parse
+        from flowsteer.workflow.validation import validate
 
         workflow = from_json(design["workflow_json"])
         if not self.require_approval or workflow.is_empty:

@@ -25,7 +25,7 @@ from langchain_core.runnables.config import get_config_list
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from flowsteer.errors import UserError
-from flowsteer.serialize import from_json
+from flowsteer.workflow.serialize import from_json
 
 from .orchestrator import Orchestration, read_task, run_sync
 
@@ -55,7 +55,7 @@ class FlowSteerRunnable(RunnableSerializable[Any, Any]):
     director: Any
     """A :class:`~flowsteer.director.Director` or a chat model to wrap in one."""
     executor: Any
-    """The chat model operators call, or an :class:`~flowsteer.interpreter.Interpreter`."""
+    """The chat model operators call, or an :class:`~flowsteer.workflow.interpreter.Interpreter`."""
     registry: Any = None
     """Operator registry (default: the director's)."""
     sandbox: Any = None

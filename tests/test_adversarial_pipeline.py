@@ -26,13 +26,13 @@ import pytest
 from test_sandbox_adversarial import ATTACKS, Attack, _strength
 
 from flowsteer.canvas import Canvas, CanvasConfig
-from flowsteer.interpreter import Interpreter
 from flowsteer.operators.base import OperatorCall, OperatorContext, OperatorResult
 from flowsteer.operators.registry import default_registry
 from flowsteer.sandbox import Sandbox, SandboxLimits
 from flowsteer.scoring import score
 from flowsteer.tasks import Task
 from flowsteer.testing import ScriptedChatModel
+from flowsteer.workflow.interpreter import Interpreter
 
 pytestmark = pytest.mark.timeout(120)
 

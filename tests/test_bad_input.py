@@ -16,10 +16,10 @@ import pytest
 
 from flowsteer.cli import main
 from flowsteer.datasets import load_dataset
-from flowsteer.dsl import parse
 from flowsteer.errors import DSLParseError, UserError
 from flowsteer.models.specs import load_chat_model, parse_spec
-from flowsteer.serialize import from_json
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.serialize import from_json
 
 pytestmark = pytest.mark.timeout(120)
 

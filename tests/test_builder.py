@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flowsteer.builder import WorkflowBuilder
 from flowsteer.errors import UserError, WorkflowValidationError
-from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
+from flowsteer.workflow.builder import WorkflowBuilder
+from flowsteer.workflow.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
 
 
 @pytest.fixture

@@ -16,12 +16,12 @@ from flowsteer.canvas import (
     neutralize,
 )
 from flowsteer.errors import UserError
-from flowsteer.interpreter import Interpreter
 from flowsteer.operators.base import Operator, OperatorResult, Role
 from flowsteer.operators.registry import OperatorSpec, default_registry
 from flowsteer.tasks import Task
 from flowsteer.testing import ScriptedChatModel, SimulatedExecutor
-from flowsteer.validation import validate
+from flowsteer.workflow.interpreter import Interpreter
+from flowsteer.workflow.validation import validate
 
 QUESTION = "Tom has 40 apples and buys 2 more. How many apples does he have?"
 
@@ -250,7 +250,7 @@ def test_finish_constraints_read_roles_from_the_registry():
     registry = default_registry()
     constraints = FinishConstraints()
     builder_task = Task("Write add(a, b).", kind="code", entry_point="add", public_tests="assert add(1, 2) == 3")
-    from flowsteer.dsl import parse
+    from flowsteer.workflow.dsl import parse
 
     wf = parse("Plan -> Programmer -> Review ? Revise : done -> Format", registry)
     reasons = constraints.check(wf, builder_task, None, registry)

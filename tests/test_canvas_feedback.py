@@ -7,11 +7,11 @@ from hypothesis import strategies as st
 
 from flowsteer.canvas.feedback import render_feedback, shrink_feedback
 from flowsteer.director.context import BudgetParts, fit_messages
-from flowsteer.dsl import parse
-from flowsteer.graph import stats
-from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
 from flowsteer.operators.registry import default_registry
 from flowsteer.testing.strategies import workflows
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.graph import stats
+from flowsteer.workflow.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
 
 REGISTRY = default_registry()
 

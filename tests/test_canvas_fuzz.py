@@ -34,9 +34,9 @@ from flowsteer.canvas import (
     parse_action,
     render_action,
 )
-from flowsteer.interpreter import Interpreter
 from flowsteer.testing import ScriptedChatModel
-from flowsteer.validation import validate
+from flowsteer.workflow.interpreter import Interpreter
+from flowsteer.workflow.validation import validate
 
 FUZZ = dict(
     deadline=None,

@@ -246,8 +246,8 @@ def test_one_table_drives_the_renderer_the_parser_and_the_grammar():
     )
     from flowsteer.canvas.parser import action_forms, parse_action
     from flowsteer.constrain.grammar import GrammarOptions, action_grammar
-    from flowsteer.dsl import parse
     from flowsteer.operators import default_registry
+    from flowsteer.workflow.dsl import parse
 
     registry = default_registry()
     examples = [AddOperator("Plan", position=1), AddParallel(("Programmer", "Custom")),

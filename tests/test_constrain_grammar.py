@@ -20,13 +20,13 @@ from flowsteer.constrain import (
     to_regex,
     workflow_of,
 )
-from flowsteer.dsl import parse
 from flowsteer.errors import ParseFailure
 from flowsteer.operators.base import Role
 from flowsteer.operators.custom import register_operator
 from flowsteer.operators.registry import default_registry
 from flowsteer.tasks import Task
 from flowsteer.testing import SimulatedExecutor
+from flowsteer.workflow.dsl import parse
 
 PIPELINE = "Plan -> [Programmer, Custom] -> ScEnsemble -> Verify ? Revise : done -> Format"
 

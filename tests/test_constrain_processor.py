@@ -23,11 +23,11 @@ from flowsteer.constrain import (  # noqa: E402
     allowed_masks,
     constrained_logprobs,
 )
-from flowsteer.dsl import parse  # noqa: E402
 from flowsteer.errors import ParseFailure  # noqa: E402
 from flowsteer.operators.registry import default_registry  # noqa: E402
 from flowsteer.tasks import Task  # noqa: E402
 from flowsteer.testing import SimulatedExecutor  # noqa: E402
+from flowsteer.workflow.dsl import parse  # noqa: E402
 
 MESSAGES = [SystemMessage("You are the Flow-Director."), HumanMessage("Design a workflow: what is 2 + 3?")]
 

@@ -33,10 +33,10 @@ def _package(tmp_path, monkeypatch, name: str, prompt: str | None) -> object:
 
 
 def test_an_llm_operator_reads_its_prompt_from_the_users_package(tmp_path, monkeypatch):
-    from flowsteer.dsl import parse
-    from flowsteer.interpreter import Interpreter
     from flowsteer.tasks import Task
     from flowsteer.testing import ScriptedChatModel
+    from flowsteer.workflow.dsl import parse
+    from flowsteer.workflow.interpreter import Interpreter
 
     module = _package(tmp_path, monkeypatch, "userops_ok", "FlowSteer operator: UnitCheck\nSay pass if units are given.")
     registry = default_registry().copy()
@@ -65,10 +65,10 @@ def test_a_prompt_without_the_operator_header_fails_at_registration(tmp_path, mo
 def test_a_function_operator_gets_the_run_config_so_its_model_calls_nest(signature):
     from langchain_core.callbacks import BaseCallbackHandler
 
-    from flowsteer.dsl import parse
-    from flowsteer.interpreter import Interpreter
     from flowsteer.tasks import Task
     from flowsteer.testing import ScriptedChatModel
+    from flowsteer.workflow.dsl import parse
+    from flowsteer.workflow.interpreter import Interpreter
 
     registry = default_registry().copy()
     if signature == "positional":
@@ -147,10 +147,10 @@ def test_an_unimportable_operators_module_is_a_clear_error(tmp_path):
 
 
 def test_the_simulated_executor_runs_custom_llm_operators_through_a_hook(tmp_path, monkeypatch):
-    from flowsteer.dsl import parse
-    from flowsteer.interpreter import Interpreter
     from flowsteer.tasks import Task
     from flowsteer.testing import SimulatedCall, SimulatedExecutor
+    from flowsteer.workflow.dsl import parse
+    from flowsteer.workflow.interpreter import Interpreter
 
     module = _package(tmp_path, monkeypatch, "userops_sim", "FlowSteer operator: UnitCheck\nSay pass or fail.")
     registry = default_registry().copy()

@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from flowsteer.dsl import parse, render
 from flowsteer.errors import DSLParseError
-from flowsteer.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 from flowsteer.testing.strategies import workflows
-from flowsteer.validation import validate
+from flowsteer.workflow.dsl import parse, render
+from flowsteer.workflow.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
+from flowsteer.workflow.validation import validate
 
 PAPER = "Plan -> [Programmer, Custom] -> ScEnsemble -> Verify ? Revise : done -> Format"
 
@@ -212,7 +212,7 @@ def test_an_incomplete_conditional_says_what_is_missing_and_shows_the_valid_form
 
 
 def test_operator_names_are_case_insensitive_in_the_parser_and_the_builder_alike():
-    from flowsteer.builder import WorkflowBuilder
+    from flowsteer.workflow.builder import WorkflowBuilder
 
     assert parse("custom -> verify ? revise : done").dsl == "Custom -> Verify ? Revise : done"
     builder = WorkflowBuilder()

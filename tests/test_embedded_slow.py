@@ -32,9 +32,9 @@ def _have_embedded() -> bool:
 @pytest.mark.timeout(1200)
 def test_real_episode_with_the_embedded_model():
     from flowsteer.director import Director, DirectorConfig
-    from flowsteer.dsl import parse
     from flowsteer.models.specs import load_chat_models
     from flowsteer.tasks import Task
+    from flowsteer.workflow.dsl import parse
 
     director_model, executor = load_chat_models("embedded", "embedded", executor_kwargs={"max_new_tokens": 96})
     assert director_model.model is executor.model  # one copy of the weights for both roles

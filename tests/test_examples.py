@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flowsteer.serialize import from_json
+from flowsteer.workflow.serialize import from_json
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DESIGN = "Plan -> [Programmer, Custom] -> ScEnsemble -> Verify ? Revise : done -> Format"

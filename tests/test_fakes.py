@@ -9,13 +9,13 @@ import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from flowsteer.dsl import parse
 from flowsteer.errors import UserError
-from flowsteer.interpreter import Interpreter
 from flowsteer.operators.parsing import answer_key
 from flowsteer.tasks import Task
 from flowsteer.testing import ScriptedChatModel, SimulatedExecutor
 from flowsteer.testing.fakes import answer_in
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.interpreter import Interpreter
 
 
 class NoSandbox:

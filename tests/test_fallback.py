@@ -6,7 +6,6 @@ import pytest
 
 from flowsteer.canvas import Canvas, CanvasConfig, FinishConstraints
 from flowsteer.director.trajectory import Trajectory
-from flowsteer.dsl import parse
 from flowsteer.errors import UserError
 from flowsteer.fallback import (
     FALLBACK_TEMPLATES,
@@ -15,12 +14,13 @@ from flowsteer.fallback import (
     run_fallback,
     select_template,
 )
-from flowsteer.interpreter import Interpreter
-from flowsteer.ir import Workflow
 from flowsteer.operators.base import Usage
 from flowsteer.operators.registry import default_registry
 from flowsteer.tasks import Task
 from flowsteer.testing import SimulatedExecutor
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.interpreter import Interpreter
+from flowsteer.workflow.ir import Workflow
 
 MATH = Task("Natalia sold 48 clips in April and half as many in May. How many in total?", answer="72", id="m1")
 CODE = Task("Write add(a, b) returning the sum.", kind="code", entry_point="add",

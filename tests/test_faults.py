@@ -19,11 +19,11 @@ from flowsteer.canvas import Canvas, CanvasConfig
 from flowsteer.director import Director, DirectorConfig
 from flowsteer.errors import UserError
 from flowsteer.evaluation import aevaluate, evaluate, read_results
-from flowsteer.interpreter import Interpreter
 from flowsteer.models.retry import RetriesExhausted, RetryingChatModel, with_retries
 from flowsteer.tasks import Task
 from flowsteer.testing import ScriptedChatModel, SimulatedExecutor
 from flowsteer.testing.faults import GARBAGE, FaultyChatModel, InjectedFault
+from flowsteer.workflow.interpreter import Interpreter
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -184,7 +184,7 @@ def test_bad_retry_settings_raise() -> None:
 
 # -- workflows and canvas episodes ------------------------------------------------------------------------
 def test_interpreter_records_an_executor_failure_as_the_runs_error() -> None:
-    from flowsteer.dsl import parse
+    from flowsteer.workflow.dsl import parse
 
     model = FaultyChatModel(SimulatedExecutor(), fail_rate=1.0)
     result = Interpreter(model).run(parse("Plan -> Custom -> Format"), Task("What is 2 + 2?"))

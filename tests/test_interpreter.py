@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from flowsteer.builder import WorkflowBuilder
-from flowsteer.dsl import parse
-from flowsteer.interpreter import ExecutionResult, Interpreter, NodeCache, cache_key
-from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel
 from flowsteer.operators import OperatorResult, Role, default_registry, register_operator
 from flowsteer.tasks import Task
 from flowsteer.testing import ScriptedChatModel
+from flowsteer.workflow.builder import WorkflowBuilder
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.interpreter import ExecutionResult, Interpreter, NodeCache, cache_key
+from flowsteer.workflow.ir import Conditional, Loop, OperatorNode, Parallel
 
 TASK = Task("Tom has 3 apples and buys 4 more. How many apples does he have?", answer="7")
 _HEADER = re.compile(r"FlowSteer operator: (\w+)")
@@ -283,7 +283,7 @@ async def test_callbacks_see_each_node_as_a_run_with_its_model_call_nested():
 def test_loop_exit_needs_every_parallel_checker_whatever_order_they_finish_in():
     import asyncio
 
-    from flowsteer.ir import Loop, Parallel
+    from flowsteer.workflow.ir import Loop, Parallel
 
     registry = default_registry().copy()
 
@@ -310,8 +310,8 @@ def test_loop_exit_needs_every_parallel_checker_whatever_order_they_finish_in():
 ])
 def test_invalid_workflows_are_refused_before_any_call_with_validates_errors(bad):
     from flowsteer.errors import WorkflowValidationError
-    from flowsteer.ir import Workflow
-    from flowsteer.validation import validate
+    from flowsteer.workflow.ir import Workflow
+    from flowsteer.workflow.validation import validate
 
     workflow = Workflow((bad,), next_id=3)
     expected = validate(workflow)

@@ -99,6 +99,8 @@ def test_no_import_cycles_between_core_modules():
     ("flowsteer.serving.server", "flowsteer.models.serving.server"),
     ("flowsteer.integrations.chat_models.embedded", "flowsteer.models.embedded"),
     ("flowsteer.training.plot", "flowsteer.report.plot"),
+    *[(f"flowsteer.{m}", f"flowsteer.workflow.{m}")
+      for m in ("ir", "builder", "dsl", "validation", "serialize", "graph", "interpreter")],
 ])
 def test_moved_modules_keep_their_old_path_with_a_deprecation_warning(old, new):
     import importlib
@@ -126,3 +128,39 @@ def test_moved_packages_forward_their_names():
         from flowsteer.serving import VLLMServer as old_server
     assert old_local is LocalChatModel and old_server is VLLMServer
     assert load_chat_model.__module__ == "flowsteer.models.specs"
+
+
+def test_the_workflow_package_names_its_concept_once():
+    import flowsteer.workflow as workflow
+    from flowsteer.workflow.interpreter import Interpreter
+    from flowsteer.workflow.ir import Workflow
+
+    assert workflow.Workflow is Workflow and workflow.Interpreter is Interpreter
+    assert workflow.parse("Plan -> Format") == workflow.parse("Plan -> Format")
+    assert flowsteer.Workflow is Workflow  # the top-level names resolve to the new home
+    assert Workflow.__module__ == "flowsteer.workflow.ir"
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        workflow.Nope  # noqa: B018
+    # the package root keeps only aliases of the moved modules (no code of their own)
+    for old in ("ir", "builder", "dsl", "validation", "serialize", "graph", "interpreter"):
+        source = (CORE / f"{old}.py").read_text(encoding="utf-8")
+        assert f'alias(__name__, "flowsteer.workflow.{old}")' in source and len(source.splitlines()) <= 6
+
+
+MOVED = ("flowsteer.backends", "flowsteer.retry", "flowsteer.serving", "flowsteer.integrations.chat_models",
+         "flowsteer.training.plot", *(f"flowsteer.{m}" for m in
+                                      ("ir", "builder", "dsl", "validation", "serialize", "graph", "interpreter")))
+
+
+def test_the_project_itself_imports_only_the_new_paths():
+    root = CORE.parent
+    offenders = []
+    for folder in ("flowsteer", "integrations", "training", "examples", "benchmarks", "scripts"):
+        for path in sorted((root / folder).rglob("*.py")):
+            source = path.read_text(encoding="utf-8")
+            if "flowsteer._moved import" in source:
+                continue  # an old path itself
+            for line, module in _imports(path):
+                if any(module == old or module.startswith(old + ".") for old in MOVED):
+                    offenders.append(f"{path.relative_to(root)}:{line} imports {module}")
+    assert offenders == [], "\n".join(offenders)

@@ -13,16 +13,16 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.errors import NodeTimeoutError
 from langgraph.types import Overwrite, RetryPolicy
 
-from flowsteer.dsl import parse
 from flowsteer.errors import OperatorError, UserError, WorkflowValidationError
 from flowsteer.integrations import WorkflowState, build_state_graph, compile_workflow, task_input
-from flowsteer.interpreter import Interpreter, NodeCache
-from flowsteer.ir import OperatorNode, Workflow
 from flowsteer.operators.base import Operator, OperatorCall, OperatorResult, Role
 from flowsteer.operators.registry import OperatorRegistry, OperatorSpec
 from flowsteer.sandbox import Sandbox
 from flowsteer.tasks import Task
 from flowsteer.testing.fakes import ScriptedChatModel
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.interpreter import Interpreter, NodeCache
+from flowsteer.workflow.ir import OperatorNode, Workflow
 
 SANDBOX = Sandbox(mode="process")
 

@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 from lg_toys import toy_executor, toy_registry
 
 from flowsteer.integrations import compile_workflow
-from flowsteer.interpreter import Interpreter
-from flowsteer.ir import Conditional, Loop, Parallel
 from flowsteer.sandbox import Sandbox
 from flowsteer.tasks import Task
 from flowsteer.testing.strategies import workflows
+from flowsteer.workflow.interpreter import Interpreter
+from flowsteer.workflow.ir import Conditional, Loop, Parallel
 
 REGISTRY = toy_registry()
 SANDBOX = Sandbox(mode="process")
@@ -92,7 +92,7 @@ def test_generated_workflows_cover_every_structure_and_route():
 
 
 def _ids(step) -> set[str]:
-    from flowsteer.ir import iter_steps
+    from flowsteer.workflow.ir import iter_steps
 
     return {ref.node.id for ref in iter_steps(step.body)}
 
@@ -125,8 +125,8 @@ def test_generated_workflows_of_real_operators_match_interpreter(workflow, quest
 @pytest.mark.parametrize("question", QUESTIONS[:2])
 def test_real_operators_with_simulated_executor_match_interpreter(question):
     """Built-in operators and the shipped SimulatedExecutor, not only toys."""
-    from flowsteer.dsl import parse
     from flowsteer.testing.fakes import SimulatedExecutor
+    from flowsteer.workflow.dsl import parse
 
     workflow = parse("Plan -> [Programmer, AnswerGenerate -> Review ? Revise : done, Custom] -> ScEnsemble"
                      " -> (Verify ? Revise : done) * 3 -> [Custom, Programmer] -> Aggregate -> Format")
@@ -142,8 +142,8 @@ def test_real_operators_with_simulated_executor_match_interpreter(question):
 def test_last_checker_of_an_iteration_is_taken_in_branch_order():
     """Loop > Parallel > Parallel: the interpreter's branch-1 tasks suspend in the inner gather, so
     completion order differs from branch order; both must still use branch order."""
-    from flowsteer.builder import WorkflowBuilder
-    from flowsteer.ir import OperatorNode
+    from flowsteer.workflow.builder import WorkflowBuilder
+    from flowsteer.workflow.ir import OperatorNode
 
     builder = WorkflowBuilder(registry=REGISTRY)
     inner = Parallel(((OperatorNode("Custom"),), (OperatorNode("Custom"),)))

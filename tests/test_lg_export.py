@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from flowsteer.builder import WorkflowBuilder
 from flowsteer.cli import main
-from flowsteer.dsl import parse
 from flowsteer.errors import UserError, WorkflowValidationError
 from flowsteer.integrations import compile_workflow, export_workflow
-from flowsteer.ir import OperatorNode, Workflow
-from flowsteer.serialize import from_json, to_json
 from flowsteer.testing.fakes import SimulatedExecutor
+from flowsteer.workflow.builder import WorkflowBuilder
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.ir import OperatorNode, Workflow
+from flowsteer.workflow.serialize import from_json, to_json
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = os.environ.get("FLOWSTEER_UPDATE_SNAPSHOTS") == "1"
@@ -233,8 +233,8 @@ def test_public_names_are_pinned():
 def test_exported_module_is_langgraph_code_that_agrees_with_the_interpreter(tmp_path):
     """The module builds the StateGraph itself (its shape is readable in the file) and gives the
     interpreter's answer, per-node outputs and calls on a workflow with every structure."""
-    from flowsteer.interpreter import Interpreter
     from flowsteer.tasks import Task
+    from flowsteer.workflow.interpreter import Interpreter
 
     text = "Plan -> [Programmer, Custom] -> ScEnsemble -> (Verify ? Revise : done) * 2 -> Review ? Revise : done -> Format"
     workflow = parse(text)

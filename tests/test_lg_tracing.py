@@ -14,12 +14,12 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from flowsteer.dsl import parse
 from flowsteer.integrations import compile_workflow
-from flowsteer.interpreter import Interpreter
 from flowsteer.sandbox import Sandbox
 from flowsteer.tasks import Task
 from flowsteer.testing.fakes import ScriptedChatModel
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.interpreter import Interpreter
 
 QUESTION = "What is 6 * 7?"
 

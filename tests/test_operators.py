@@ -459,15 +459,15 @@ def _fresh_registry():
 
 
 def _interpreter(registry, model):
-    from flowsteer.interpreter import Interpreter
+    from flowsteer.workflow.interpreter import Interpreter
 
     return Interpreter(model, sandbox=NoSandbox(), registry=registry)
 
 
 def test_register_a_class_makes_it_valid_and_runnable():
-    from flowsteer.dsl import parse
     from flowsteer.operators import Operator, register_operator
-    from flowsteer.validation import validate
+    from flowsteer.workflow.dsl import parse
+    from flowsteer.workflow.validation import validate
 
     registry = _fresh_registry()
 
@@ -490,8 +490,8 @@ def test_register_a_class_makes_it_valid_and_runnable():
 
 
 def test_register_functions_sync_async_and_with_context():
-    from flowsteer.dsl import parse
     from flowsteer.operators import register_operator
+    from flowsteer.workflow.dsl import parse
 
     registry = _fresh_registry()
 
@@ -514,8 +514,8 @@ def test_register_functions_sync_async_and_with_context():
 def test_register_a_langchain_runnable():
     from langchain_core.runnables import RunnableLambda
 
-    from flowsteer.dsl import parse
     from flowsteer.operators import register_operator
+    from flowsteer.workflow.dsl import parse
 
     registry = _fresh_registry()
     chain = RunnableLambda(lambda d: {"output": d["input"], "verdict": d["input"] == "7", "feedback": "checked"})

@@ -16,9 +16,9 @@ from langgraph.types import Command
 
 from flowsteer.errors import UserError
 from flowsteer.integrations.orchestrator import OrchestratorState, create_orchestrator_node, read_task
-from flowsteer.serialize import from_json
 from flowsteer.tasks import Task
 from flowsteer.testing import ScriptedChatModel, SimulatedExecutor
+from flowsteer.workflow.serialize import from_json
 
 
 def _executor() -> SimulatedExecutor:

@@ -13,13 +13,13 @@ from director_scripts import policy_director
 
 from flowsteer.cli import main
 from flowsteer.director import Director
-from flowsteer.dsl import parse
 from flowsteer.errors import UserError
 from flowsteer.evaluation import evaluate, wilson_interval
 from flowsteer.evaluation.results import trajectory_record
 from flowsteer.report import build_report, detect_run, workflow_svg, write_report
 from flowsteer.tasks import Task
 from flowsteer.testing import ScriptedChatModel, SimulatedExecutor
+from flowsteer.workflow.dsl import parse
 
 DESIGN = "Plan -> [Programmer, Custom] -> ScEnsemble -> Verify ? Revise : done -> Format"
 URL = re.compile(r"""(?:src|href)\s*=\s*["']?(?!data:|#)[a-z]+:|https?://(?!www\.w3\.org/2000/svg)""", re.I)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from flowsteer.builder import WorkflowBuilder
 from flowsteer.errors import UserError
-from flowsteer.graph import stats
-from flowsteer.ir import Workflow
 from flowsteer.operators.base import Role
 from flowsteer.operators.registry import OperatorSpec
 from flowsteer.reward import RewardConfig, compute_reward
+from flowsteer.workflow.builder import WorkflowBuilder
+from flowsteer.workflow.graph import stats
+from flowsteer.workflow.ir import Workflow
 
 
 def build(registry, *steps) -> Workflow:
@@ -142,7 +142,7 @@ def test_answer_score_out_of_range_is_a_user_error(toy_registry):
     ],
 )
 def test_worked_examples_from_the_dsl(toy_registry, text, expected):
-    dsl = pytest.importorskip("flowsteer.dsl")
+    dsl = pytest.importorskip("flowsteer.workflow.dsl")
     wf = dsl.parse(text, toy_registry)
     assert compute_reward(wf, 1.0, registry=toy_registry).total == pytest.approx(expected)
 
@@ -160,7 +160,7 @@ async def test_score_and_reward_on_a_math_task(toy_registry):
 
 
 def test_worked_examples_with_the_builtin_registry():
-    dsl = pytest.importorskip("flowsteer.dsl")
+    dsl = pytest.importorskip("flowsteer.workflow.dsl")
     from flowsteer.operators import default_registry
 
     registry = default_registry()

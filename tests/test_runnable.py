@@ -14,9 +14,9 @@ from langchain_core.runnables import RunnableLambda
 
 from flowsteer.errors import UserError
 from flowsteer.integrations.runnable import FlowSteerResult, FlowSteerRunnable
-from flowsteer.serialize import from_json
 from flowsteer.tasks import Task
 from flowsteer.testing import SimulatedExecutor
+from flowsteer.workflow.serialize import from_json
 
 SUMS = {f"What is {a} + {b}?": str(a + b) for a, b in [(12, 30), (2, 3), (7, 8), (20, 5), (1, 1), (9, 9)]}
 

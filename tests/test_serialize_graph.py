@@ -8,14 +8,14 @@ import networkx as nx
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from flowsteer.builder import WorkflowBuilder
-from flowsteer.dsl import parse
 from flowsteer.errors import UserError
-from flowsteer.graph import END, START, has_cycle, stats, to_mermaid, to_networkx, topological_order
-from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
-from flowsteer.serialize import from_dict, from_json, to_dict, to_json
 from flowsteer.testing.strategies import chains, operator_nodes, workflows
-from flowsteer.validation import validate
+from flowsteer.workflow.builder import WorkflowBuilder
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.graph import END, START, has_cycle, stats, to_mermaid, to_networkx, topological_order
+from flowsteer.workflow.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
+from flowsteer.workflow.serialize import from_dict, from_json, to_dict, to_json
+from flowsteer.workflow.validation import validate
 
 FIXTURE_SETTINGS = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -54,13 +54,13 @@ def test_sync_graph_invoke_reuses_one_event_loop_per_thread_with_the_callers_con
     import contextvars
     import threading
 
-    from flowsteer.dsl import parse
     from flowsteer.integrations import compile_workflow
-    from flowsteer.interpreter import Interpreter
     from flowsteer.operators import Operator, OperatorResult, OperatorSpec, Role
     from flowsteer.operators.registry import OperatorRegistry
     from flowsteer.sync import run_sync
     from flowsteer.testing import SimulatedExecutor
+    from flowsteer.workflow.dsl import parse
+    from flowsteer.workflow.interpreter import Interpreter
 
     marker: contextvars.ContextVar[str] = contextvars.ContextVar("sync_marker", default="unset")
     seen: list[tuple[int, object, str]] = []  # the loops themselves: kept alive, so never confused

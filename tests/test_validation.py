@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flowsteer.dsl import parse
-from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
-from flowsteer.validation import Violation, validate
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
+from flowsteer.workflow.validation import Violation, validate
 
 
 def codes(violations: list[Violation]) -> list[str]:
@@ -105,10 +105,10 @@ def test_an_operator_with_nothing_to_do_on_the_task_kind_is_refused_everywhere()
     from flowsteer.canvas import Canvas
     from flowsteer.constrain import action_grammar
     from flowsteer.errors import WorkflowValidationError
-    from flowsteer.interpreter import Interpreter
     from flowsteer.operators.registry import default_registry
     from flowsteer.tasks import Task
     from flowsteer.testing import SimulatedExecutor
+    from flowsteer.workflow.interpreter import Interpreter
 
     registry = default_registry()
     workflow = parse("Programmer -> Test ? Programmer : done -> Format", registry)

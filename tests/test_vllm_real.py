@@ -151,10 +151,10 @@ def test_director_episodes_through_langchain_openai(server):
 
     from flowsteer.constrain import action_constraint
     from flowsteer.director import Director, DirectorConfig
-    from flowsteer.dsl import render
     from flowsteer.models.serving import vllm_chat_model
     from flowsteer.models.specs import load_chat_model
     from flowsteer.testing import SimulatedExecutor
+    from flowsteer.workflow.dsl import render
 
     config = DirectorConfig.small_model(max_turns=4, constraint=action_constraint(), temperature=0.6)
     executor = SimulatedExecutor({QUESTION: "72", "What is 12 + 30?": "42"}, skill=1.0)

@@ -52,7 +52,7 @@ def workflow_actions(workflow: Any) -> list[Any]:
     conditionals whose branches are single operators, loops of single operators.
     """
     from flowsteer.canvas.actions import AddConditional, AddLoop, AddOperator, AddParallel, Finish
-    from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel
+    from flowsteer.workflow.ir import Conditional, Loop, OperatorNode, Parallel
 
     def single(chain: Sequence[Any], where: str) -> str:
         if len(chain) != 1 or not isinstance(chain[0], OperatorNode):
@@ -201,8 +201,8 @@ async def _collect_demos(rollout: Any, tokenizer: Any, best: Mapping[str, str], 
                          registry: Any) -> list[Demo]:
     from flowsteer.canvas import render_action
     from flowsteer.director import Director
-    from flowsteer.dsl import parse
     from flowsteer.evaluation.cache import item_scope
+    from flowsteer.workflow.dsl import parse
 
     scripts, family_dsl = {}, {}
     for family, dsl in best.items():

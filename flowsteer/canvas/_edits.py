@@ -1,6 +1,6 @@
 """Applying canvas actions to a workflow: the edit either yields a new valid workflow or a reason.
 
-Edits go through :class:`~flowsteer.builder.WorkflowBuilder` (monotonic ids, nested deletes) on a
+Edits go through :class:`~flowsteer.workflow.builder.WorkflowBuilder` (monotonic ids, nested deletes) on a
 copy; a builder error or any validation violation refuses the edit and leaves the workflow as it
 was. A refusal is the model's mistake, so it is a message, never an exception.
 """
@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from flowsteer.builder import WorkflowBuilder
 from flowsteer.canvas.actions import (
     Action,
     AddConditional,
@@ -26,10 +25,11 @@ from flowsteer.canvas.actions import (
 )
 from flowsteer.canvas.feedback import PromptRequest
 from flowsteer.errors import ParseFailure, UserError
-from flowsteer.interpreter import ExecutionResult
-from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Step, Workflow, iter_steps
 from flowsteer.operators.base import Role
 from flowsteer.operators.registry import OperatorRegistry
+from flowsteer.workflow.builder import WorkflowBuilder
+from flowsteer.workflow.interpreter import ExecutionResult
+from flowsteer.workflow.ir import Conditional, Loop, OperatorNode, Parallel, Step, Workflow, iter_steps
 
 __all__ = [
     "Edit", "EditOutcome", "Editor", "node_context", "longest_repeat", "repeat_refusal", "repeat_runs",

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flowsteer.errors import UserError
-from flowsteer.interpreter import ExecutionResult
-from flowsteer.ir import Conditional, Loop, Parallel, Workflow
 from flowsteer.operators.base import Role
 from flowsteer.operators.registry import OperatorRegistry, OperatorSpec
 from flowsteer.tasks import Task
+from flowsteer.workflow.interpreter import ExecutionResult
+from flowsteer.workflow.ir import Conditional, Loop, Parallel, Workflow
 
 __all__ = ["FinishConstraints", "is_verbose"]
 

@@ -13,8 +13,8 @@ States (spec section 5):
   node (a structure asks once per child, in order). New nodes are placed at once, so a prompt
   request can name the node's id; the workflow runs once the last prompt is in.
 
-Every completed edit runs the workflow through :class:`~flowsteer.interpreter.Interpreter` with a
-per-episode :class:`~flowsteer.interpreter.NodeCache`, so a node whose operator, prompt, input and
+Every completed edit runs the workflow through :class:`~flowsteer.workflow.interpreter.Interpreter` with a
+per-episode :class:`~flowsteer.workflow.interpreter.NodeCache`, so a node whose operator, prompt, input and
 feedback did not change is not re-run. Every ``step`` call, failed or not, counts as a turn; after
 ``max_turns`` the episode ends (``stop_reason == "max_turns"``) with the current workflow.
 """
@@ -32,11 +32,11 @@ from flowsteer.canvas.constraints import FinishConstraints
 from flowsteer.canvas.feedback import PromptRequest, render_feedback
 from flowsteer.canvas.parser import extract_prompt, parse_action
 from flowsteer.errors import ParseFailure, UserError
-from flowsteer.interpreter import ExecutionResult, Interpreter, NodeCache
-from flowsteer.ir import Workflow
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.sync import run_sync
 from flowsteer.tasks import Task
+from flowsteer.workflow.interpreter import ExecutionResult, Interpreter, NodeCache
+from flowsteer.workflow.ir import Workflow
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 
-from flowsteer.interpreter import ExecutionResult, NodeTrace
-from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
 from flowsteer.operators.registry import OperatorRegistry
 from flowsteer.tasks import Task
+from flowsteer.workflow.interpreter import ExecutionResult, NodeTrace
+from flowsteer.workflow.ir import Conditional, Loop, OperatorNode, Parallel, Workflow
 
 __all__ = [
     "PromptRequest",
@@ -150,7 +150,7 @@ def _gist(prompt: str, limit: int = 40) -> str:
 def _structure(workflow: Workflow) -> tuple[str, str]:
     """The ``[Nodes]`` and ``[Statistics]`` values, from one walk over the workflow.
 
-    The statistics are :func:`flowsteer.graph.stats`'s operator count, unique operator types and
+    The statistics are :func:`flowsteer.workflow.graph.stats`'s operator count, unique operator types and
     structure kinds (checkers of conditionals count as operators).
     """
     items: list[str] = []

@@ -43,8 +43,8 @@ from flowsteer.canvas.actions import (
     syntax_of,
 )
 from flowsteer.errors import ParseFailure, UserError
-from flowsteer.ir import MAX_LOOP_ITERATIONS, MIN_LOOP_ITERATIONS
 from flowsteer.operators.registry import OperatorRegistry
+from flowsteer.workflow.ir import MAX_LOOP_ITERATIONS, MIN_LOOP_ITERATIONS
 
 __all__ = [
     "parse_action",

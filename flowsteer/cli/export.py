@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from flowsteer.errors import UserError
-from flowsteer.ir import Workflow
+from flowsteer.workflow.ir import Workflow
 
 __all__ = ["register", "load_workflow_arg"]
 
@@ -37,13 +37,13 @@ def load_workflow_arg(text: str) -> Workflow:
     if text.strip().endswith(".json") or path.is_file():
         if not path.is_file():
             raise UserError(f"{text}: no such file; give a DSL string or the path of a workflow JSON file")
-        from flowsteer.serialize import from_json
+        from flowsteer.workflow.serialize import from_json
 
         try:
             return from_json(path.read_text(encoding="utf-8"))
         except UserError as exc:
             raise UserError(f"{text}: {exc}") from None
-    from flowsteer.dsl import parse
+    from flowsteer.workflow.dsl import parse
 
     return parse(text)
 

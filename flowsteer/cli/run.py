@@ -179,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
 def _mermaid(workflow: Any) -> str:
     if workflow.is_empty:
         return ""
-    from flowsteer.graph import to_mermaid
+    from flowsteer.workflow.graph import to_mermaid
 
     return to_mermaid(workflow)
 
@@ -196,7 +196,7 @@ def _design(args: argparse.Namespace) -> int:
     if args.json:  # the workflow's JSON plus what happened: nothing is only on stderr
         import json
 
-        from flowsteer.serialize import to_json
+        from flowsteer.workflow.serialize import to_json
 
         data = json.loads(to_json(trajectory.workflow))
         data["design"] = {

@@ -28,10 +28,10 @@ from typing import Any, Protocol, runtime_checkable
 from flowsteer.canvas.env import Observation
 from flowsteer.constrain.grammar import ActionGrammar, GrammarOptions, action_grammar, prompt_grammar
 from flowsteer.constrain.record import CONSTRAINT_RECORD_KEY
-from flowsteer.ir import Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 from flowsteer.models.calls import constraint_engine, unwrap_model
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.tasks import Task
+from flowsteer.workflow.ir import Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 
 __all__ = ["ActionConstraint", "action_constraint", "constraint_record", "workflow_of"]
 
@@ -60,8 +60,8 @@ def _rename(step: Step, ids: dict[str, str]) -> Step:
 
 def _from_observation(observation: Any, registry: OperatorRegistry) -> tuple[Workflow, bool]:
     """``(workflow, ids_known)`` from an Observation's DSL and its ``[Nodes]`` ids."""
-    from flowsteer.dsl import parse
     from flowsteer.errors import UserError
+    from flowsteer.workflow.dsl import parse
 
     dsl = getattr(observation, "dsl", "") or ""
     if not dsl.strip():

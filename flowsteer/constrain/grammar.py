@@ -42,8 +42,8 @@ from flowsteer.canvas.actions import (
     syntax_of,
 )
 from flowsteer.errors import UserError
-from flowsteer.ir import MAX_LOOP_ITERATIONS, MIN_LOOP_ITERATIONS, OperatorNode, Workflow
 from flowsteer.operators.registry import OperatorRegistry, OperatorSpec, default_registry
+from flowsteer.workflow.ir import MAX_LOOP_ITERATIONS, MIN_LOOP_ITERATIONS, OperatorNode, Workflow
 
 __all__ = [
     "FreeText",
@@ -410,8 +410,8 @@ def _edits(g: _Graph, head: int, final: int, targets: _Targets, options: Grammar
 def _feasible(workflow: Workflow, registry: OperatorRegistry, kind: str | None, edit: str, *args: str) -> bool:
     """Whether ``builder.<edit>(*args)`` succeeds and leaves a valid workflow (the canvas editor's test,
     its rule on operators that end the workflow included)."""
-    from flowsteer.builder import WorkflowBuilder
     from flowsteer.canvas._edits import ends_early
+    from flowsteer.workflow.builder import WorkflowBuilder
 
     builder = WorkflowBuilder(workflow, registry=registry, kind=kind)
     try:

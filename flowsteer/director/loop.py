@@ -38,12 +38,12 @@ from flowsteer.director.context import (
 from flowsteer.director.prompts import first_action, load_template, system_prompt
 from flowsteer.director.trajectory import Trajectory, TurnKind, TurnRecord
 from flowsteer.errors import ParseFailure, UserError
-from flowsteer.interpreter import Interpreter
 from flowsteer.models.calls import generation_kwargs, unwrap_model
 from flowsteer.operators.base import Usage
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.sync import run_sync
 from flowsteer.tasks import Task
+from flowsteer.workflow.interpreter import Interpreter
 
 __all__ = ["Director", "CanvasTarget"]
 

@@ -82,9 +82,9 @@ def director_fingerprint(config: Any = None, registry: Any = None) -> str:
     ``DirectorConfig.small_model(constrained=True)``, the embedded director's settings)."""
     from flowsteer.director import DirectorConfig
     from flowsteer.director.prompts import load_template, system_prompt
-    from flowsteer.dsl import parse
-    from flowsteer.ir import Workflow
     from flowsteer.operators.registry import default_registry
+    from flowsteer.workflow.dsl import parse
+    from flowsteer.workflow.ir import Workflow
 
     config = config or DirectorConfig.small_model(constrained=True)
     registry = registry or default_registry()

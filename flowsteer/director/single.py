@@ -1,7 +1,7 @@
 """The single-turn baseline ("w/o multi-turn"): the whole workflow emitted at once as DSL.
 
 The model sees the operators and the workflow language and answers with one DSL line, parsed with
-:func:`flowsteer.dsl.parse`; no canvas, no feedback. The evaluation harness compares it with the
+:func:`flowsteer.workflow.dsl.parse`; no canvas, no feedback. The evaluation harness compares it with the
 multi-turn director.
 """
 
@@ -18,15 +18,15 @@ from flowsteer.director.config import DirectorConfig
 from flowsteer.director.context import BudgetParts, fit_messages, token_counter
 from flowsteer.director.prompts import single_turn_prompt
 from flowsteer.director.trajectory import Trajectory, TurnRecord
-from flowsteer.dsl import parse
 from flowsteer.errors import DSLParseError, ParseFailure
-from flowsteer.interpreter import Interpreter
-from flowsteer.ir import Workflow
 from flowsteer.models.calls import generation_kwargs
 from flowsteer.operators.base import Usage
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.sync import run_sync
 from flowsteer.tasks import Task
+from flowsteer.workflow.dsl import parse
+from flowsteer.workflow.interpreter import Interpreter
+from flowsteer.workflow.ir import Workflow
 
 __all__ = ["SingleTurnDesign", "adesign_once", "design_once", "arun_single_turn"]
 

@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 from flowsteer.canvas.actions import Action, render_action
 from flowsteer.errors import ParseFailure
-from flowsteer.interpreter import ExecutionResult
-from flowsteer.ir import Workflow
 from flowsteer.operators.base import Usage
 from flowsteer.tasks import Task
+from flowsteer.workflow.interpreter import ExecutionResult
+from flowsteer.workflow.ir import Workflow
 
 __all__ = ["TokenRecord", "TurnRecord", "Trajectory", "TurnKind"]
 

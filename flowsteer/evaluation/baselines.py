@@ -26,11 +26,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from flowsteer.errors import UserError
-from flowsteer.interpreter import ExecutionResult, Interpreter
-from flowsteer.ir import Workflow
 from flowsteer.operators.base import Usage
 from flowsteer.operators.registry import OperatorRegistry
 from flowsteer.tasks import Task
+from flowsteer.workflow.interpreter import ExecutionResult, Interpreter
+from flowsteer.workflow.ir import Workflow
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -205,8 +205,8 @@ def workflow_templates() -> dict[str, str]:
 def resolve_template(method: TemplateBaseline, task: Task, templates: Mapping[str, str],
                      registry: OperatorRegistry) -> Workflow:
     """The workflow a template baseline runs for ``task`` (UserError naming the known templates)."""
-    from flowsteer.dsl import parse
     from flowsteer.fallback import KIND_TEMPLATES
+    from flowsteer.workflow.dsl import parse
 
     name = method.name or KIND_TEMPLATES.get(task.kind, f"{task.kind}-default")
     if name in templates:

@@ -56,10 +56,10 @@ from flowsteer.evaluation.results import (
     trajectory_record,
     write_summary,
 )
-from flowsteer.interpreter import Interpreter
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.sync import run_sync
 from flowsteer.tasks import Task
+from flowsteer.workflow.interpreter import Interpreter
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

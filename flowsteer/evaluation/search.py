@@ -27,12 +27,12 @@ from typing import Any
 
 from flowsteer.errors import UserError
 from flowsteer.evaluation.cache import item_scope
-from flowsteer.interpreter import Interpreter
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.reward import RewardConfig, compute_reward
 from flowsteer.scoring import ascore
 from flowsteer.sync import run_sync
 from flowsteer.tasks import Task
+from flowsteer.workflow.interpreter import Interpreter
 
 __all__ = ["DEFAULT_CANDIDATES", "RunScore", "CandidateScore", "SearchResult", "search_workflows",
            "asearch_workflows", "family_of", "skeleton"]
@@ -68,8 +68,8 @@ default reward: a checker, a formatter, a control structure and six operators)."
 def skeleton(dsl: str, registry: OperatorRegistry | None = None) -> str:
     """``dsl`` with every checking operator written ``CHECK``: the structure two families can share
     while each keeps the checker its task kind needs (``Programmer -> CHECK ? Revise : done``)."""
-    from flowsteer.dsl import parse
     from flowsteer.operators import Role
+    from flowsteer.workflow.dsl import parse
 
     registry = registry or default_registry()
     checkers = {s.name for s in registry.by_role(Role.CHECKING)}
@@ -207,7 +207,7 @@ async def asearch_workflows(
     ``candidates``: DSL strings for every task, or a mapping from task kind (or family) to DSL
     strings (default :data:`DEFAULT_CANDIDATES`). ``on_run(family, dsl, run)`` sees each result.
     """
-    from flowsteer.dsl import parse
+    from flowsteer.workflow.dsl import parse
 
     if not tasks:
         raise UserError("search_workflows needs at least one task")

@@ -7,7 +7,7 @@
 ...     return OperatorResult(output=call.input, verdict=ok, feedback="" if ok else "add units")
 
 Once registered, the name is valid in the DSL, in validation, in the director's prompt and in the
-reward's role counts, and the :class:`~flowsteer.interpreter.Interpreter` runs it.
+reward's role counts, and the :class:`~flowsteer.workflow.interpreter.Interpreter` runs it.
 """
 
 from __future__ import annotations

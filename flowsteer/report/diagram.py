@@ -1,7 +1,7 @@
 """Workflow diagrams as inline SVG: a small layered (Sugiyama-style) layout of the data-flow graph.
 
 The report must open offline, so it cannot load mermaid.js; instead :func:`workflow_svg` lays out
-:func:`flowsteer.graph.to_networkx`'s graph itself. Layers are longest paths from ``__start__``
+:func:`flowsteer.workflow.graph.to_networkx`'s graph itself. Layers are longest paths from ``__start__``
 (loop back edges ignored); an edge spanning several layers gets invisible waypoints so it bends
 around the nodes in between; each layer is ordered once, top-down, by the mean position of its
 predecessors. Loop back edges are drawn as dashed arcs on the right of the diagram.
@@ -16,9 +16,9 @@ from typing import Any
 
 import networkx as nx
 
-from flowsteer.graph import END, START, to_networkx
-from flowsteer.ir import Workflow
 from flowsteer.operators.registry import OperatorRegistry, default_registry
+from flowsteer.workflow.graph import END, START, to_networkx
+from flowsteer.workflow.ir import Workflow
 
 __all__ = ["workflow_svg", "ROLE_COLOURS"]
 

@@ -101,9 +101,9 @@ def _scores(groups: Sequence[GroupSummary]) -> str:
 
 def design_block(dsl: str, meta: str = "") -> str:
     """A workflow's diagram (inline SVG), its DSL and its Mermaid source; the DSL alone if it will not parse."""
-    from flowsteer.dsl import parse
-    from flowsteer.graph import to_mermaid
     from flowsteer.report.diagram import workflow_svg
+    from flowsteer.workflow.dsl import parse
+    from flowsteer.workflow.graph import to_mermaid
 
     head = f"<div class='meta'>{esc(meta)}</div>" if meta else ""
     try:

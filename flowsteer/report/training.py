@@ -126,8 +126,8 @@ def _episodes(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _operators(workflow: str) -> list[str]:
-    from flowsteer.dsl import parse
-    from flowsteer.ir import OperatorNode
+    from flowsteer.workflow.dsl import parse
+    from flowsteer.workflow.ir import OperatorNode
 
     try:
         parsed = parse(workflow)

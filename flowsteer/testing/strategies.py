@@ -10,7 +10,7 @@ compiler's equivalence with the interpreter, rewards)::
     def test_something(workflow): ...
 
 Operator names are drawn from the registry by role, so user-registered operators appear too.
-Construction rules that keep every sample valid under :func:`flowsteer.validation.validate`:
+Construction rules that keep every sample valid under :func:`flowsteer.workflow.validation.validate`:
 ensemblers appear only right after a parallel block, conditions are always checkers, parallel
 blocks have 2..3 non-empty branches, loops run 1..10 times, every chain is non-empty.
 Structure nesting is bounded by ``max_depth`` (0 = plain chains of operators).
@@ -24,9 +24,11 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
-from flowsteer.builder import WorkflowBuilder
 from flowsteer.errors import UserError
-from flowsteer.ir import (
+from flowsteer.operators.base import Role
+from flowsteer.operators.registry import OperatorRegistry
+from flowsteer.workflow.builder import WorkflowBuilder
+from flowsteer.workflow.ir import (
     MAX_LOOP_ITERATIONS,
     MIN_LOOP_ITERATIONS,
     Chain,
@@ -37,8 +39,6 @@ from flowsteer.ir import (
     Step,
     Workflow,
 )
-from flowsteer.operators.base import Role
-from flowsteer.operators.registry import OperatorRegistry
 
 __all__ = ["operator_nodes", "chains", "workflows", "PROMPTS"]
 

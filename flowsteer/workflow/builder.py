@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from flowsteer.errors import UserError, WorkflowValidationError
-from flowsteer.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 from flowsteer.operators.registry import OperatorRegistry, default_registry
-from flowsteer.validation import Violation, validate
+from flowsteer.workflow.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
+from flowsteer.workflow.validation import Violation, validate
 
 __all__ = ["WorkflowBuilder", "StepLike", "ChainLike"]
 

@@ -18,12 +18,12 @@ Grammar (whitespace between tokens is free; ``→`` is accepted for ``->`` and `
 
 The branch after ``?`` runs when the check FAILS; the one after ``:`` when it passes (``done`` =
 nothing). A parenthesised group without ``* N`` only groups: ``A -> (B -> C)`` is ``A -> B -> C``.
-Prompts and params are not part of the text form (see :mod:`flowsteer.serialize` for that).
+Prompts and params are not part of the text form (see :mod:`flowsteer.workflow.serialize` for that).
 
 With a registry, operator names are matched ignoring case and normalised to the registered
 spelling; an unknown name raises :class:`~flowsteer.errors.DSLParseError` at its position.
 ``parse`` checks syntax and vocabulary only; structural rules (checkers as conditions, ensembler
-placement) are :func:`flowsteer.validation.validate`'s job.
+placement) are :func:`flowsteer.workflow.validation.validate`'s job.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flowsteer.errors import DSLParseError
-from flowsteer.ir import (
+from flowsteer.workflow.ir import (
     DONE,
     MAX_LOOP_ITERATIONS,
     MIN_LOOP_ITERATIONS,
@@ -241,7 +241,7 @@ def parse(text: str, registry: OperatorRegistry | None = None) -> Workflow:
     :class:`~flowsteer.errors.DSLParseError` (with the 0-based ``position``) on a syntax error, a
     loop count outside 1..10, or, when ``registry`` is given, an unknown operator name.
     """
-    from flowsteer.builder import WorkflowBuilder
+    from flowsteer.workflow.builder import WorkflowBuilder
 
     steps = _Parser(text, registry).parse_workflow()
     builder = WorkflowBuilder(registry=registry)

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from flowsteer.errors import UserError
-from flowsteer.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 from flowsteer.operators.base import Role
+from flowsteer.workflow.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 
 if TYPE_CHECKING:
     from flowsteer.operators.registry import OperatorRegistry
@@ -128,7 +128,7 @@ def _require_ids(workflow: Workflow) -> None:
     if any(not i for i in ids) or len(set(ids)) != len(ids) or {START, END} & set(ids):
         raise UserError(
             "the workflow's node ids are missing or not unique; build it with WorkflowBuilder, "
-            "flowsteer.dsl.parse or flowsteer.serialize.from_json so every node has its own id"
+            "flowsteer.workflow.dsl.parse or flowsteer.workflow.serialize.from_json so every node has its own id"
         )
 
 

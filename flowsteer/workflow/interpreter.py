@@ -1,12 +1,12 @@
 """The one interpreter that defines what a workflow means (DESIGN.md section 3).
 
 * The task is visible to every node; each step receives the previous step's output.
-* A :class:`~flowsteer.ir.Parallel` gives every branch the same input, runs the branches
+* A :class:`~flowsteer.workflow.ir.Parallel` gives every branch the same input, runs the branches
   concurrently and yields the tuple of branch outputs (an ensembler reduces it).
-* A :class:`~flowsteer.ir.Conditional` runs its checker; ``on_fail`` runs when the verdict is not a
+* A :class:`~flowsteer.workflow.ir.Conditional` runs its checker; ``on_fail`` runs when the verdict is not a
   pass (a failed or undecided check), ``on_pass`` (empty = ``done``) when it passes. The checker's
   output (the checked solution, passed through) feeds the branch that runs.
-* A :class:`~flowsteer.ir.Loop` runs its body up to ``max_iterations`` times. Its exit point is
+* A :class:`~flowsteer.workflow.ir.Loop` runs its body up to ``max_iterations`` times. Its exit point is
   the body's last top-level step holding a checker (:func:`loop_exit_index`): right after that step,
   the loop ends when every checker that ran in it passed (all branches of a parallel), and the rest
   of that iteration is skipped, so ``(Review -> Revise) * 2`` with a passing Review never calls Revise.
@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flowsteer.errors import OperatorError, UserError
-from flowsteer.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 from flowsteer.operators.base import (
     Operator,
     OperatorCall,
@@ -41,6 +40,7 @@ from flowsteer.operators.base import (
 )
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.tasks import Task
+from flowsteer.workflow.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -243,7 +243,7 @@ class Interpreter:
         task's kind) raises :class:`~flowsteer.errors.WorkflowValidationError` with the same
         violations, before any call."""
         from flowsteer.errors import WorkflowValidationError
-        from flowsteer.validation import validate
+        from flowsteer.workflow.validation import validate
 
         violations = validate(workflow, self.registry, kind=task.kind)
         if violations:
@@ -363,7 +363,7 @@ def _advance(flow: _Flow, result: OperatorResult) -> _Flow:
 
 
 def _holds_checker(step: Step, registry: OperatorRegistry) -> bool:
-    from flowsteer.ir import iter_steps
+    from flowsteer.workflow.ir import iter_steps
 
     for ref in iter_steps((step,)):
         if isinstance(ref.node, OperatorNode):

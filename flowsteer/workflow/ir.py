@@ -10,7 +10,7 @@ A workflow is a *chain* (a tuple of steps). A step is one of:
 * :class:`Loop` -- a body chain run up to ``max_iterations`` times (1..10), leaving early as soon as
   the body's last checker passes.
 
-Ids are assigned by :class:`~flowsteer.builder.WorkflowBuilder` from the workflow's monotonic
+Ids are assigned by :class:`~flowsteer.workflow.builder.WorkflowBuilder` from the workflow's monotonic
 counter (``next_id``), so they never collide after a delete. Nodes created outside a builder (for
 instance by the DSL parser before placement) have ``id == ""``.
 """
@@ -131,8 +131,8 @@ def iter_steps(chain: Chain, parent: Step | None = None, depth: int = 0) -> Iter
 class Workflow:
     """An immutable workflow: a top-level chain plus the id counter.
 
-    Build and edit workflows with :class:`~flowsteer.builder.WorkflowBuilder`; parse and render the
-    text form with :mod:`flowsteer.dsl`.
+    Build and edit workflows with :class:`~flowsteer.workflow.builder.WorkflowBuilder`; parse and render the
+    text form with :mod:`flowsteer.workflow.dsl`.
     """
 
     steps: Chain = ()
@@ -184,7 +184,7 @@ class Workflow:
 
 # -- the text form -----------------------------------------------------------------------------
 # Rendering lives with the IR it prints (the IR needs it for ``Workflow.dsl``); parsing, which needs
-# the registry and the builder, lives in :mod:`flowsteer.dsl`, which re-exports ``render``.
+# the registry and the builder, lives in :mod:`flowsteer.workflow.dsl`, which re-exports ``render``.
 DONE = "done"
 """The empty ``on_pass`` branch of a conditional in the text form."""
 

@@ -17,7 +17,7 @@ A document looks like::
 
 ``steps`` is the source of truth; ``dsl`` is there for people reading the file (it must agree
 with ``steps`` when both are given). A hand-written file may give only ``dsl`` (parsed with
-:func:`flowsteer.dsl.parse`), may leave ids out (fresh ones are assigned from the counter) and may
+:func:`flowsteer.workflow.dsl.parse`), may leave ids out (fresh ones are assigned from the counter) and may
 leave ``next_id`` out (one past the largest ``node_N``). Invalid documents raise
 :class:`~flowsteer.errors.UserError` naming the field path and the fix.
 """
@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from flowsteer.errors import DSLParseError, UserError
-from flowsteer.ir import (
+from flowsteer.workflow.ir import (
     MAX_LOOP_ITERATIONS,
     MIN_LOOP_ITERATIONS,
     Chain,
@@ -139,7 +139,7 @@ for _model in (ParallelModel, ConditionalModel, LoopModel, WorkflowModel):
 # -- IR -> document --------------------------------------------------------------------------
 def to_dict(workflow: Workflow) -> dict[str, Any]:
     """The JSON-ready dict of a workflow (prompts, params and ids included)."""
-    from flowsteer.dsl import render
+    from flowsteer.workflow.dsl import render
 
     model = WorkflowModel(
         version=FORMAT_VERSION,
@@ -217,7 +217,7 @@ def from_dict(data: Any) -> Workflow:
 
 
 def _from_dsl_only(model: WorkflowModel) -> Workflow:
-    from flowsteer.dsl import parse
+    from flowsteer.workflow.dsl import parse
 
     if model.dsl is None:
         raise UserError("steps: field required; give 'steps' (a list of step objects) or a 'dsl' string")
@@ -258,7 +258,7 @@ def _chain(models: list[Any]) -> Chain:
 
 def _with_ids(steps: Chain, next_id: int | None) -> Workflow:
     """Check ids are unique and below the counter; give blank ids fresh numbers."""
-    from flowsteer.builder import _descend  # the one sub-chain mapper, shared with the builder
+    from flowsteer.workflow.builder import _descend  # the one sub-chain mapper, shared with the builder
 
     ids = [ref.node.id for ref in Workflow(steps).walk() if ref.node.id]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -289,7 +289,7 @@ def _with_ids(steps: Chain, next_id: int | None) -> Workflow:
 
 
 def _check_dsl(dsl: str | None, workflow: Workflow) -> None:
-    from flowsteer.dsl import parse, render
+    from flowsteer.workflow.dsl import parse, render
 
     if dsl is None:
         return

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flowsteer.ir import (
+from flowsteer.operators.registry import OperatorRegistry, default_registry
+from flowsteer.workflow.ir import (
     MAX_LOOP_ITERATIONS,
     MIN_LOOP_ITERATIONS,
     Chain,
@@ -14,7 +15,6 @@ from flowsteer.ir import (
     Parallel,
     Workflow,
 )
-from flowsteer.operators.registry import OperatorRegistry, default_registry
 
 __all__ = ["Violation", "validate"]
 

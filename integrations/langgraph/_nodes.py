@@ -10,8 +10,8 @@ from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langgraph.types import Overwrite
 
 from flowsteer.errors import UserError
-from flowsteer.interpreter import final_answer
 from flowsteer.sync import run_sync
+from flowsteer.workflow.interpreter import final_answer
 
 from .state import MAIN_LANE, LaneState, TaskState, as_value, task_to_state
 

@@ -1,6 +1,6 @@
-"""Compile a :class:`~flowsteer.ir.Workflow` into a LangGraph ``StateGraph``.
+"""Compile a :class:`~flowsteer.workflow.ir.Workflow` into a LangGraph ``StateGraph``.
 
-The graph has the semantics of :mod:`flowsteer.interpreter` (its docstring is the reference): every
+The graph has the semantics of :mod:`flowsteer.workflow.interpreter` (its docstring is the reference): every
 operator node runs through :meth:`Interpreter.run_node`, with the same operator objects and the same
 cache key, and the control structures map onto LangGraph constructs:
 
@@ -11,7 +11,7 @@ cache key, and the control structures map onto LangGraph constructs:
 * a ``Conditional`` becomes conditional edges out of its checker node, routed by the verdict
   (``fail`` whenever the verdict is not True; an empty ``on_pass`` goes straight on);
 * a ``Loop`` becomes a cycle through ``<id>_loop``, which leaves after ``max_iterations``; when the
-  body holds a checker, ``<id>_exit`` follows its exit step (:func:`~flowsteer.interpreter.loop_exit_index`)
+  body holds a checker, ``<id>_exit`` follows its exit step (:func:`~flowsteer.workflow.interpreter.loop_exit_index`)
   and leaves at once when every checker that ran in that step passed (branch lanes are joined with
   a logical and), skipping the rest of the iteration.
 """
@@ -28,12 +28,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy, TimeoutPolicy
 
 from flowsteer.errors import UserError, WorkflowValidationError
-from flowsteer.interpreter import Interpreter, NodeCache, NodeTrace, loop_exit_index
-from flowsteer.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 from flowsteer.operators.base import Value
 from flowsteer.operators.registry import OperatorRegistry
 from flowsteer.tasks import Task
-from flowsteer.validation import validate
+from flowsteer.workflow.interpreter import Interpreter, NodeCache, NodeTrace, loop_exit_index
+from flowsteer.workflow.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
+from flowsteer.workflow.validation import validate
 
 from . import steps
 from .state import (
@@ -275,7 +275,7 @@ def _check_workflow(workflow: Workflow, registry: OperatorRegistry) -> None:
     if blank:
         raise UserError(
             f"{len(blank)} step(s) have no id (e.g. {blank[0]!r}); build workflows with "
-            "WorkflowBuilder, flowsteer.dsl.parse or flowsteer.serialize.from_json so ids are assigned"
+            "WorkflowBuilder, flowsteer.workflow.dsl.parse or flowsteer.workflow.serialize.from_json so ids are assigned"
         )
 
 

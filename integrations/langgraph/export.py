@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from flowsteer.errors import UserError, WorkflowValidationError
-from flowsteer.interpreter import NodeCache, NodeTrace
-from flowsteer.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
 from flowsteer.operators.base import Value
 from flowsteer.operators.registry import OperatorRegistry, default_registry
 from flowsteer.tasks import Task
-from flowsteer.validation import validate
+from flowsteer.workflow.interpreter import NodeCache, NodeTrace
+from flowsteer.workflow.ir import Chain, Conditional, Loop, OperatorNode, Parallel, Step, Workflow
+from flowsteer.workflow.validation import validate
 
 from .compiler import build_graph_with_runner
 
@@ -57,7 +57,7 @@ def export_workflow(
 ) -> str:
     """``workflow`` (a Workflow or DSL text) as a LangGraph Python module, JSON or Mermaid text."""
     if isinstance(workflow, str):
-        from flowsteer.dsl import parse
+        from flowsteer.workflow.dsl import parse
 
         workflow = parse(workflow, registry)
     violations = validate(workflow, registry or default_registry())
@@ -67,7 +67,7 @@ def export_workflow(
         case "langgraph-py":
             return render_module(workflow, registry)
         case "json":
-            from flowsteer.serialize import to_json
+            from flowsteer.workflow.serialize import to_json
 
             return to_json(workflow) + "\n"
         case "mermaid":
@@ -122,7 +122,7 @@ from flowsteer.integrations import WorkflowInput, WorkflowOutput, WorkflowState,
 from flowsteer.integrations.langgraph.steps import (
 {step_imports}
 )
-from flowsteer.interpreter import Interpreter
+from flowsteer.workflow.interpreter import Interpreter
 from {ir_imports}
 
 {registry_note}WORKFLOW = {workflow}
@@ -235,7 +235,7 @@ def render_module(workflow: Workflow, registry: OperatorRegistry | None = None) 
     body = f"Workflow(\n    steps={steps},\n    next_id={workflow.next_id},\n)"
     title = (workflow.dsl or "An empty workflow").replace('"""', "'''")
     return _MODULE.format(
-        title=title, ir_imports=f"flowsteer.ir import {names}", registry_note=note, workflow=body,
+        title=title, ir_imports=f"flowsteer.workflow.ir import {names}", registry_note=note, workflow=body,
         step_imports="".join(f"    {f},\n" for f in sorted(sink.factories)).rstrip("\n"),
         nodes="\n".join(sink.nodes), edges="\n".join(sink.edges),
         concurrency=max(SYNC_MIN_CONCURRENCY, len(workflow.operator_nodes())),

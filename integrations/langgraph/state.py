@@ -18,9 +18,9 @@ from typing import Annotated, Any
 from typing_extensions import TypedDict
 
 from flowsteer.errors import UserError
-from flowsteer.interpreter import NodeTrace
 from flowsteer.operators.base import Value
 from flowsteer.tasks import Task
+from flowsteer.workflow.interpreter import NodeTrace
 
 __all__ = [
     "MAIN_LANE",
@@ -151,7 +151,7 @@ class WorkflowState(TypedDict, total=False):
     trace: Annotated[list[TraceEntry], operator.add]
     """Every operator execution in completion order."""
     answer: str
-    """The workflow's answer (:func:`flowsteer.interpreter.final_answer` of the last value)."""
+    """The workflow's answer (:func:`flowsteer.workflow.interpreter.final_answer` of the last value)."""
 
 
 REQUIRED_KEYS = ("task", "value", "feedback", "checks", "verdict", "route", "lanes", "loops",

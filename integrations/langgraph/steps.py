@@ -18,8 +18,8 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import Overwrite
 
-from flowsteer.interpreter import NodeCache
-from flowsteer.ir import OperatorNode
+from flowsteer.workflow.interpreter import NodeCache
+from flowsteer.workflow.ir import OperatorNode
 
 from ._nodes import (
     AsyncNode,
@@ -58,7 +58,7 @@ def finalize_node() -> InlineNode:
 def operator_node(runner: Any, node: OperatorNode, *, lane: str = MAIN_LANE, loops: Sequence[str] = (),
                   exits: Sequence[str] = (), closes_lane: bool = False, routes: bool | None = None,
                   entry: bool = False, ends: bool = False, cache: NodeCache | None = None) -> AsyncNode:
-    """One operator run through ``runner.run_node`` (an :class:`~flowsteer.interpreter.Interpreter`:
+    """One operator run through ``runner.run_node`` (an :class:`~flowsteer.workflow.interpreter.Interpreter`:
     the interpreter's operators, cache key and semantics). ``routes`` is None for a plain node; for
     a conditional's checker it says whether its pass route goes straight on (an empty ``on_pass``).
     ``entry``: the workflow's first node, which starts the run from the input (``start_run``);

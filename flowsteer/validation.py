@@ -1,0 +1,5 @@
+"""Moved to ``flowsteer.workflow.validation`` (this path keeps working, with a DeprecationWarning)."""
+
+from flowsteer._moved import alias
+
+alias(__name__, "flowsteer.workflow.validation")
