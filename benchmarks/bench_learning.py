@@ -18,6 +18,9 @@ task. The targets of the issue are checked against the trained director's row.
     python benchmarks/bench_learning.py                      # eval everything (about an hour on 2 cores)
     python benchmarks/bench_learning.py --limit 4 --quick    # smoke sizes
     python benchmarks/bench_learning.py --from-eval runs/learning-eval   # only re-read finished evals
+    python benchmarks/bench_learning.py --only flowsteer --keep-rows benchmarks/results/learning.json
+        # re-measure one method; every other row is kept from the earlier result (``measured_now``
+        # and ``kept_from`` in the output say which is which)
 """
 
 from __future__ import annotations
@@ -132,6 +135,24 @@ def _rows(out: Path) -> dict[str, dict[str, Any]]:
     return table
 
 
+def _keep_rows(table: dict[str, dict[str, Any]], earlier: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """This run's rows, completed by the rows of ``earlier`` (a learning result) for methods not
+    measured now; returns the table and where the kept rows came from (file, machine, methods per dataset)."""
+    try:
+        document = json.loads(earlier.read_text())
+        previous = document["table"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"--keep-rows {earlier}: not a learning result with a 'table' ({exc})") from exc
+    merged = {d: dict(rows) for d, rows in table.items()}
+    kept: dict[str, list[str]] = {}
+    for dataset, rows in previous.items():
+        for method, row in rows.items():
+            if method not in merged.setdefault(dataset, {}):
+                merged[dataset][method] = row
+                kept.setdefault(dataset, []).append(method)
+    return merged, {"file": str(earlier), "machine": document.get("machine"), "rows": kept}
+
+
 def _targets(table: dict[str, dict[str, Any]], fallbacks: dict[str, str]) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     for dataset, rows in table.items():
@@ -174,6 +195,8 @@ def main() -> None:
     p.add_argument("--only", action="append", default=[], metavar="METHOD",
                    help="run only these methods (the table still reads every finished one)")
     p.add_argument("--from-eval", metavar="DIR", help="read finished evals from DIR instead of running them")
+    p.add_argument("--keep-rows", metavar="JSON",
+                   help="an earlier learning result: rows of methods this eval folder has not measured come from it")
     args = p.parse_args()
     if args.quick:
         args.limit = min(args.limit, 2)
@@ -192,7 +215,13 @@ def main() -> None:
     args.first = args.gsm8k_templates | args.fallbacks | set(taught.values())  # the targets' templates
     out = Path(args.from_eval) if args.from_eval else asyncio.run(_evaluate_all(args, candidates))
     table = _rows(out)
+    provenance: dict[str, Any] = {}
+    if args.keep_rows:
+        measured = {d: sorted(rows) for d, rows in table.items()}
+        table, kept = _keep_rows(table, Path(args.keep_rows))
+        provenance = {"measured_now": measured, "kept_from": kept}
     emit("learning", {"curves": _curves(Path(args.run)), "table": table, "targets": _targets(table, fallbacks),
+                      **provenance,
                       "fallback_templates": fallbacks, "limit": args.limit,
                       "method": "flowsteer eval harness, embedded executor greedy (160 tokens), held-out test "
                                 "splits (seed 2) of the training families and the GSM8K test file, Wilson CI95"},

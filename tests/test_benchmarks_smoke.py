@@ -159,3 +159,24 @@ def test_learning_targets_and_family_gap_from_a_table(monkeypatch):
     # the code family's fallback is its own kind's, and its workflows barely differ: it does not qualify
     assert code["fallback_template_calls"] == 3.0 and not code["finish_rate>=0.95"]
     assert code["template_gap"] == pytest.approx(0.05) and not code["family_qualifies(gap>=0.20)"]
+
+
+def test_learning_keeps_earlier_rows_only_for_methods_not_measured_now(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_learning", BENCH / "bench_learning.py")
+    learning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning)
+
+    earlier = tmp_path / "learning.json"
+    earlier.write_text(json.dumps({"machine": {"commit": "old"}, "table": {
+        "arithmetic": {"flowsteer": {"accuracy": 0.1}, "io": {"accuracy": 0.25}},
+        "gsm8k": {"cot": {"accuracy": 0.0}}}}))
+    now = {"arithmetic": {"flowsteer": {"accuracy": 0.75}}}
+    table, kept = learning._keep_rows(now, earlier)
+    assert table["arithmetic"]["flowsteer"] == {"accuracy": 0.75}  # the new measurement wins
+    assert table["arithmetic"]["io"] == {"accuracy": 0.25} and table["gsm8k"] == {"cot": {"accuracy": 0.0}}
+    assert kept == {"file": str(earlier), "machine": {"commit": "old"}, "rows": {"arithmetic": ["io"], "gsm8k": ["cot"]}}
+    assert now == {"arithmetic": {"flowsteer": {"accuracy": 0.75}}}  # the input is not changed
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="not a learning result"):
+        learning._keep_rows(now, tmp_path / "bad.json")
