@@ -598,3 +598,42 @@ def test_a_turn_is_parsed_once_and_a_subclass_with_the_old_astep_still_works(mon
     canvas = OldCanvas(_executor(), config=CanvasConfig(max_turns=2, write_prompts=False))
     again = Director(ScriptedChatModel([add, add]), config=DirectorConfig(max_turns=2)).run(_task(), canvas)
     assert [t.accepted for t in again.turns] == [True, True]
+
+
+class _SeedRecorder(ScriptedChatModel):
+    """A scripted model that notes the sampler seed each call was given."""
+
+    seeds: list = []
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.seeds.append(kwargs.get("seed"))
+        return await super()._agenerate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+
+def _seeds_of(task: Task, seed: int = 3) -> list:
+    model = _SeedRecorder(GOOD_EPISODE[:4], seeds=[])
+    config = DirectorConfig(max_turns=3, extra_call_kwargs={"seed": seed})
+    Director(model, config=config).run(task, _executor())
+    return model.seeds
+
+
+def test_a_seeded_director_samples_each_call_and_each_task_with_its_own_seed():
+    # seed + call index gave every episode's k-th call the same random numbers: an eval of n tasks
+    # then repeated one sample's choice at each turn
+    first = _seeds_of(Task(QUESTION, id="t1"))
+    assert len(first) == 3 and len(set(first)) == 3  # different per call
+    assert first == _seeds_of(Task(QUESTION, id="t1"))  # reproducible
+    other = _seeds_of(Task(QUESTION, id="t2"))
+    assert not set(first) & set(other)  # and per task, at every call index
+    assert not set(first) & set(_seeds_of(Task(QUESTION, id="t1"), seed=4))
+
+
+def test_the_seeded_single_turn_baseline_samples_each_task_with_its_own_seed():
+    from flowsteer.director import design_once
+
+    seeds = {}
+    for task_id in ("t1", "t2", "t1"):
+        model = _SeedRecorder(["Programmer -> Format"], seeds=[])
+        design_once(model, Task(QUESTION, id=task_id), config=DirectorConfig(extra_call_kwargs={"seed": 3}))
+        seeds.setdefault(task_id, set()).update(model.seeds)
+    assert len(seeds["t1"]) == 1 and seeds["t1"] != seeds["t2"]  # reproducible per task, not shared

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Mapping
@@ -14,7 +15,16 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from flowsteer.director.trajectory import TokenRecord
 from flowsteer.operators.base import Usage
 
-__all__ = ["split_think", "to_langchain", "CallResult", "call_model"]
+__all__ = ["split_think", "to_langchain", "CallResult", "call_model", "call_seed"]
+
+
+def call_seed(seed: int, task_key: str, call: int) -> int:
+    """The sampler seed of one model call: a stable hash of the run's seed, the task and the call's
+    index in the episode. Reproducible (same seed, task and turn: same sample), and different
+    across tasks: with ``seed + call`` every episode's k-th call drew the same random numbers, so
+    a whole eval repeated one sample's choice at each turn (every task took the same 5 % branch)."""
+    digest = hashlib.blake2b(f"{seed}\x00{task_key}\x00{call}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % (2**63)
 
 _THINK_OPEN = re.compile(r"<think>", re.I)
 _THINK_CLOSE = re.compile(r"</think>", re.I)

@@ -27,7 +27,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from flowsteer.canvas import Canvas, CanvasState, Observation, render_action
 from flowsteer.canvas.env import initial_feedback
-from flowsteer.director._calls import CallResult, call_model
+from flowsteer.director._calls import CallResult, call_model, call_seed
 from flowsteer.director.config import CONSTRAINT_RECORD_KEY, DirectorConfig
 from flowsteer.director.context import (
     BudgetParts,
@@ -263,7 +263,8 @@ class Director(Runnable[Any, Trajectory]):
                                    top_p=cfg.top_p)
         kwargs.update(cfg.extra_call_kwargs)
         if "seed" in kwargs and kwargs["seed"] is not None:
-            kwargs["seed"] = int(kwargs["seed"]) + ep.calls  # reproducible, yet different per call
+            # reproducible, yet different per call and per task
+            kwargs["seed"] = call_seed(int(kwargs["seed"]), ep.task.id or ep.task.question, ep.calls)
         ep.calls += 1
         if cfg.constraint is not None:
             # the canvas itself, not only its observation: exact node ids and the finish verdict

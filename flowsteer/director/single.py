@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from langchain_core.language_models import BaseChatModel
 
-from flowsteer.director._calls import call_model
+from flowsteer.director._calls import call_model, call_seed
 from flowsteer.director.config import DirectorConfig
 from flowsteer.director.context import BudgetParts, fit_messages, token_counter
 from flowsteer.director.prompts import single_turn_prompt
@@ -66,7 +66,10 @@ async def adesign_once(model: BaseChatModel, task: Task | str, *, registry: Oper
                                   config.context_budget - config.max_action_tokens)
     kwargs = generation_kwargs(model, max_tokens=config.max_action_tokens, temperature=config.temperature,
                                top_p=config.top_p)
-    result = await call_model(model, messages, {**kwargs, **config.extra_call_kwargs}, used)
+    kwargs.update(config.extra_call_kwargs)
+    if kwargs.get("seed") is not None:
+        kwargs["seed"] = call_seed(int(kwargs["seed"]), task.id or task.question, 0)  # one sample per task, not one for all
+    result = await call_model(model, messages, kwargs, used)
     workflow, failure = None, None
     errors = []
     for line in _candidates(result.visible):
