@@ -377,6 +377,10 @@ def test_single_turn_baseline_parses_the_dsl():
     assert bad.workflow is None and bad.failure is not None
     trajectory = asyncio.run(arun_single_turn(ScriptedChatModel([reply]), _task(), _executor()))
     assert trajectory.answer == "72" and trajectory.meta == {"mode": "single_turn"}
+    # a parsable workflow that breaks a rule for this task is a failed design, not a crashed eval
+    wrong = asyncio.run(arun_single_turn(ScriptedChatModel(["Programmer -> Test -> Format"]), _task(), _executor()))
+    assert wrong.stop_reason == "invalid" and wrong.answer == "" and wrong.execution is None
+    assert "Test works on code tasks" in wrong.error
 
 
 # -- the CLI (models replaced by fakes; the real embedded run is the slow test and `make demo`) --------

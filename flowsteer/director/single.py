@@ -18,7 +18,7 @@ from flowsteer.director.config import DirectorConfig
 from flowsteer.director.context import BudgetParts, fit_messages, token_counter
 from flowsteer.director.prompts import single_turn_prompt
 from flowsteer.director.trajectory import Trajectory, TurnRecord
-from flowsteer.errors import DSLParseError, ParseFailure
+from flowsteer.errors import DSLParseError, ParseFailure, WorkflowValidationError
 from flowsteer.models.calls import generation_kwargs
 from flowsteer.operators.base import Usage
 from flowsteer.operators.registry import OperatorRegistry, default_registry
@@ -103,11 +103,16 @@ async def arun_single_turn(model: BaseChatModel, task: Task | str, executor: Bas
     design = await adesign_once(model, task, registry=registry, config=config)
     interpreter = Interpreter.of(executor, registry=registry)
     workflow = design.workflow or Workflow()
-    execution = await interpreter.arun(workflow, task) if design.workflow is not None else None
+    execution, error = None, None
+    if design.workflow is not None:
+        try:
+            execution = await interpreter.arun(workflow, task)
+        except WorkflowValidationError as exc:  # parsable, yet breaks a rule for this task: a failed design
+            error = str(exc)
     return Trajectory(
         task=task, turns=[design.record], workflow=workflow,
         answer=execution.answer if execution is not None else "",
-        stop_reason="finish" if design.workflow is not None else "invalid", execution=execution,
+        stop_reason="finish" if execution is not None else "invalid", execution=execution, error=error,
         usage=design.record.usage, executor_usage=execution.usage if execution is not None else Usage(),
         max_context_tokens=design.record.context_tokens, designed=workflow,
         seconds=time.perf_counter() - started, meta={"mode": "single_turn"},
