@@ -37,6 +37,15 @@ def _table(learning: dict) -> str:
         for dataset, checks in targets.items():
             met = ", ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in checks.items() if isinstance(v, bool))
             lines.append(f"- {dataset}: {met}")
+    measured = learning.get("measured_now")
+    if measured:  # a partial re-measurement (bench_learning --keep-rows): say which rows are new
+        now = "; ".join(f"{d}: {', '.join(m)}" for d, m in measured.items())
+        kept = learning.get("kept_from", {})
+        when = (kept.get("machine") or {}).get("date", "an earlier run")
+        lines.append(f"\nMeasured for this adapter: {now}. Other rows are kept from {when} "
+                     f"(`{kept.get('file', '?')}`).")
+    if learning.get("notes"):
+        lines.append(f"\n{learning['notes']}")
     return "\n".join(lines)
 
 
