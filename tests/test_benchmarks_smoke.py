@@ -180,3 +180,23 @@ def test_learning_keeps_earlier_rows_only_for_methods_not_measured_now(monkeypat
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(SystemExit, match="not a learning result"):
         learning._keep_rows(now, tmp_path / "bad.json")
+
+
+def test_the_model_card_table_says_which_rows_this_adapter_was_measured_with():
+    spec = importlib.util.spec_from_file_location("ship_director", BENCH.parent / "scripts" / "ship_director.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+
+    row = {"n": 8, "accuracy": 0.75, "ci95": [0.41, 0.93], "finish_rate": 1.0, "rdiv1_rate": 1.0, "executor_calls": 6.9}
+    learning = {"table": {"arithmetic": {"flowsteer": row, "io": {**row, "finish_rate": None, "accuracy": 0.25}}},
+                "targets": {"arithmetic": {"finish_rate>=0.95": True, "calls<fallback_template": False}},
+                "measured_now": {"arithmetic": ["flowsteer"]},
+                "kept_from": {"file": "old.json", "machine": {"date": "2026-12-06 23:22 UTC"}},
+                "notes": "Re-measured after the seed fix."}
+    text = ship._table(learning)
+    assert "| `flowsteer` | 0.75 | [0.41, 0.93] | 1.00 | 1.00 | 6.9 |" in text
+    assert text.index("`flowsteer`") < text.index("`io`")  # the director's row first
+    assert "- arithmetic: finish_rate>=0.95: met, calls<fallback_template: MISSED" in text
+    assert "Measured for this adapter: arithmetic: flowsteer. Other rows are kept from 2026-12-06 23:22 UTC" in text
+    assert text.rstrip().endswith("Re-measured after the seed fix.")
+    assert "Measured for this adapter" not in ship._table({k: v for k, v in learning.items() if k != "measured_now"})
