@@ -14,6 +14,8 @@ import flowsteer
 CORE = Path(flowsteer.__file__).parent
 UPPER = {"integrations", "training"}
 APPLICATION = {"cli"}  # flowsteer/cli/ drives everything
+WORKFLOW_MODULES = ("ir", "builder", "dsl", "validation", "serialize", "graph", "interpreter")
+"""Once at the package root, now in ``flowsteer.workflow``."""
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
@@ -99,8 +101,7 @@ def test_no_import_cycles_between_core_modules():
     ("flowsteer.serving.server", "flowsteer.models.serving.server"),
     ("flowsteer.integrations.chat_models.embedded", "flowsteer.models.embedded"),
     ("flowsteer.training.plot", "flowsteer.report.plot"),
-    *[(f"flowsteer.{m}", f"flowsteer.workflow.{m}")
-      for m in ("ir", "builder", "dsl", "validation", "serialize", "graph", "interpreter")],
+    *[(f"flowsteer.{m}", f"flowsteer.workflow.{m}") for m in WORKFLOW_MODULES],
 ])
 def test_moved_modules_keep_their_old_path_with_a_deprecation_warning(old, new):
     import importlib
@@ -142,14 +143,13 @@ def test_the_workflow_package_names_its_concept_once():
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         workflow.Nope  # noqa: B018
     # the package root keeps only aliases of the moved modules (no code of their own)
-    for old in ("ir", "builder", "dsl", "validation", "serialize", "graph", "interpreter"):
+    for old in WORKFLOW_MODULES:
         source = (CORE / f"{old}.py").read_text(encoding="utf-8")
         assert f'alias(__name__, "flowsteer.workflow.{old}")' in source and len(source.splitlines()) <= 6
 
 
 MOVED = ("flowsteer.backends", "flowsteer.retry", "flowsteer.serving", "flowsteer.integrations.chat_models",
-         "flowsteer.training.plot", *(f"flowsteer.{m}" for m in
-                                      ("ir", "builder", "dsl", "validation", "serialize", "graph", "interpreter")))
+         "flowsteer.training.plot", *(f"flowsteer.{m}" for m in WORKFLOW_MODULES))
 
 
 def test_the_project_itself_imports_only_the_new_paths():

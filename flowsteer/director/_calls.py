@@ -14,16 +14,18 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from flowsteer.director.trajectory import TokenRecord
 from flowsteer.operators.base import Usage
+from flowsteer.tasks import Task
 
 __all__ = ["split_think", "to_langchain", "CallResult", "call_model", "call_seed"]
 
 
-def call_seed(seed: int, task_key: str, call: int) -> int:
-    """The sampler seed of one model call: a stable hash of the run's seed, the task and the call's
-    index in the episode. Reproducible (same seed, task and turn: same sample), and different
-    across tasks: with ``seed + call`` every episode's k-th call drew the same random numbers, so
-    a whole eval repeated one sample's choice at each turn (every task took the same 5 % branch)."""
-    digest = hashlib.blake2b(f"{seed}\x00{task_key}\x00{call}".encode(), digest_size=8).digest()
+def call_seed(seed: int, task: Task, call: int) -> int:
+    """The sampler seed of one model call: a stable hash of the run's seed, the task (its id, else
+    its question) and the call's index in the episode. Reproducible (same seed, task and turn: same
+    sample), and different across tasks: with ``seed + call`` every episode's k-th call drew the
+    same random numbers, so a whole eval repeated one sample's choice at each turn."""
+    key = task.id or task.question
+    digest = hashlib.blake2b(f"{seed}\x00{key}\x00{call}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % (2**63)
 
 _THINK_OPEN = re.compile(r"<think>", re.I)

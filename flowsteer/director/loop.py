@@ -264,7 +264,7 @@ class Director(Runnable[Any, Trajectory]):
         kwargs.update(cfg.extra_call_kwargs)
         if "seed" in kwargs and kwargs["seed"] is not None:
             # reproducible, yet different per call and per task
-            kwargs["seed"] = call_seed(int(kwargs["seed"]), ep.task.id or ep.task.question, ep.calls)
+            kwargs["seed"] = call_seed(int(kwargs["seed"]), ep.task, ep.calls)
         ep.calls += 1
         if cfg.constraint is not None:
             # the canvas itself, not only its observation: exact node ids and the finish verdict

@@ -68,7 +68,7 @@ async def adesign_once(model: BaseChatModel, task: Task | str, *, registry: Oper
                                top_p=config.top_p)
     kwargs.update(config.extra_call_kwargs)
     if kwargs.get("seed") is not None:
-        kwargs["seed"] = call_seed(int(kwargs["seed"]), task.id or task.question, 0)  # one sample per task, not one for all
+        kwargs["seed"] = call_seed(int(kwargs["seed"]), task, 0)  # one sample per task, not one for all
     result = await call_model(model, messages, kwargs, used)
     workflow, failure = None, None
     errors = []
