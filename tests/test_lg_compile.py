@@ -114,6 +114,23 @@ def test_node_names_are_readable_and_the_graph_is_a_state_graph():
             "node_5_ScEnsemble", "node_8_Verify", "node_9_Revise", "node_6_loop"} <= nodes
 
 
+def test_nodes_read_only_their_lane_not_the_accumulated_run():
+    """Each node's input schema lists the keys it reads: LangGraph reads every one of them per run of
+    the node, so ``outputs``/``trace``/``answer`` (which only grow) are never read, and a node of a
+    branch reads the branch lanes instead of the main lane's keys."""
+    graph = compile_("Custom -> [Custom, Verify ? Revise : done] -> ScEnsemble -> (Verify ? Revise : done) * 2")
+    read = {name: set(node.channels) for name, node in graph.nodes.items() if name != "__start__"}
+    assert read, graph.nodes
+    for name, channels in read.items():
+        assert not channels & {"outputs", "trace", "answer"}, (name, channels)
+    assert "lanes" in read["node_5_Verify"] and "value" not in read["node_5_Verify"]
+    assert "value" in read["node_1_Custom"] and "lanes" not in read["node_1_Custom"]
+    assert {"lanes", "value"} <= read["node_2_fanin"]
+    state = graph.invoke({"question": "q?"})  # and the run is unchanged
+    assert {"node_1#0", "node_3#0", "node_5#0", "node_7#0", "node_10#0"} <= set(state["outputs"])
+    assert state["answer"] == state["outputs"][ran(state)[-1]]
+
+
 def test_plain_chain_passes_values_and_answers_with_the_last_output():
     state = compile_("Custom -> Revise -> Format", model("draft")).invoke({"question": "q?"})
     assert state["answer"] == "<draft+fix>"

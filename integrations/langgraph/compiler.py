@@ -124,11 +124,12 @@ class _BuildSink:
         self.graph, self.runner, self.cache, self.node_options = graph, runner, cache, dict(node_options)
 
     def node(self, name: str, factory: str, **kwargs: Any) -> None:
+        schema = steps.node_input(factory, kwargs.get("lane", MAIN_LANE))
         if factory == "operator_node":
             self.graph.add_node(name, steps.operator_node(self.runner, cache=self.cache, **kwargs),
-                                **self.node_options)
+                                input_schema=schema, **self.node_options)
         else:
-            self.graph.add_node(name, getattr(steps, factory)(**kwargs))
+            self.graph.add_node(name, getattr(steps, factory)(**kwargs), input_schema=schema)
 
     def edge(self, start: str, end: str) -> None:
         self.graph.add_edge(start, end)

@@ -17,6 +17,8 @@ from flowsteer.workflow.ir import Chain, Conditional, Loop, OperatorNode, Parall
 from flowsteer.workflow.validation import validate
 
 from .compiler import build_graph_with_runner
+from .state import MAIN_LANE
+from .steps import node_input
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -192,7 +194,9 @@ class _SourceSink:
             args.append(literal if key in positional else f"{key}={literal}")
         if factory == "operator_node":
             args.append("cache=cache")
-        self.nodes.append(f"    builder.add_node({_str(name)}, {factory}({', '.join(args)}))")
+        schema = node_input(factory, kwargs.get("lane", MAIN_LANE)).__name__
+        self.factories.add(schema)
+        self.nodes.append(f"    builder.add_node({_str(name)}, {factory}({', '.join(args)}), input_schema={schema})")
 
     def edge(self, start: str, end: str) -> None:
         self.edges.append(f"    builder.add_edge({_constant(start)}, {_constant(end)})")

@@ -29,6 +29,10 @@ __all__ = [
     "LaneState",
     "TaskState",
     "TraceEntry",
+    "MainLaneView",
+    "BranchLaneView",
+    "JoinView",
+    "lane_view",
     "merge_dicts",
     "merge_lanes",
     "output_key",
@@ -152,6 +156,41 @@ class WorkflowState(TypedDict, total=False):
     """Every operator execution in completion order."""
     answer: str
     """The workflow's answer (:func:`flowsteer.workflow.interpreter.final_answer` of the last value)."""
+
+
+class MainLaneView(TypedDict, total=False):
+    """What a node of the main lane reads: the task and the main lane's flow (not ``outputs``,
+    ``trace`` or ``answer``, which nodes only write). Each key a node reads is a channel LangGraph
+    reads for it on every run, so a node declares the keys it needs (its ``input_schema``)."""
+
+    question: str
+    task: TaskState
+    value: Any
+    feedback: str | None
+    checks: dict[str, bool]
+    verdict: bool | None
+    route: str
+    loops: dict[str, int]
+
+
+class BranchLaneView(TypedDict, total=False):
+    """What a node of a parallel branch reads: the task and the branch lanes."""
+
+    question: str
+    task: TaskState
+    lanes: dict[str, LaneState]
+    loops: dict[str, int]
+
+
+class JoinView(MainLaneView, total=False):
+    """What a fan-in reads: its branches and the lane it joins them into (main or a branch)."""
+
+    lanes: dict[str, LaneState]
+
+
+def lane_view(lane: str) -> type:
+    """The input schema of a node of ``lane`` (:class:`MainLaneView` or :class:`BranchLaneView`)."""
+    return MainLaneView if lane == MAIN_LANE else BranchLaneView
 
 
 REQUIRED_KEYS = ("task", "value", "feedback", "checks", "verdict", "route", "lanes", "loops",

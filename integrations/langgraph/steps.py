@@ -35,12 +35,28 @@ from ._nodes import (
     read_lane,
     route_of,
     start_run,
-    write_lane,
 )
-from .state import MAIN_LANE, LaneState, as_value, output_key, task_of_state, trace_entry
+from .state import (
+    MAIN_LANE,
+    BranchLaneView,
+    JoinView,
+    MainLaneView,
+    as_value,
+    lane_view,
+    output_key,
+    task_of_state,
+    trace_entry,
+)
 
 __all__ = ["prepare_node", "finalize_node", "operator_node", "loop_gate_node", "loop_exit_node", "fan_out_node",
-           "fan_in_node", "route", "join", "MAIN_LANE"]
+           "fan_in_node", "route", "join", "node_input", "MAIN_LANE", "MainLaneView", "BranchLaneView", "JoinView"]
+
+
+def node_input(factory: str, lane: str = MAIN_LANE) -> type:
+    """The ``input_schema`` of a node made by ``factory`` in ``lane``: the state keys it reads (and
+    its routers read). LangGraph reads every key of a node's input schema for each run of it, so a
+    node that declares the few it needs costs less than one handed the whole state."""
+    return JoinView if factory == "fan_in_node" else lane_view(lane)
 
 
 def prepare_node() -> InlineNode:
@@ -70,40 +86,48 @@ def operator_node(runner: Any, node: OperatorNode, *, lane: str = MAIN_LANE, loo
     # written before ``own_run`` existed keeps its own behaviour
     options = {"own_run": False} if "own_run" in inspect.signature(runner.run_node).parameters else {}
 
+    main = lane == MAIN_LANE
+    ending = ends and routes is not False  # a checker whose pass route goes elsewhere never ends the run
+
     async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         if entry:
             task, reset = start_run(state)
-            flow = LaneState()
+            flow: Mapping[str, Any] = {}
         else:
-            task, reset, flow = state["task"], None, read_lane(state, lane)
+            # the main lane's flow is the top-level keys themselves (see read_lane)
+            task, reset = state["task"], None
+            flow = state if main else read_lane(state, lane)
         iteration = (state.get("loops") or {}).get(loops[-1], 0) if loops else 0
         trace = await runner.run_node(
             node, task_of_state(task), as_value(flow.get("value")), flow.get("feedback"),
             cache=cache, config=config, iteration=iteration, **options,
         )
         result = trace.result
+        verdict = result.verdict
         # only what the node changes is written (each written key is a channel update)
-        update = LaneState(value=result.output, verdict=result.verdict)
-        if result.verdict is not None:
+        update: dict[str, Any] = {"value": result.output}
+        if verdict is not None or flow.get("verdict") is not None:  # else it stays None
+            update["verdict"] = verdict
+        if verdict is not None:
             update["feedback"] = result.feedback
         if is_checker and exits:  # every checker of a loop's exit step must pass for the loop to end
             checks = dict(flow.get("checks") or {})
-            checks.update({loop: checks.get(loop, True) and result.verdict is True for loop in exits})
+            checks.update({loop: checks.get(loop, True) and verdict is True for loop in exits})
             update["checks"] = checks
-        if routes is None:
-            update["done"] = closes_lane
+        if routes is not None:
+            update["route"] = "pass" if verdict is True else "fail"
+        if main:
+            out = update
         else:
-            update["route"] = "pass" if result.verdict is True else "fail"
-            update["done"] = closes_lane and routes and result.verdict is True
+            update["done"] = closes_lane and (routes is None or (routes and verdict is True))
+            out = {"lanes": {lane: update}}
         outputs = {output_key(node.id, iteration): result.output}
         entries = [trace_entry(trace)]
-        out = {
-            **(reset or {}),
-            **write_lane(lane, update),
-            "outputs": outputs if reset is None else Overwrite(outputs),
-            "trace": entries if reset is None else Overwrite(entries),
-        }
-        if ends and (routes is None or (routes and result.verdict is True)):
+        if reset is None:
+            out["outputs"], out["trace"] = outputs, entries
+        else:
+            out = {**reset, **out, "outputs": Overwrite(outputs), "trace": Overwrite(entries)}
+        if ending and (routes is None or verdict is True):
             out.update(end_run(result.output))
         return out
 
