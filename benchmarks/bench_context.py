@@ -1,7 +1,7 @@
 """Context use: director prompt tokens per episode and the longest context, ours vs the reference's.
 
 200 simulated 20-turn episodes (50 each from GSM8K, MATH, HotpotQA with its distractor paragraphs,
-HumanEval; real files from /work/shared/data, procedural arithmetic when missing) run through the
+HumanEval; real files from ../shared/data, procedural arithmetic when missing) run through the
 real ``Director`` (default ``DirectorConfig``: 16,384-token budget) on a ``Canvas`` over a
 ``SimulatedExecutor`` whose free-text solver replies carry 300-1,500 characters of reasoning. The
 director model is a seeded random policy (``<think>`` of 30-120 words, adds, structures, prompt

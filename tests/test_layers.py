@@ -154,6 +154,7 @@ MOVED = ("flowsteer.backends", "flowsteer.retry", "flowsteer.serving", "flowstee
 
 def test_the_project_itself_imports_only_the_new_paths():
     root = CORE.parent
+    prefix = "/" + "work" + "/"  # spelled apart so that this file does not match itself
     offenders = []
     for folder in ("flowsteer", "integrations", "training", "examples", "benchmarks", "scripts"):
         for path in sorted((root / folder).rglob("*.py")):
@@ -163,4 +164,18 @@ def test_the_project_itself_imports_only_the_new_paths():
             for line, module in _imports(path):
                 if any(module == old or module.startswith(old + ".") for old in MOVED):
                     offenders.append(f"{path.relative_to(root)}:{line} imports {module}")
+    assert offenders == [], "\n".join(offenders)
+
+
+def test_tests_and_benchmarks_name_no_machine_specific_paths():
+    """Data is found beside the checkout (``../shared``) or through a variable, never by the layout of
+    one development machine (a clean clone elsewhere must find the same files or skip)."""
+    root = CORE.parent
+    prefix = "/" + "work" + "/"  # spelled apart so that this file does not match itself
+    offenders = []
+    for folder in ("tests", "benchmarks", "scripts", "examples"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(prefix):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno} {node.value[:60]}")
     assert offenders == [], "\n".join(offenders)
