@@ -6,8 +6,9 @@ embedded SmolLM2-135M, greedy, 160 new tokens) and one call cache shared by ever
 held-out test splits of each training family (``arithmetic`` and ``simple_functions``: seed 2,
 never seen in training, seed 0) and on the GSM8K test file:
 
-* the trained director (the shipped adapter, or the run's when ``--adapter`` points elsewhere),
-  the untrained director (the same base, adapter off),
+* the trained director (the shipped adapter) as served, greedy (``flowsteer``), and sampled at the
+  paper's temperature 0.6 (``flowsteer-sampled``), the untrained director (the same base, adapter
+  off, greedy like the served director),
 * IO, CoT, single-turn (the base model writes the whole workflow as one DSL line),
 * every fixed template: the warm start's candidates, the fallback template among them.
 
@@ -35,7 +36,10 @@ from _common import ROOT, emit, log, parser
 
 FAMILIES = {"arithmetic": "math", "simple_functions": "code"}
 """Training family -> task kind (its candidates and its fallback template)."""
-DIRECTORS = ("flowsteer", "untrained")
+DIRECTORS = ("flowsteer", "flowsteer-sampled", "untrained")
+SAMPLED_TEMPERATURE = 0.6
+"""``flowsteer-sampled``: the trained director at the paper's sampling temperature (the served
+director, ``DirectorConfig.small_model``, decodes greedily)."""
 
 
 def _curves(run_dir: Path) -> dict[str, Any]:
@@ -53,12 +57,27 @@ def _curves(run_dir: Path) -> dict[str, Any]:
     return {"warmstart": warm, "steps": steps, "timing": timing}
 
 
+def _taught(run_dir: Path) -> dict[str, str]:
+    """Family -> the workflow the warm start taught: the run folder's, else the shipped adapter's manifest."""
+    done = run_dir / "warmstart" / "done.json"
+    if done.is_file():
+        return dict(json.loads(done.read_text()).get("best", {}))
+    from flowsteer.director.shipped import shipped_manifest
+    from flowsteer.errors import UserError
+
+    try:
+        return dict(shipped_manifest().get("warmstart_best") or {})
+    except UserError:  # no (or a broken) shipped adapter: no taught workflow to put first
+        return {}
+
+
 def _methods(candidates: list[str], first: set[str]) -> list[tuple[str, str | None, str | None]]:
     """(label, baseline spec, director role) per method; the comparisons the targets need first
     (an interrupted run has them), the templates in ``first`` before the others."""
     templates = sorted(candidates, key=lambda dsl: dsl not in first)
     return [
         ("flowsteer", None, "trained"), ("untrained", "untrained", "base"),
+        ("flowsteer-sampled", None, "trained"),
         *[(f"template:{dsl}", f"template:{dsl}", None) for dsl in templates if dsl in first],
         ("io", "io", None), ("cot", "cot", None),
         *[(f"template:{dsl}", f"template:{dsl}", None) for dsl in templates if dsl not in first],
@@ -97,6 +116,8 @@ async def _evaluate_all(args: Any, candidates: dict[str, list[str]]) -> Path:
         started = time.perf_counter()
         director = {"trained": embedded, "base": base_director, None: None}[role]
         method_config = dataclasses.replace(config) if director is not None else None
+        if label == "flowsteer-sampled":
+            method_config = dataclasses.replace(config, temperature=SAMPLED_TEMPERATURE)
         summary = await aevaluate(
             datasets[name], executor=embedded, director=director, baseline=baseline, concurrency=args.concurrency,
             out_dir=folder, dataset=name, director_config=method_config, seed=args.seed, label=label,
@@ -208,8 +229,7 @@ def main() -> None:
     for kind, fallback in fallbacks.items():
         if fallback not in candidates[kind]:
             candidates[kind].append(fallback)
-    done = Path(args.run) / "warmstart" / "done.json"
-    taught = json.loads(done.read_text()).get("best", {}) if done.is_file() else {}
+    taught = _taught(Path(args.run))
     args.gsm8k_templates = {fallbacks["math"], *(dsl for fam, dsl in taught.items() if FAMILIES.get(fam) == "math")}
     args.fallbacks = set(fallbacks.values())
     args.first = args.gsm8k_templates | args.fallbacks | set(taught.values())  # the targets' templates
@@ -220,7 +240,10 @@ def main() -> None:
         measured = {d: sorted(rows) for d, rows in table.items()}
         table, kept = _keep_rows(table, Path(args.keep_rows))
         provenance = {"measured_now": measured, "kept_from": kept}
-    emit("learning", {"curves": _curves(Path(args.run)), "table": table, "targets": _targets(table, fallbacks),
+    curves = _curves(Path(args.run))
+    if not curves["steps"] and args.keep_rows:  # the run folder is gone: the curves measured with it
+        curves = {**json.loads(Path(args.keep_rows).read_text()).get("curves", {}), "from": args.keep_rows}
+    emit("learning", {"curves": curves, "table": table, "targets": _targets(table, fallbacks),
                       **provenance,
                       "fallback_templates": fallbacks, "limit": args.limit,
                       "method": "flowsteer eval harness, embedded executor greedy (160 tokens), held-out test "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -200,3 +201,29 @@ def test_the_model_card_table_says_which_rows_this_adapter_was_measured_with():
     assert "Measured for this adapter: arithmetic: flowsteer. Other rows are kept from 2026-12-06 23:22 UTC" in text
     assert text.rstrip().endswith("Re-measured after the seed fix.")
     assert "Measured for this adapter" not in ship._table({k: v for k, v in learning.items() if k != "measured_now"})
+
+
+def test_card_only_rewrites_the_shipped_card_from_a_new_eval_and_keeps_the_weights(monkeypatch, tmp_path):
+    spec = importlib.util.spec_from_file_location("ship_director", BENCH.parent / "scripts" / "ship_director.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    target = tmp_path / "embedded"
+    shutil.copytree(ship.TARGET, target)
+    monkeypatch.setattr(ship, "TARGET", target)
+    weights = (target / "adapter_model.safetensors").read_bytes()
+    config_block = (target / "MODEL_CARD.md").read_text().split("## Config", 1)[1]
+
+    row = {"n": 8, "accuracy": 1.0, "ci95": [0.68, 1.0], "finish_rate": 1.0, "rdiv1_rate": 1.0, "executor_calls": 2.0}
+    sampled = {**row, "accuracy": 0.875, "rdiv1_rate": 0.875}
+    learning = {"table": {"simple_functions": {"flowsteer-sampled": sampled, "flowsteer": row}},
+                "curves": {"steps": [{"step": 1, "reward_mean": 0.5, "r_div": 1.0, "answer_score": 1.0,
+                                      "finished": 1.0, "kl": 0.01, "time_step": 300}]}}
+    (tmp_path / "learning.json").write_text(json.dumps(learning))
+    assert ship._card_only(tmp_path / "learning.json") == 0
+    card = (target / "MODEL_CARD.md").read_text()
+    assert "| `flowsteer` | 1.00 | [0.68, 1.00] | 1.00 | 1.00 | 2.0 |" in card
+    assert card.index("`flowsteer`") < card.index("`flowsteer-sampled`")
+    assert "| 1 | +0.500 | 1.00 | 1.00 | 1.00 | 0.0100 | 300 |" in card
+    assert card.split("## Config", 1)[1] == config_block  # the run's config is kept
+    assert (target / "adapter_model.safetensors").read_bytes() == weights
+    assert ship._card_only(tmp_path / "missing.json") == 2

@@ -31,6 +31,9 @@ def test_small_model_preset_matches_what_run_and_eval_serve():
     assert d.temperature == 1.0 and d.max_turns == served.max_turns == 10
     assert (d.context_budget, d.max_action_tokens, d.write_prompts) == (served.context_budget, served.max_action_tokens,
                                                                          served.write_prompts)
+    # served greedily; a rollout samples, at the paper's temperature unless the config sets one
+    assert served.temperature == 0.0
+    assert config_from_dict({"director": {"preset": "small_model"}}).director_config.temperature == 0.6
     with pytest.raises(UserError, match=r"director.context_budget is 4096 but director.preset small_model uses 2048"):
         config_from_dict({"director": {"preset": "small_model", "context_budget": 4096}})
     with pytest.raises(UserError, match="constrain_options cannot be combined"):

@@ -139,6 +139,8 @@ def build_director(section: Mapping[str, Any]) -> Any:
                 if key in own and own[key] != getattr(base, key):
                     raise UserError(f"director.{key} is {own[key]} but director.preset small_model uses "
                                     f"{getattr(base, key)}: set director.{key}: {getattr(base, key)} or leave it out")
+            # the preset serves greedily; a rollout samples (the paper's 0.6 unless the config says)
+            own.setdefault("temperature", DirectorConfig.temperature)
             director = dataclasses.replace(base, **own)
         else:
             constraint = None
