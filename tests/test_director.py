@@ -641,3 +641,38 @@ def test_the_seeded_single_turn_baseline_samples_each_task_with_its_own_seed():
         design_once(model, Task(QUESTION, id=task_id), config=DirectorConfig(extra_call_kwargs={"seed": 3}))
         seeds.setdefault(task_id, set()).update(model.seeds)
     assert len(seeds["t1"]) == 1 and seeds["t1"] != seeds["t2"]  # reproducible per task, not shared
+
+
+class _SamplingScripted(ScriptedChatModel):
+    """A scripted model that takes a sampling temperature and records the one of each call."""
+
+    temperature: float = 1.0
+    seen: list = []
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.seen.append(kwargs.get("temperature"))
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.seen.append(kwargs.get("temperature"))
+        return await super()._agenerate(messages, stop, run_manager, **kwargs)
+
+
+def test_a_greedy_director_samples_the_call_after_a_refused_turn():
+    """Greedy on an unchanged canvas repeats the refused action to the turn limit: the call after a
+    refused (or unparsable) turn samples at refused_temperature, the next accepted one is greedy again."""
+    add = "<action>add</action><operator>Custom</operator>"
+    model = _SamplingScripted([add, "<action>delete</action><target>node_9</target>", "no action at all", add,
+                               add], seen=[])
+    config = DirectorConfig(max_turns=5, temperature=0.0, refused_temperature=0.7, repair_attempts=0,
+                            write_prompts=False)
+    trajectory = Director(model, config=config).run(_task(), _executor())
+    assert [t.accepted for t in trajectory.turns] == [True, False, False, True, True]
+    assert model.seen == [0.0, 0.0, 0.7, 0.7, 0.0]
+    config = DirectorConfig(max_turns=3, temperature=0.0, refused_temperature=0.0, repair_attempts=0,
+                            write_prompts=False)
+    model = _SamplingScripted([add, "<action>delete</action><target>node_9</target>", add], seen=[])
+    Director(model, config=config).run(_task(), _executor())
+    assert model.seen == [0.0, 0.0, 0.0]  # 0 keeps every call greedy
+    with pytest.raises(UserError, match="refused_temperature must be >= 0"):
+        DirectorConfig(refused_temperature=-1.0)

@@ -43,6 +43,10 @@ class DirectorConfig:
     compressed, then the feedback is truncated, so no call ever exceeds it."""
     temperature: float = 0.6
     top_p: float = 0.95
+    refused_temperature: float = 0.6
+    """Sampling temperature of a call right after a turn the canvas refused or could not parse,
+    when ``temperature`` is 0 (greedy): the greedy director sees the same canvas again and would
+    repeat the refused action until the turn limit. 0 keeps those calls greedy too."""
     max_action_tokens: int = 512
     """Token limit of a BUILDING turn (thinking included)."""
     max_prompt_tokens: int = 256
@@ -91,8 +95,10 @@ class DirectorConfig:
         Decoding is greedy (``temperature=0``): a small director serves its most likely action. The
         shipped director's eval (``benchmarks/bench_learning.py``) measures both: sampled at 0.6 it
         left the learned workflow in about one episode of eight (a low-probability ``Revise`` or a
-        dropped checker), greedy it builds the learned workflow every time. Training samples: the
-        trainer's config sets the rollout temperature (``director.temperature``, default 0.6).
+        dropped checker), greedy it builds the learned workflow every time. After a refused turn
+        the next call samples (``refused_temperature``), so a refusal is not repeated to the turn
+        limit. Training samples: the trainer's config sets the rollout temperature
+        (``director.temperature``, default 0.6).
         """
         values: dict[str, Any] = dict(
             max_turns=10, context_budget=2048, max_action_tokens=48, max_prompt_tokens=40, max_repair_tokens=48,
@@ -125,6 +131,7 @@ class DirectorConfig:
             (self.max_turns >= 1, "max_turns must be >= 1"),
             (self.context_budget >= 512, "context_budget must be >= 512 tokens"),
             (self.temperature >= 0, "temperature must be >= 0 (0 = greedy)"),
+            (self.refused_temperature >= 0, "refused_temperature must be >= 0 (0 = stay greedy)"),
             (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
             (self.max_action_tokens >= 8 and self.max_prompt_tokens >= 8, "token limits must be >= 8"),
             (self.repair_attempts >= 0, "repair_attempts must be >= 0"),

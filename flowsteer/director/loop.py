@@ -259,7 +259,11 @@ class Director(Runnable[Any, Trajectory]):
 
     def _kwargs(self, ep: _Episode, obs: Observation, max_tokens: int) -> dict[str, Any]:
         cfg = self.config
-        kwargs = generation_kwargs(self.model, max_tokens=max_tokens, temperature=cfg.temperature,
+        temperature = cfg.temperature
+        if temperature == 0 and ep.records and not ep.records[-1].accepted:
+            # greedy on an unchanged canvas would repeat the action the canvas just refused
+            temperature = cfg.refused_temperature
+        kwargs = generation_kwargs(self.model, max_tokens=max_tokens, temperature=temperature,
                                    top_p=cfg.top_p)
         kwargs.update(cfg.extra_call_kwargs)
         if "seed" in kwargs and kwargs["seed"] is not None:
