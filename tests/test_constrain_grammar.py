@@ -268,6 +268,30 @@ def test_a_fourth_identical_operator_in_a_row_is_not_offered():
     assert action_grammar(default_registry(), three, unlimited).matches(add_plan)
 
 
+def test_inserts_the_canvas_would_refuse_are_not_offered_and_the_others_are():
+    """An insert that would stack a fourth identical operator (the shipped director kept inserting a
+    fourth Programmer at position 1 on GSM8K) is withheld at exactly the positions the canvas refuses."""
+    registry = default_registry()
+    three = parse("Programmer -> Programmer -> Programmer -> Verify ? Revise : done -> Format", registry)
+    g = action_grammar(registry, three)
+    seen = {True: 0, False: 0}
+    for name in ("Programmer", "Verify", "Custom", "Format"):
+        for position in range(1, len(three.steps) + 1):
+            text = render_action(AddOperator(name, position=position))
+            offered, accepted = g.matches(text), _accepts(three, text)
+            assert offered == accepted, (name, position, offered, accepted)
+            seen[offered] += 1
+    assert seen[True] and seen[False]
+    assert not g.matches(render_action(AddOperator("Programmer", position=1)))
+    assert g.matches(render_action(AddOperator("Programmer", position=5)))  # before Format: a run of one
+    # appending the last operator again is withheld, its inserts elsewhere are not
+    plans = parse("Custom -> Plan -> Plan -> Plan", registry)
+    g = action_grammar(registry, plans)
+    assert not g.matches(render_action(AddOperator("Plan")))
+    assert g.matches(render_action(AddOperator("Plan", position=1)))
+    assert not g.matches(render_action(AddOperator("Plan", position=3)))
+
+
 def _dead_ends(automaton, budget):
     """Every (state, tokens left) the constrained sampler can reach within ``budget`` tokens, from
     the start, taking every allowed token (one representative token per free-text loop); returns

@@ -290,9 +290,28 @@ def _adds(g: _Graph, head: int, final: int, registry: OperatorRegistry, specs: l
         after = g.new()
         last = g.new()  # an operator that ends the workflow goes last: appended, never inserted
         blocked = _repeat_blocked(registry, workflow, options.max_repeats)
+        positions = list(range(1, top + (2 if appends else 1))) if inserts else []
+        refused = _inserts_refused(registry, workflow, positions, options.max_repeats)
         for spec in specs:
-            if spec.name != blocked and (appends or not spec.ends_workflow):
-                g.edge(op, spec.name, last if spec.ends_workflow else after)
+            if spec.ends_workflow:
+                if appends and spec.name != blocked:
+                    g.edge(op, spec.name, last)
+                continue
+            can_append = appends and spec.name != blocked
+            allowed = [p for p in positions if p not in refused.get(spec.name, ())]
+            if can_append == appends and len(allowed) == len(positions):
+                g.edge(op, spec.name, after)
+            elif can_append or allowed:  # some placements would be refused: this operator's own ending
+                own = g.new()
+                g.edge(op, spec.name, own)
+                if can_append:
+                    g.edge(own, _ADD.closing(0), final)
+                if allowed:
+                    at, close = g.new(), g.new()
+                    g.edge(own, _ADD.between(0), at)
+                    for p in allowed:
+                        g.edge(at, str(p), close)
+                    g.edge(close, _ADD.closing(1), final)
         if appends:
             g.edge(after, _ADD.closing(0), final)
             g.edge(last, _ADD.closing(0), final)
@@ -336,6 +355,25 @@ def _repeat_blocked(registry: OperatorRegistry, workflow: Workflow, max_repeats:
     last = workflow.steps[-1].operator
     appended = Workflow(workflow.steps + (OperatorNode(last),))
     return last if repeat_refusal(workflow, appended, registry, max_repeats) is not None else None
+
+
+def _inserts_refused(registry: OperatorRegistry, workflow: Workflow, positions: Sequence[int],
+                     max_repeats: int | None) -> dict[str, set[int]]:
+    """Operator -> the ``<position>`` values at which the canvas would refuse to insert it (its
+    repeat rule): only an operator equal to a top-level neighbour of the gap can lengthen a run."""
+    from flowsteer.canvas import repeat_refusal
+
+    if max_repeats is None or not positions:
+        return {}
+    steps = workflow.steps
+    refused: dict[str, set[int]] = {}
+    for p in positions:
+        neighbours = {s.operator for s in steps[max(0, p - 2):p] if isinstance(s, OperatorNode)}
+        for name in neighbours:
+            inserted = Workflow(steps[:p - 1] + (OperatorNode(name),) + steps[p - 1:])
+            if repeat_refusal(workflow, inserted, registry, max_repeats) is not None:
+                refused.setdefault(name, set()).add(p)
+    return refused
 
 
 def _conditional(g: _Graph, head: int, final: int, checkers: list[str], names: list[str],
