@@ -154,7 +154,6 @@ MOVED = ("flowsteer.backends", "flowsteer.retry", "flowsteer.serving", "flowstee
 
 def test_the_project_itself_imports_only_the_new_paths():
     root = CORE.parent
-    prefix = "/" + "work" + "/"  # spelled apart so that this file does not match itself
     offenders = []
     for folder in ("flowsteer", "integrations", "training", "examples", "benchmarks", "scripts"):
         for path in sorted((root / folder).rglob("*.py")):

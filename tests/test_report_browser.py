@@ -15,6 +15,7 @@ from flowsteer.evaluation import evaluate
 from flowsteer.report import write_report
 from flowsteer.testing import SimulatedExecutor
 
+
 def find_chromium() -> str | None:
     """``$FLOWSTEER_CHROMIUM``, else the first Chromium/Chrome on ``PATH``."""
     env = os.environ.get("FLOWSTEER_CHROMIUM")
