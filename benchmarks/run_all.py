@@ -4,7 +4,8 @@ Each benchmark runs as a subprocess with a timeout; its stdout is one JSON objec
 ``benchmarks/results/<name>.json``. ``RESULTS.md`` is then rebuilt from every stored result, so
 ``--only NAME`` refreshes one benchmark and keeps the others' recorded figures (each with its date).
 ``benchmarks/results/NOTES.md`` (hand-written: what the figures mean, why a target is missed) is
-copied into the report.
+copied into the report. A recorded ``learning`` result also gets its HTML page,
+``benchmarks/results/learning.html`` (``flowsteer report``: learning curves as plots, eval table).
 
     python benchmarks/run_all.py                 # everything, full size (make bench)
     python benchmarks/run_all.py --quick         # smoke sizes (results go to a temp dir unless --results-dir)
@@ -111,6 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     notes = store / "NOTES.md"  # hand-written reading of the figures, kept across runs
     (out_dir / "RESULTS.md").write_text(render_report(results, notes.read_text() if notes.exists() else ""))
     log(f"wrote {out_dir / 'RESULTS.md'}")
+    learning = store / "learning.json"
+    if "table" in results.get("learning", {}):
+        # the shipped director's HTML page: learning curves as plots, the eval table, the targets
+        from flowsteer.errors import UserError
+        from flowsteer.report import write_report
+
+        try:
+            log(f"wrote {write_report(learning, store / 'learning.html', kind='learning')}")
+        except UserError as exc:  # e.g. matplotlib missing: RESULTS.md still holds the table
+            log(f"no learning.html: {exc}")
     sys.stdout.write(json.dumps({"results_dir": str(out_dir), "ran": names, "failures": failures}) + "\n")
     return 1 if failures else 0
 

@@ -227,3 +227,19 @@ def test_card_only_rewrites_the_shipped_card_from_a_new_eval_and_keeps_the_weigh
     assert card.split("## Config", 1)[1] == config_block  # the run's config is kept
     assert (target / "adapter_model.safetensors").read_bytes() == weights
     assert ship._card_only(tmp_path / "missing.json") == 2
+
+
+def test_report_only_writes_the_learning_page_next_to_the_result(tmp_path):
+    store = tmp_path / "results"
+    store.mkdir()
+    row = {"n": 4, "accuracy": 0.5, "ci95": [0.15, 0.85], "finish_rate": 1.0, "rdiv1_rate": 1.0, "executor_calls": 6.0}
+    result = {"benchmark": "learning", "status": "ok", "quick": False, "table": {"arithmetic": {"flowsteer": row}},
+              "targets": {"arithmetic": {"finish_rate>=0.95": True}},
+              "curves": {"steps": [{"step": 1, "reward_mean": 0.5}, {"step": 2, "reward_mean": 0.9}]},
+              "machine": {"date": "d", "cpu": "c", "cpus": 2, "commit": "x", "load_average": [0, 0, 0]}}
+    (store / "learning.json").write_text(json.dumps(result))
+    out = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--report-only", "--results-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=180, cwd=BENCH.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    page = (store / "learning.html").read_text()
+    assert "data:image/png;base64," in page and "| `flowsteer`" not in page and ">flowsteer</td>" in page

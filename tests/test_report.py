@@ -252,3 +252,55 @@ def test_cli_writes_into_the_run_folder(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["report", str(run)]) == 0
     assert (run / "report.html").is_file() and "report written" in capsys.readouterr().out
     assert write_report(run, tmp_path / "x.html", kind="eval").read_text().startswith("<!DOCTYPE html>")
+
+
+def _learning_result() -> dict:
+    def row(acc, finish=None, rdiv=1.0, calls=2.0):
+        return {"n": 8, "accuracy": acc, "ci95": [acc / 2, 1.0], "finish_rate": finish, "rdiv1_rate": rdiv,
+                "executor_calls": calls, "turns": 5}
+
+    steps = [{"step": s, "reward_mean": r, "r_div": 1.0, "answer_score": a, "finished": 1.0, "kl": 0.1 * s,
+              "time_step": 300 + s, "time_rollout": 80, "time_update": 220 + s}
+             for s, r, a in ((1, 0.5, 0.5), (2, 0.75, 1.0), (3, 1.0, 1.0))]
+    return {
+        "benchmark": "learning", "method": "eval harness, n = 8",
+        "curves": {"steps": steps, "timing": {"total_wall_s": 4246, "cores": 2}},
+        "table": {"simple_functions": {"io": row(0.75), "flowsteer-sampled": row(0.875, 1.0, 0.875),
+                                       "flowsteer": row(1.0, 1.0), "untrained": row(0.5, 0.0, 0.0, 8.6)}},
+        "targets": {"simple_functions": {"finish_rate>=0.95": True, "accuracy>=untrained+0.20": True,
+                                         "rdiv1_rate>=0.90": False, "best_template_accuracy": 1.0}},
+        "measured_now": {"simple_functions": ["flowsteer", "flowsteer-sampled", "untrained"]},
+        "kept_from": {"file": "old.json", "machine": {"date": "2026-12-06 23:22 UTC"}},
+        "notes": "Greedy is the served decoding.", "machine": {"date": "2026-12-07 17:00 UTC", "commit": "abc1234"},
+    }
+
+
+def test_learning_report_plots_the_curves_and_tables_the_eval(tmp_path: Path) -> None:
+    result = tmp_path / "learning.json"
+    result.write_text(json.dumps(_learning_result()))
+    assert detect_run(result) == "learning"
+    html = build_report(result)
+    assert_self_contained(html)
+    for section in ("id='overview'", "id='curves'", "id='eval'", "id='targets'", "id='notes'"):
+        assert section in html
+    png = base64.b64decode(re.search(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html).group(1))
+    assert png[:4] == b"\x89PNG" and len(png) > 10_000
+    assert "2 / 3" in html and "70.8 min" in html  # targets met (numbers only) and the training time
+    methods = re.findall(r"<tr><td>([\w-]+)(?: \(kept\))?</td>", html)
+    assert methods[:4] == ["flowsteer", "flowsteer-sampled", "untrained", "io"]  # directors first
+    assert "io (kept)" in html and "flowsteer (kept)" not in html and "2026-12-06 23:22 UTC" in html
+    assert "MISSED" in html and "Greedy is the served decoding." in html
+    assert main(["report", str(result)]) == 0 and (tmp_path / "learning.html").is_file()
+
+
+def test_a_json_that_is_not_a_learning_result_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "overhead.json"
+    other.write_text(json.dumps({"benchmark": "overhead"}))
+    with pytest.raises(UserError, match="bench_learning result"):
+        detect_run(other)
+    with pytest.raises(UserError, match="not a bench_learning result"):
+        build_report(other, kind="learning")
+    unfinished = tmp_path / "partial.json"
+    unfinished.write_text(json.dumps({"benchmark": "learning"}))
+    with pytest.raises(UserError, match="no eval table"):
+        build_report(unfinished)

@@ -14,12 +14,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write a self-contained HTML report of an eval or training run",
         description="Write one HTML file (inline CSS, embedded PNG curves, SVG workflow diagrams, no network) "
                     "for RUN_DIR: score tables with confidence intervals, common workflow designs and the best "
-                    "and worst items of an eval run, or the curves, per-step rewards and checkpoints of a "
-                    "training run. The run type is detected from the files in RUN_DIR.",
+                    "and worst items of an eval run, the curves, per-step rewards and checkpoints of a "
+                    "training run, or the learning curves and eval table of a bench_learning result "
+                    "(benchmarks/results/learning.json). The run type is detected from the files in RUN_DIR.",
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="folder of `flowsteer eval --out` or `flowsteer train`")
-    parser.add_argument("-o", "--output", metavar="FILE", help="HTML file to write (default RUN_DIR/report.html)")
-    parser.add_argument("--type", choices=("auto", "eval", "training"), default="auto", dest="run_type",
+    parser.add_argument("run_dir", metavar="RUN_DIR",
+                        help="folder of `flowsteer eval --out` or `flowsteer train`, or a bench_learning JSON")
+    parser.add_argument("-o", "--output", metavar="FILE",
+                        help="HTML file to write (default RUN_DIR/report.html; for a JSON file, its name with .html)")
+    parser.add_argument("--type", choices=("auto", "eval", "training", "learning"), default="auto", dest="run_type",
                         help="run type (default: detected)")
     parser.add_argument("--episodes", type=int, default=3, metavar="K",
                         help="best and worst items shown in an eval report (default 3)")

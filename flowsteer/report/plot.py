@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from flowsteer.errors import MissingExtraError, UserError
 from flowsteer.runs import read_metrics
 
-__all__ = ["read_metrics", "plot_run", "DEFAULT_PANELS"]
+__all__ = ["read_metrics", "plot_run", "plot_records", "DEFAULT_PANELS"]
 
 DEFAULT_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reward", ("reward_mean", "r_div", "r_answer")),
@@ -36,6 +37,17 @@ def _smooth(values: Sequence[float], window: int) -> list[float]:
 def plot_run(run_dir: str | Path, output: str | Path | None = None, *, smooth: int = 1,
              panels: Sequence[tuple[str, Sequence[str]]] = DEFAULT_PANELS) -> Path:
     """Draw the run's curves (panels whose metrics are missing are skipped); return the PNG path."""
+    records = read_metrics(run_dir)
+    if not records:
+        raise UserError(f"{run_dir}/metrics.jsonl has no records yet: train for at least one step")
+    target = Path(output) if output is not None else Path(run_dir) / "training_curves.png"
+    return plot_records(records, target, smooth=smooth, panels=panels)
+
+
+def plot_records(records: Sequence[Mapping[str, Any]], output: str | Path, *, smooth: int = 1,
+                 panels: Sequence[tuple[str, Sequence[str]]] = DEFAULT_PANELS) -> Path:
+    """Draw per-step ``records`` (metrics.jsonl lines, or a learning result's ``curves.steps``) into
+    ``output``, one panel per title whose metrics some record holds; return the PNG path."""
     try:
         import matplotlib
     except ImportError:
@@ -44,10 +56,9 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None, *, smooth: i
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    records = read_metrics(run_dir)
     if not records:
-        raise UserError(f"{run_dir}/metrics.jsonl has no records yet: train for at least one step")
-    present = [(title, [k for k in keys if any(k in r for r in records)]) for title, keys in panels]
+        raise UserError("no per-step records to plot")
+    present = [(title, [k for k in keys if any(r.get(k) is not None for r in records)]) for title, keys in panels]
     present = [(title, keys) for title, keys in present if keys]
     cols = 2
     rows = max(1, math.ceil(len(present) / cols))
@@ -55,9 +66,9 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None, *, smooth: i
     steps = [r.get("step", i + 1) for i, r in enumerate(records)]
     for ax, (title, keys) in zip(axes.flat, present, strict=False):
         for key in keys:
-            xs = [s for s, r in zip(steps, records, strict=True) if key in r]
-            ys = _smooth([float(r[key]) for r in records if key in r], max(1, smooth))
-            ax.plot(xs, ys, label=key)
+            xs = [s for s, r in zip(steps, records, strict=True) if r.get(key) is not None]
+            ys = _smooth([float(r[key]) for r in records if r.get(key) is not None], max(1, smooth))
+            ax.plot(xs, ys, label=key, marker="o" if len(xs) < 12 else None)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
@@ -67,7 +78,7 @@ def plot_run(run_dir: str | Path, output: str | Path | None = None, *, smooth: i
     for ax in list(axes.flat)[len(present):]:
         ax.axis("off")
     fig.tight_layout()
-    target = Path(output) if output is not None else Path(run_dir) / "training_curves.png"
+    target = Path(output)
     fig.savefig(target, dpi=110)
     plt.close(fig)
     return target
