@@ -1,7 +1,8 @@
 """Embedded demo: wall time of ``flowsteer run`` on the demo task with the embedded SmolLM2 model.
 
-Runs the ``make demo`` command (``flowsteer run <GSM8K clips task> --type math --max-turns 12 --json``,
-director and executor both the embedded model, CPU) as a subprocess twice:
+Runs the ``make demo`` command (its task and ``--type`` read from the Makefile's ``demo`` target,
+with ``--json --seed 0``; director, the shipped trained one, and executor both the embedded model,
+CPU) as a subprocess twice:
 
 * ``cold``: ``FLOWSTEER_CACHE_DIR`` points at an empty temporary folder, so the GGUF is converted to
   safetensors again before loading (the first run on a fresh machine); the real cache is untouched;
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -27,8 +30,20 @@ import time
 
 from _common import ROOT, emit, log, parser
 
-TASK = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
-        "How many clips did Natalia sell altogether in April and May?")
+
+def demo_task() -> tuple[str, str]:
+    """``(task, kind)`` of the Makefile's ``demo`` target: its ``printf`` lines joined, and ``--type``."""
+    text = (ROOT / "Makefile").read_text()
+    line = next(x for x in text.split("\ndemo:", 1)[1].splitlines() if "flowsteer run" in x)
+    printf = re.search(r"printf '%s\\n%s\\n%s' (.*?)\)\"", line)
+    if printf is None:
+        raise SystemExit("bench_demo: the Makefile's demo target no longer has the printf form it reads")
+    task = "\n".join(shlex.split(printf.group(1).replace("$$", "$")))
+    kind = re.search(r"--type (\w+)", line)
+    return task, kind.group(1) if kind else "auto"
+
+
+TASK, KIND = demo_task()
 LOAD_SNIPPET = ("import time; t=time.perf_counter(); "
                 "from flowsteer.models.embedded import load_embedded_model; "
                 "load_embedded_model(); print(time.perf_counter()-t)")
@@ -51,8 +66,9 @@ def time_load(cache_dir: str | None) -> float | None:
 
 
 def run_demo(cache: str, cache_dir: str | None, max_turns: int, timeout: float) -> dict:
-    cmd = [sys.executable, "-m", "flowsteer", "run", TASK, "--type", "math", "--max-turns", str(max_turns),
-           "--json", "--seed", "0"]
+    cmd = [sys.executable, "-m", "flowsteer", "run", TASK, "--type", KIND, "--json", "--seed", "0"]
+    if max_turns:
+        cmd += ["--max-turns", str(max_turns)]
     start = time.perf_counter()
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=_env(cache_dir), timeout=timeout, cwd=ROOT)
@@ -91,7 +107,7 @@ def run_demo(cache: str, cache_dir: str | None, max_turns: int, timeout: float) 
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--skip-cold-run", action="store_true", help="time the cold model load only, not a cold episode")
-    p.add_argument("--max-turns", type=int, default=12)
+    p.add_argument("--max-turns", type=int, default=0, help="director turn limit (0: the demo's own default)")
     p.add_argument("--run-timeout", type=float, default=2400, help="seconds allowed per flowsteer run")
     args = p.parse_args(argv)
     runs, loads = [], {}
@@ -113,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     emit("demo", {
         "method": "`flowsteer run` (embedded director + executor, CPU, --seed 0) as a subprocess; cold = empty "
                   "FLOWSTEER_CACHE_DIR (GGUF converted again); tokens/s over the episode's own seconds",
-        "command": f"flowsteer run '{TASK}' --type math --max-turns {2 if args.quick else args.max_turns} --json --seed 0",
+        "command": f"flowsteer run {TASK!r} --type {KIND} --json --seed 0"
+                   + (f" --max-turns {2 if args.quick else args.max_turns}" if args.quick or args.max_turns else ""),
         "cold_run": "not measured (--skip-cold-run): see model_load_s for the cold load" if args.skip_cold_run
                     and not args.quick else ("not measured (--quick)" if args.quick else "measured"),
         "model_load_s": loads,

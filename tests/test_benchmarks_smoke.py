@@ -243,3 +243,15 @@ def test_report_only_writes_the_learning_page_next_to_the_result(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     page = (store / "learning.html").read_text()
     assert "data:image/png;base64," in page and "| `flowsteer`" not in page and ">flowsteer</td>" in page
+
+
+def test_bench_demo_runs_the_task_of_make_demo(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_demo", BENCH / "bench_demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    shell = subprocess.run(["make", "-n", "demo"], capture_output=True, text=True, cwd=BENCH.parent, check=True)
+    run_line = next(x for x in shell.stdout.splitlines() if "flowsteer run" in x)
+    printed = subprocess.run(["bash", "-c", run_line.split("flowsteer run", 1)[1].split(" --type")[0]
+                              .replace('"$(', "echo \"$(", 1)], capture_output=True, text=True, check=True)
+    assert demo.TASK == printed.stdout.rstrip("\n") and f"--type {demo.KIND}" in run_line
