@@ -319,7 +319,7 @@ def _adds(g: _Graph, head: int, final: int, registry: OperatorRegistry, specs: l
             pos = g.new()
             g.edge(after, _ADD.between(0), pos)
             close = g.new()
-            for p in range(1, top + (2 if appends else 1)):
+            for p in positions:
                 g.edge(pos, str(p), close)
             g.edge(close, _ADD.closing(1), final)
     if not appends:
