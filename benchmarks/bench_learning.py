@@ -242,7 +242,8 @@ def main() -> None:
         provenance = {"measured_now": measured, "kept_from": kept}
     curves = _curves(Path(args.run))
     if not curves["steps"] and args.keep_rows:  # the run folder is gone: the curves measured with it
-        curves = {**json.loads(Path(args.keep_rows).read_text()).get("curves", {}), "from": args.keep_rows}
+        curves = json.loads(Path(args.keep_rows).read_text()).get("curves", curves)
+        provenance["curves_from"] = args.keep_rows
     emit("learning", {"curves": curves, "table": table, "targets": _targets(table, fallbacks),
                       **provenance,
                       "fallback_templates": fallbacks, "limit": args.limit,
