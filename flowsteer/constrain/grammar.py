@@ -289,16 +289,17 @@ def _adds(g: _Graph, head: int, final: int, registry: OperatorRegistry, specs: l
         g.edge(head, _ADD.opening(), op)
         after = g.new()
         last = g.new()  # an operator that ends the workflow goes last: appended, never inserted
-        blocked = _repeat_blocked(registry, workflow, options.max_repeats)
         positions = list(range(1, top + (2 if appends else 1))) if inserts else []
-        refused = _inserts_refused(registry, workflow, positions, options.max_repeats)
+        # slot top + 1 is the append: one repeat check for every placement, as the canvas makes
+        refused = _placements_refused(registry, workflow, options.max_repeats)
         for spec in specs:
-            if spec.ends_workflow:
-                if appends and spec.name != blocked:
+            no = refused.get(spec.name, set())
+            can_append = appends and top + 1 not in no
+            if spec.ends_workflow:  # appended only
+                if can_append:
                     g.edge(op, spec.name, last)
                 continue
-            can_append = appends and spec.name != blocked
-            allowed = [p for p in positions if p not in refused.get(spec.name, ())]
+            allowed = [p for p in positions if p not in no]
             if can_append == appends and len(allowed) == len(positions):
                 g.edge(op, spec.name, after)
             elif can_append or allowed:  # some placements would be refused: this operator's own ending
@@ -345,33 +346,22 @@ def _adds(g: _Graph, head: int, final: int, registry: OperatorRegistry, specs: l
         g.edge(close, _LOOP.closing(1), final)
 
 
-def _repeat_blocked(registry: OperatorRegistry, workflow: Workflow, max_repeats: int | None) -> str | None:
-    """The operator whose append the canvas would refuse (its repeat rule), if any: only appending
-    the last operator again can lengthen a run."""
+def _placements_refused(registry: OperatorRegistry, workflow: Workflow,
+                        max_repeats: int | None) -> dict[str, set[int]]:
+    """Operator -> the slots ``1 .. len(steps) + 1`` (``<position>`` values; the last is the append)
+    where the canvas would refuse to add it (its repeat rule): only an operator equal to a top-level
+    neighbour of the slot can lengthen a run."""
     from flowsteer.canvas import repeat_refusal
 
-    if max_repeats is None or not workflow.steps or not isinstance(workflow.steps[-1], OperatorNode):
-        return None
-    last = workflow.steps[-1].operator
-    appended = Workflow(workflow.steps + (OperatorNode(last),))
-    return last if repeat_refusal(workflow, appended, registry, max_repeats) is not None else None
-
-
-def _inserts_refused(registry: OperatorRegistry, workflow: Workflow, positions: Sequence[int],
-                     max_repeats: int | None) -> dict[str, set[int]]:
-    """Operator -> the ``<position>`` values at which the canvas would refuse to insert it (its
-    repeat rule): only an operator equal to a top-level neighbour of the gap can lengthen a run."""
-    from flowsteer.canvas import repeat_refusal
-
-    if max_repeats is None or not positions:
+    if max_repeats is None:
         return {}
     steps = workflow.steps
     refused: dict[str, set[int]] = {}
-    for p in positions:
+    for p in range(1, len(steps) + 2):
         neighbours = {s.operator for s in steps[max(0, p - 2):p] if isinstance(s, OperatorNode)}
         for name in neighbours:
-            inserted = Workflow(steps[:p - 1] + (OperatorNode(name),) + steps[p - 1:])
-            if repeat_refusal(workflow, inserted, registry, max_repeats) is not None:
+            placed = Workflow(steps[:p - 1] + (OperatorNode(name),) + steps[p - 1:])
+            if repeat_refusal(workflow, placed, registry, max_repeats) is not None:
                 refused.setdefault(name, set()).add(p)
     return refused
 
