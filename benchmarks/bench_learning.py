@@ -34,9 +34,12 @@ from typing import Any
 
 from _common import ROOT, emit, log, parser
 
+from flowsteer.report.learning import DIRECTOR_ROWS
+
 FAMILIES = {"arithmetic": "math", "simple_functions": "code"}
 """Training family -> task kind (its candidates and its fallback template)."""
-DIRECTORS = ("flowsteer", "flowsteer-sampled", "untrained")
+DIRECTORS = DIRECTOR_ROWS
+"""The methods that are directors (their own-finish rate is counted)."""
 SAMPLED_TEMPERATURE = 0.6
 """``flowsteer-sampled``: the trained director at the paper's sampling temperature (the served
 director, ``DirectorConfig.small_model``, decodes greedily)."""

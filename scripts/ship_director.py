@@ -23,13 +23,14 @@ TARGET = ROOT / "flowsteer" / "director" / "adapters" / "embedded"
 
 
 def _table(learning: dict) -> str:
+    from flowsteer.report.learning import DIRECTOR_ROWS  # the directors' rows come first
+
     lines = []
     for dataset, rows in learning.get("table", {}).items():
         lines += [f"\n**{dataset}** (n = {next(iter(rows.values()))['n']} per method)\n",
                   "| method | accuracy | CI95 | own finish | R_div = 1 | executor calls/task |",
                   "|---|---|---|---|---|---|"]
-        directors = ("flowsteer", "flowsteer-sampled", "untrained")  # the directors' rows first, in this order
-        order = sorted(rows, key=lambda m: (directors.index(m) if m in directors else len(directors),
+        order = sorted(rows, key=lambda m: (DIRECTOR_ROWS.index(m) if m in DIRECTOR_ROWS else len(DIRECTOR_ROWS),
                                             -rows[m]["accuracy"]))
         for method in order:
             r = rows[method]

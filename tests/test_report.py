@@ -145,6 +145,12 @@ def director_metrics(steps: int) -> list[dict]:
     return out
 
 
+def assert_embeds_curves(html: str) -> None:
+    """The page holds the curves as an inline PNG of real size."""
+    png = base64.b64decode(re.search(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html).group(1))
+    assert png[:4] == b"\x89PNG" and len(png) > 10_000
+
+
 def test_training_report_from_metrics(tmp_path: Path) -> None:
     run = tmp_path / "train"
     run.mkdir()
@@ -155,8 +161,7 @@ def test_training_report_from_metrics(tmp_path: Path) -> None:
     assert_self_contained(html)
     for section in ("id='overview'", "id='curves'", "id='steps'", "id='checkpoints'", "id='config'"):
         assert section in html
-    png = base64.b64decode(re.search(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html).group(1))
-    assert png[:4] == b"\x89PNG" and len(png) > 10_000
+    assert_embeds_curves(html)
     assert not (run / "training_curves.png").exists()  # the report does not write into the run
     assert "0.210 → 0.800" in html and "best reward (step 60)" in html and "80.0%" in html
     assert "30 of 60 steps shown" in html and "No complete checkpoint yet" in html
@@ -283,8 +288,7 @@ def test_learning_report_plots_the_curves_and_tables_the_eval(tmp_path: Path) ->
     assert_self_contained(html)
     for section in ("id='overview'", "id='curves'", "id='eval'", "id='targets'", "id='notes'"):
         assert section in html
-    png = base64.b64decode(re.search(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html).group(1))
-    assert png[:4] == b"\x89PNG" and len(png) > 10_000
+    assert_embeds_curves(html)
     assert "2 / 3" in html and "70.8 min" in html  # targets met (numbers only) and the training time
     methods = re.findall(r"<tr><td>([\w-]+)(?: \(kept\))?</td>", html)
     assert methods[:4] == ["flowsteer", "flowsteer-sampled", "untrained", "io"]  # directors first

@@ -27,7 +27,7 @@ from flowsteer.evaluation.results import (
     summarize,
     trajectory_record,
 )
-from flowsteer.report.page import Page, esc, table
+from flowsteer.report.page import Page, cards, esc, table
 
 __all__ = ["eval_page", "TRAJECTORIES_FILE", "read_trajectories", "trajectory_record", "design_block"]
 
@@ -77,9 +77,7 @@ def _cards(items: Sequence[ItemResult], groups: Sequence[GroupSummary]) -> str:
         (str(sum(bool(r.errors) or r.status == "error" for r in items)), "items with errors"),
         (f"{sum(r.tokens_in + r.tokens_out for r in items):,}", "tokens (in + out)"),
     ]
-    return '<div class="cards">' + "".join(
-        f'<div class="card"><div class="value">{esc(v)}</div><div class="label">{esc(k)}</div></div>'
-        for v, k in figures) + "</div>"
+    return cards(figures)
 
 
 def _scores(groups: Sequence[GroupSummary]) -> str:

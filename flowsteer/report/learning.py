@@ -9,13 +9,12 @@ targets checked against the trained director's row (``targets``).
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flowsteer.errors import MissingExtraError, UserError
-from flowsteer.report.page import Page, esc, png_data_uri, table
+from flowsteer.errors import UserError
+from flowsteer.report.page import Page, cards, esc, table
 
 __all__ = ["learning_page", "read_learning", "is_learning_result", "LEARNING_PANELS", "DIRECTOR_ROWS"]
 
@@ -68,26 +67,18 @@ def _cards(data: Mapping[str, Any]) -> str:
                (str(len(steps)), "CWRPO steps")]
     if timing.get("total_wall_s"):
         figures.append((f"{float(timing['total_wall_s']) / 60:.1f} min", f"training, {timing.get('cores', '?')} cores"))
-    return '<div class="cards">' + "".join(
-        f'<div class="card"><div class="value">{esc(v)}</div><div class="label">{esc(k)}</div></div>'
-        for v, k in figures) + "</div>"
+    return cards(figures)
 
 
 def _curves(steps: Sequence[Mapping[str, Any]]) -> str:
     if not steps:
         return ("<section id='curves'><h2>Learning curves</h2><p class='note'>The result holds no per-step "
                 "curves (bench_learning reads them from the training run folder).</p></section>")
-    from flowsteer.report.plot import plot_records
+    from flowsteer.report.plot import curves_image
 
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            png = plot_records(steps, Path(tmp) / "curves.png", panels=LEARNING_PANELS).read_bytes()
-        except MissingExtraError as exc:
-            return f"<section id='curves'><h2>Learning curves</h2><p class='note'>{esc(exc)}</p></section>"
     keys = ("step", "reward_mean", "r_div", "answer_score", "finished", "kl", "time_step")
     rows = [[_f(s.get(k), 3) if k != "step" else s.get("step", "") for k in keys] for s in steps]
-    return (f"<section id='curves'><h2>Learning curves</h2><img class='curves' alt='learning curves' "
-            f"src='{png_data_uri(png)}'>"
+    return (f"<section id='curves'><h2>Learning curves</h2>{curves_image(steps, panels=LEARNING_PANELS, alt='learning curves')}"
             f"{table(('step', 'reward', 'R_div', 'answer', 'own finish', 'KL', 's / step'), rows, numeric=range(7))}"
             "</section>")
 

@@ -16,7 +16,7 @@ from string import Template
 
 from flowsteer.errors import UserError
 
-__all__ = ["Page", "esc", "table", "png_data_uri", "render_page"]
+__all__ = ["Page", "esc", "table", "cards", "png_data_uri", "render_page"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,13 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, numeric: 
         body.append(f"<tr>{cells}</tr>")
     opening = f"<table class='{esc(css)}'>" if css else "<table>"
     return f"{opening}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def cards(figures: Iterable[tuple[str, str]]) -> str:
+    """The overview row of figure cards: ``(value, label)`` each."""
+    return '<div class="cards">' + "".join(
+        f'<div class="card"><div class="value">{esc(v)}</div><div class="label">{esc(k)}</div></div>'
+        for v, k in figures) + "</div>"
 
 
 def png_data_uri(data: bytes) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 from flowsteer.errors import MissingExtraError, UserError
 from flowsteer.runs import read_metrics
 
-__all__ = ["read_metrics", "plot_run", "plot_records", "DEFAULT_PANELS"]
+__all__ = ["read_metrics", "plot_run", "plot_records", "curves_image", "DEFAULT_PANELS"]
 
 DEFAULT_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reward", ("reward_mean", "r_div", "r_answer")),
@@ -82,3 +82,19 @@ def plot_records(records: Sequence[Mapping[str, Any]], output: str | Path, *, sm
     fig.savefig(target, dpi=110)
     plt.close(fig)
     return target
+
+
+def curves_image(records: Sequence[Mapping[str, Any]], *, panels: Sequence[tuple[str, Sequence[str]]] = DEFAULT_PANELS,
+                 alt: str = "training curves") -> str:
+    """The curves of ``records`` as an inline ``<img>`` for a report page (drawn in a temporary
+    folder, never beside the run), or a note naming the missing extra."""
+    import tempfile
+
+    from flowsteer.report.page import esc, png_data_uri
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            png = plot_records(records, Path(tmp) / "curves.png", panels=panels).read_bytes()
+        except MissingExtraError as exc:
+            return f"<p class='note'>{esc(exc)}</p>"
+    return f"<img class='curves' alt='{esc(alt)}' src='{png_data_uri(png)}'>"

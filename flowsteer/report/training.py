@@ -8,13 +8,12 @@ the operators the director used), ``config.yaml`` and ``checkpoints/step_NNNNNN/
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flowsteer.errors import MissingExtraError, UserError
-from flowsteer.report.page import Page, esc, png_data_uri, table
+from flowsteer.errors import UserError
+from flowsteer.report.page import Page, cards, esc, table
 
 __all__ = ["training_page", "STEP_COLUMNS", "sample_rows"]
 
@@ -54,21 +53,13 @@ def _cards(records: Sequence[Mapping[str, Any]], checkpoints: int) -> str:
                     (f"{best:.3f}", f"best reward (step {at})")]
     if "valid_action_rate" in last:
         figures.append((f"{100 * float(last['valid_action_rate']):.1f}%", "valid actions, last step"))
-    return '<div class="cards">' + "".join(
-        f'<div class="card"><div class="value">{esc(v)}</div><div class="label">{esc(k)}</div></div>'
-        for v, k in figures) + "</div>"
+    return cards(figures)
 
 
-def _curves(run_dir: Path) -> str:
-    from flowsteer.report.plot import plot_run
+def _curves(records: Sequence[Mapping[str, Any]]) -> str:
+    from flowsteer.report.plot import curves_image
 
-    with tempfile.TemporaryDirectory() as tmp:  # never write into the run folder being reported
-        try:
-            png = plot_run(run_dir, Path(tmp) / "curves.png").read_bytes()
-        except MissingExtraError as exc:
-            return f"<section id='curves'><h2>Training curves</h2><p class='note'>{esc(exc)}</p></section>"
-    return (f"<section id='curves'><h2>Training curves</h2><img class='curves' alt='training curves' "
-            f"src='{png_data_uri(png)}'></section>")
+    return f"<section id='curves'><h2>Training curves</h2>{curves_image(records)}</section>"
 
 
 def _steps(records: Sequence[Mapping[str, Any]]) -> str:
@@ -173,7 +164,7 @@ def training_page(run_dir: Path) -> Page:
         raise UserError(f"{run_dir / 'metrics.jsonl'} has no records yet: train for at least one step")
     checkpoints, count = _checkpoints(run_dir)
     sections = [f"<section id='overview'><h2>Overview</h2>{_cards(records, count)}</section>",
-                _curves(run_dir), _steps(records), _samples(_episodes(run_dir)), checkpoints]
+                _curves(records), _steps(records), _samples(_episodes(run_dir)), checkpoints]
     sections = [x for x in sections if x]
     config = run_dir / "config.yaml"
     if config.is_file():
