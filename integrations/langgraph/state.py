@@ -32,7 +32,6 @@ __all__ = [
     "MainLaneView",
     "BranchLaneView",
     "JoinView",
-    "lane_view",
     "merge_dicts",
     "merge_lanes",
     "output_key",
@@ -186,11 +185,6 @@ class JoinView(MainLaneView, total=False):
     """What a fan-in reads: its branches and the lane it joins them into (main or a branch)."""
 
     lanes: dict[str, LaneState]
-
-
-def lane_view(lane: str) -> type:
-    """The input schema of a node of ``lane`` (:class:`MainLaneView` or :class:`BranchLaneView`)."""
-    return MainLaneView if lane == MAIN_LANE else BranchLaneView
 
 
 REQUIRED_KEYS = ("task", "value", "feedback", "checks", "verdict", "route", "lanes", "loops",

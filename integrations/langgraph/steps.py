@@ -42,7 +42,6 @@ from .state import (
     JoinView,
     MainLaneView,
     as_value,
-    lane_view,
     output_key,
     task_of_state,
     trace_entry,
@@ -56,7 +55,9 @@ def node_input(factory: str, lane: str = MAIN_LANE) -> type:
     """The ``input_schema`` of a node made by ``factory`` in ``lane``: the state keys it reads (and
     its routers read). LangGraph reads every key of a node's input schema for each run of it, so a
     node that declares the few it needs costs less than one handed the whole state."""
-    return JoinView if factory == "fan_in_node" else lane_view(lane)
+    if factory == "fan_in_node":
+        return JoinView
+    return MainLaneView if lane == MAIN_LANE else BranchLaneView
 
 
 def prepare_node() -> InlineNode:
