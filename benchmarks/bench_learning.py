@@ -3,8 +3,8 @@
 Reads a training run folder (default ``runs/director-cpu``: ``metrics.jsonl``, ``warmstart/``) for
 the learning curves and the wall time per step, then evaluates, with the same executor (the
 embedded SmolLM2-135M, greedy, 160 new tokens) and one call cache shared by every method, on
-held-out test splits of each training family (``arithmetic`` and ``simple_functions``: seed 2,
-never seen in training, seed 0) and on the GSM8K test file:
+held-out test splits of each training family (the recipe's ``data.datasets``: seed 2, never seen
+in training, seed 0) and on the GSM8K test file:
 
 * the trained director (the shipped adapter) as served, greedy (``flowsteer``), and sampled at the
   paper's temperature 0.6 (``flowsteer-sampled``), the untrained director (the same base, adapter
@@ -22,6 +22,9 @@ task. The targets of the issue are checked against the trained director's row.
     python benchmarks/bench_learning.py --only flowsteer --keep-rows benchmarks/results/learning.json
         # re-measure one method; every other row is kept from the earlier result (``measured_now``
         # and ``kept_from`` in the output say which is which)
+    python benchmarks/bench_learning.py --dataset gsm_synthetic --skip flowsteer   # one dataset only
+    ... --keep-rows benchmarks/results/learning.json --drop flowsteer-sampled
+        # a retrained adapter: rows of its methods not re-measured are dropped, not kept
 """
 
 from __future__ import annotations
@@ -36,8 +39,19 @@ from _common import ROOT, emit, log, parser
 
 from flowsteer.report.learning import DIRECTOR_ROWS
 
-FAMILIES = {"arithmetic": "math", "simple_functions": "code"}
-"""Training family -> task kind (its candidates and its fallback template)."""
+RECIPE = ROOT / "training" / "configs" / "director-cpu.yaml"
+"""The shipped director's recipe: its ``data.datasets`` are the training families evaluated here."""
+
+
+def _families(recipe: Path = RECIPE) -> dict[str, str]:
+    """Training family -> task kind (its candidates and its fallback template), from the recipe."""
+    from flowsteer.datasets import get_dataset
+    from flowsteer.training.config import load_config
+
+    return {name: get_dataset(name).kind for name in load_config(recipe).data.datasets}
+
+
+FAMILIES = _families()
 DIRECTORS = DIRECTOR_ROWS
 """The methods that are directors (their own-finish rate is counted)."""
 SAMPLED_TEMPERATURE = 0.6
@@ -105,6 +119,8 @@ async def _evaluate_all(args: Any, candidates: dict[str, list[str]]) -> Path:
     datasets: dict[str, list[Any]] = {f: load_dataset(f, None, limit=args.limit, split="test") for f in FAMILIES}
     if args.gsm8k and Path(args.gsm8k).is_file():
         datasets["gsm8k"] = load_dataset("gsm8k", args.gsm8k, limit=args.gsm8k_limit)
+    if args.dataset:
+        datasets = {name: tasks for name, tasks in datasets.items() if name in args.dataset}
     plan = []
     for order, name in enumerate(datasets):
         # GSM8K (not a training family) gets the math fallback and the taught math workflow as templates
@@ -159,9 +175,11 @@ def _rows(out: Path) -> dict[str, dict[str, Any]]:
     return table
 
 
-def _keep_rows(table: dict[str, dict[str, Any]], earlier: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def _keep_rows(table: dict[str, dict[str, Any]], earlier: Path,
+               drop: frozenset[str] = frozenset()) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """This run's rows, completed by the rows of ``earlier`` (a learning result) for methods not
-    measured now; returns the table and where the kept rows came from (file, machine, methods per dataset)."""
+    measured now (except those in ``drop``, e.g. a retrained adapter's); returns the table and where
+    the kept rows came from (file, machine, methods per dataset)."""
     try:
         document = json.loads(earlier.read_text())
         previous = document["table"]
@@ -171,7 +189,7 @@ def _keep_rows(table: dict[str, dict[str, Any]], earlier: Path) -> tuple[dict[st
     kept: dict[str, list[str]] = {}
     for dataset, rows in previous.items():
         for method, row in rows.items():
-            if method not in merged.setdefault(dataset, {}):
+            if method not in drop and method not in merged.setdefault(dataset, {}):
                 merged[dataset][method] = row
                 kept.setdefault(dataset, []).append(method)
     return merged, {"file": str(earlier), "machine": document.get("machine"), "rows": kept}
@@ -218,6 +236,10 @@ def main() -> None:
                         "finished methods are skipped anyway, the eval resumes)")
     p.add_argument("--only", action="append", default=[], metavar="METHOD",
                    help="run only these methods (the table still reads every finished one)")
+    p.add_argument("--dataset", action="append", default=[], metavar="NAME",
+                   help="evaluate only these datasets (a training family or gsm8k)")
+    p.add_argument("--drop", action="append", default=[], metavar="METHOD",
+                   help="with --keep-rows: do not keep this method's earlier rows (they measured another adapter)")
     p.add_argument("--from-eval", metavar="DIR", help="read finished evals from DIR instead of running them")
     p.add_argument("--keep-rows", metavar="JSON",
                    help="an earlier learning result: rows of methods this eval folder has not measured come from it")
@@ -241,7 +263,7 @@ def main() -> None:
     provenance: dict[str, Any] = {}
     if args.keep_rows:
         measured = {d: sorted(rows) for d, rows in table.items()}
-        table, kept = _keep_rows(table, Path(args.keep_rows))
+        table, kept = _keep_rows(table, Path(args.keep_rows), frozenset(args.drop))
         provenance = {"measured_now": measured, "kept_from": kept}
     curves = _curves(Path(args.run))
     if not curves["steps"] and args.keep_rows:  # the run folder is gone: the curves measured with it

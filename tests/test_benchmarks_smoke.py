@@ -183,6 +183,25 @@ def test_learning_keeps_earlier_rows_only_for_methods_not_measured_now(monkeypat
         learning._keep_rows(now, tmp_path / "bad.json")
 
 
+def test_learning_drops_rows_of_a_retrained_adapter_and_evaluates_the_recipes_families(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("bench_learning", BENCH / "bench_learning.py")
+    learning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning)
+
+    earlier = tmp_path / "learning.json"
+    earlier.write_text(json.dumps({"table": {"arithmetic": {"flowsteer-sampled": {"accuracy": 0.5},
+                                                            "io": {"accuracy": 0.25}}}}))
+    table, kept = learning._keep_rows({}, earlier, frozenset({"flowsteer-sampled"}))
+    assert table == {"arithmetic": {"io": {"accuracy": 0.25}}} and kept["rows"] == {"arithmetic": ["io"]}
+    # the evaluated families are the shipped recipe's training datasets, with their task kinds
+    from flowsteer.training.config import load_config
+    assert list(learning.FAMILIES) == list(load_config(learning.RECIPE).data.datasets)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("data:\n  datasets: [simple_functions, gsm_synthetic]\n")
+    assert learning._families(recipe) == {"simple_functions": "code", "gsm_synthetic": "math"}
+
+
 def test_the_model_card_table_says_which_rows_this_adapter_was_measured_with():
     spec = importlib.util.spec_from_file_location("ship_director", BENCH.parent / "scripts" / "ship_director.py")
     ship = importlib.util.module_from_spec(spec)
