@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine:
-#   make demo   -> creates .venv, installs the embedded model, runs the trained Flow-Director on a held-out arithmetic task
+#   make demo   -> creates .venv, installs the embedded model, runs the trained Flow-Director on a small code task (combine_sum) it solves
 #   make test   -> creates .venv and runs the default (fast) test suite
 PYTHON ?= python3
 VENV := .venv
