@@ -116,11 +116,13 @@ async def _evaluate_all(args: Any, candidates: dict[str, list[str]]) -> Path:
     embedded = load_chat_model("embedded", max_new_tokens=160)  # executor role: base weights
     base_director = embedded.share(director_adapter=None, adapter=BASE_WEIGHTS)
     config = DirectorConfig.small_model(constrained=True, extra_call_kwargs={"seed": args.seed})
-    datasets: dict[str, list[Any]] = {f: load_dataset(f, None, limit=args.limit, split="test") for f in FAMILIES}
-    if args.gsm8k and Path(args.gsm8k).is_file():
+    def wanted(name: str) -> bool:
+        return not args.dataset or name in args.dataset
+
+    datasets: dict[str, list[Any]] = {f: load_dataset(f, None, limit=args.limit, split="test")
+                                      for f in FAMILIES if wanted(f)}
+    if wanted("gsm8k") and args.gsm8k and Path(args.gsm8k).is_file():
         datasets["gsm8k"] = load_dataset("gsm8k", args.gsm8k, limit=args.gsm8k_limit)
-    if args.dataset:
-        datasets = {name: tasks for name, tasks in datasets.items() if name in args.dataset}
     plan = []
     for order, name in enumerate(datasets):
         # GSM8K (not a training family) gets the math fallback and the taught math workflow as templates

@@ -135,12 +135,17 @@ def test_report_marks_misses_and_failures():
     assert "Not measured: timeout" in text
 
 
-def test_learning_targets_and_family_gap_from_a_table(monkeypatch):
+@pytest.fixture
+def learning(monkeypatch):
+    """benchmarks/bench_learning.py as a module (it imports the benchmarks' _common)."""
     monkeypatch.syspath_prepend(str(BENCH))
     spec = importlib.util.spec_from_file_location("bench_learning", BENCH / "bench_learning.py")
-    learning = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(learning)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
+
+def test_learning_targets_and_family_gap_from_a_table(learning):
     def row(acc, calls, finish=None, rdiv=1.0):
         return {"n": 8, "accuracy": acc, "ci95": [0, 1], "finish_rate": finish, "rdiv1_rate": rdiv,
                 "executor_calls": calls, "turns": 5}
@@ -162,12 +167,7 @@ def test_learning_targets_and_family_gap_from_a_table(monkeypatch):
     assert code["template_gap"] == pytest.approx(0.05) and not code["family_qualifies(gap>=0.20)"]
 
 
-def test_learning_keeps_earlier_rows_only_for_methods_not_measured_now(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_learning", BENCH / "bench_learning.py")
-    learning = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(learning)
-
+def test_learning_keeps_earlier_rows_only_for_methods_not_measured_now(learning, tmp_path):
     earlier = tmp_path / "learning.json"
     earlier.write_text(json.dumps({"machine": {"commit": "old"}, "table": {
         "arithmetic": {"flowsteer": {"accuracy": 0.1}, "io": {"accuracy": 0.25}},
@@ -183,12 +183,7 @@ def test_learning_keeps_earlier_rows_only_for_methods_not_measured_now(monkeypat
         learning._keep_rows(now, tmp_path / "bad.json")
 
 
-def test_learning_drops_rows_of_a_retrained_adapter_and_evaluates_the_recipes_families(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_learning", BENCH / "bench_learning.py")
-    learning = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(learning)
-
+def test_learning_drops_rows_of_a_retrained_adapter_and_evaluates_the_recipes_families(learning, tmp_path):
     earlier = tmp_path / "learning.json"
     earlier.write_text(json.dumps({"table": {"arithmetic": {"flowsteer-sampled": {"accuracy": 0.5},
                                                             "io": {"accuracy": 0.25}}}}))
