@@ -54,10 +54,10 @@ def main() -> None:
     for update in graph.stream({"question": args.question}, stream_mode="updates"):
         for node, values in update.items():
             values = values or {}
-            outputs = values.get("outputs")
-            if isinstance(outputs, Overwrite):  # the first node starts the run: it overwrites the key
-                outputs = outputs.value
-            shown = "; ".join(f"{k}: {v[:60]!r}" for k, v in outputs.items()) if isinstance(outputs, dict) else ""
+            entries = values.get("trace") or ()  # each operator node's update holds its trace entry
+            if isinstance(entries, Overwrite):  # the first node starts the run: it overwrites the key
+                entries = entries.value
+            shown = "; ".join(f"{e['node_id']}#{e['iteration']}: {e['output'][:60]!r}" for e in entries)
             print(f"  {node:<22} {shown}")
             answer = values.get("answer", answer)
     print(f"answer: {answer}")

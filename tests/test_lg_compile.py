@@ -116,19 +116,60 @@ def test_node_names_are_readable_and_the_graph_is_a_state_graph():
 
 def test_nodes_read_only_their_lane_not_the_accumulated_run():
     """Each node's input schema lists the keys it reads: LangGraph reads every one of them per run of
-    the node, so ``outputs``/``trace``/``answer`` (which only grow) are never read, and a node of a
-    branch reads the branch lanes instead of the main lane's keys."""
+    the node, so ``outputs``/``trace``/``answer`` (which only grow) are read by no node between the
+    run's first (which resets what an earlier run left) and its last (which derives ``outputs`` from
+    the trace), and a node of a branch reads the branch lanes instead of the main lane's keys."""
     graph = compile_("Custom -> [Custom, Verify ? Revise : done] -> ScEnsemble -> (Verify ? Revise : done) * 2")
     read = {name: set(node.channels) for name, node in graph.nodes.items() if name != "__start__"}
     assert read, graph.nodes
+    first = "node_1_Custom"
+    last = {name for name in read if name.endswith(("_loop", "_exit"))}  # leaving the loop ends the run
+    assert len(last) == 2, read
     for name, channels in read.items():
-        assert not channels & {"outputs", "trace", "answer"}, (name, channels)
+        if name != first and name not in last:
+            assert not channels & {"outputs", "trace", "answer"}, (name, channels)
+    assert {"answer", "outputs", "lanes"} <= read[first] and "trace" not in read[first]
+    for name in last:
+        assert "trace" in read[name] and not read[name] & {"outputs", "answer"}
     assert "lanes" in read["node_5_Verify"] and "value" not in read["node_5_Verify"]
-    assert "value" in read["node_1_Custom"] and "lanes" not in read["node_1_Custom"]
+    assert "value" in read["node_1_Custom"]
     assert {"lanes", "value"} <= read["node_2_fanin"]
     state = graph.invoke({"question": "q?"})  # and the run is unchanged
     assert {"node_1#0", "node_3#0", "node_5#0", "node_7#0", "node_10#0"} <= set(state["outputs"])
     assert state["answer"] == state["outputs"][ran(state)[-1]]
+
+
+def test_a_plain_chain_carries_only_the_channels_it_uses():
+    """A node between the first and the last of a chain reads the task and the flow only, and a run
+    writes no channel it does not use (each available channel costs LangGraph a sweep per step);
+    the result has the same keys as any other run's."""
+    graph = compile_("Custom -> Revise -> Revise -> Format", model("draft"))
+    read = {name: set(node.channels) for name, node in graph.nodes.items()}
+    assert read["node_2_Revise"] == read["node_3_Revise"] == {"task", "value", "feedback", "verdict"}
+    updates = [next(iter(u.values())) for u in graph.stream({"question": "q"}, stream_mode="updates")]
+    written = set().union(*updates)
+    assert not written & {"lanes", "checks", "route", "loops"}, written
+    assert not any("outputs" in u for u in updates[:-1])  # written once, by the node that ends the run
+    state = compile_("Custom -> Revise -> Revise -> Format", model("draft")).invoke({"question": "q"})
+    assert state["outputs"] == {"node_1#0": "draft", "node_2#0": "draft+fix", "node_3#0": "draft+fix+fix",
+                                "node_4#0": "<draft+fix+fix>"}
+    assert state["feedback"] is None and state["verdict"] is None and state["loops"] == {}
+    loop = compile_("Custom -> (Review ? Revise : done) * 2", model("a"))
+    assert set(state) == set(loop.invoke({"question": "q"}))
+
+
+def test_a_run_on_a_thread_resets_only_what_an_earlier_run_left():
+    graph = compile_("(Review ? Revise : done) * 2 -> Format", model("a"), checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "t"}}
+    first = [next(iter(u.values())) for u in graph.stream({"question": "q1"}, config, stream_mode="updates")][0]
+    assert not set(first) & {"value", "lanes", "checks", "answer", "outputs"}  # nothing to reset yet
+    second = [next(iter(u.values())) for u in graph.stream({"question": "q2"}, config, stream_mode="updates")][0]
+    assert second["answer"] == "" and second["value"] is None
+    assert isinstance(second["outputs"], Overwrite) and second["outputs"].value == {}
+    assert isinstance(second["loops"], Overwrite)
+    state = graph.get_state(config).values
+    assert state["question"] == "q2" and set(state["outputs"]) == {f"{e['node_id']}#{e['iteration']}"
+                                                                   for e in state["trace"]}
 
 
 def test_plain_chain_passes_values_and_answers_with_the_last_output():
@@ -237,9 +278,11 @@ def test_stream_updates_yield_one_update_per_node():
     # no node beyond the workflow's own: the first starts the run, the last writes the answer
     assert names == ["node_1_Custom", "node_3_Review", "node_4_Revise", "node_5_Format"]
     first = updates[0]["node_1_Custom"]
-    assert isinstance(first["outputs"], Overwrite) and first["outputs"].value == {"node_1#0": "draft"}
+    assert isinstance(first["trace"], Overwrite) and [e["output"] for e in first["trace"].value] == ["draft"]
     assert first["question"] == "q" and "answer" not in updates[2]["node_4_Revise"]
-    assert updates[-1]["node_5_Format"]["answer"] == "<draft+fix>"
+    last = updates[-1]["node_5_Format"]
+    assert last["answer"] == "<draft+fix>" and last["outputs"]["node_5#0"] == "<draft+fix>"
+    assert set(last["outputs"]) == {"node_1#0", "node_3#0", "node_4#0", "node_5#0"}
 
 
 async def test_astream_updates():

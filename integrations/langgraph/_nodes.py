@@ -13,7 +13,7 @@ from flowsteer.errors import UserError
 from flowsteer.sync import run_sync
 from flowsteer.workflow.interpreter import final_answer
 
-from .state import MAIN_LANE, LaneState, TaskState, as_value, task_to_state
+from .state import MAIN_LANE, LaneState, TaskState, as_value, output_key, task_to_state
 
 __all__ = [
     "read_lane", "write_lane", "run_sync", "route_of", "join_route", "loop_gate", "loop_exit", "fan_out", "fan_in",
@@ -122,7 +122,7 @@ def loop_gate(loop_id: str, count: int, lane: str, closes_lane: bool,
         # Leaving resets the counter, so the next entry (e.g. in an outer loop) starts at 0.
         out = {**write_lane(lane, update), "loops": {loop_id: 0 if leave else iteration + 1}}
         if leave and ends:
-            out.update(end_run(read_lane(state, lane).get("value")))
+            out.update(end_run(read_lane(state, lane).get("value"), state, out))
         return out
 
     gate.__name__ = f"{loop_id}_loop"
@@ -141,7 +141,8 @@ def loop_exit(loop_id: str, lane: str, closes_lane: bool, ends: bool = False) ->
         update = LaneState(checks=checks, route="exit" if leave else "on", done=leave and closes_lane)
         if not leave:
             return write_lane(lane, update)
-        return {**write_lane(lane, update), "loops": {loop_id: 0}, **(end_run(flow.get("value")) if ends else {})}
+        out = {**write_lane(lane, update), "loops": {loop_id: 0}}
+        return {**out, **end_run(flow.get("value"), state, out)} if ends else out
 
     exit_node.__name__ = f"{loop_id}_exit"
     return exit_node
@@ -186,31 +187,62 @@ def fan_in(lane: str, lanes: Sequence[str], closes_lane: bool, ends: bool = Fals
             route="next",
             done=closes_lane,
         )
-        return {**write_lane(lane, update), **(end_run(update["value"]) if ends else {})}
+        out = write_lane(lane, update)
+        return {**out, **end_run(update["value"], state, out)} if ends else out
 
     return fan_in_node
 
 
+_CLEAN: dict[str, Any] = {"value": None, "feedback": None, "checks": {}, "verdict": None, "route": "",
+                          "answer": "", "lanes": {}, "loops": {}, "outputs": {}}
+"""What a run starts from, per key. A key whose channel holds nothing is left alone: writing it
+would make it a channel LangGraph carries through every later step of the run."""
+
+_REDUCED = ("lanes", "loops", "outputs")
+"""Keys with a merging reducer: a reset must replace them (``Overwrite``), not merge into them."""
+
+OUTPUT_DEFAULTS: dict[str, Any] = {"feedback": None, "verdict": None, "loops": {}}
+"""The output keys a run may never write (no checker ran, no loop): the node that ends the run
+writes them, so a run's result has the same keys whatever the workflow did."""
+
+
 def start_run(state: Mapping[str, Any]) -> tuple[TaskState, dict[str, Any]]:
     """What a run starts with: the task from the input and the update that gives the run a clean
-    slate (the accumulating keys are overwritten, so a later run on a checkpointed thread starts
-    afresh). The workflow's entry node applies it; a workflow that starts with a loop (whose first
-    node runs again each iteration) or has no steps has a ``prepare`` node for it."""
+    slate. What an earlier run on a checkpointed thread left (``value``, ``checks``, ``lanes``,
+    ``answer``, ...) is reset, and the accumulating ``outputs``/``trace`` are overwritten; a key no
+    run has written stays unwritten. The workflow's entry node applies it (its input schema,
+    :class:`~flowsteer.integrations.langgraph.state.EntryView`, holds every key it may reset); a
+    workflow that starts with a loop (whose first node runs again each iteration) or has no steps
+    has a ``prepare`` node for it."""
     raw = state.get("task") or state.get("question")
     if not raw:
         raise UserError("the workflow graph needs an input: pass {'question': '...'} or {'task': {...}}")
     task = task_to_state(raw)
-    return task, {
-        "task": task, "question": task["question"], "value": None, "feedback": None, "checks": {},
-        "verdict": None, "route": "", "answer": "",
-        "lanes": Overwrite({}), "loops": Overwrite({}), "outputs": Overwrite({}), "trace": Overwrite([]),
+    reset: dict[str, Any] = {"task": task, "question": task["question"]}
+    for key, clean in _CLEAN.items():
+        if key in state and state[key] != clean:
+            reset[key] = Overwrite(clean) if key in _REDUCED else clean
+    reset["trace"] = Overwrite([])
+    return task, reset
+
+
+def end_run(value: Any, state: Mapping[str, Any], update: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The update of the node that ends a run, from what it read (``state``) and its own ``update``:
+    the answer from the last value; ``outputs``, one per executed operator node, from the run's
+    trace (the nodes write only their trace entries, each channel write being a cost LangGraph pays
+    per node); and the :data:`OUTPUT_DEFAULTS` that neither holds. ``task`` is cleared so that a
+    later run on the same checkpointed thread reads its own input."""
+    update = update or {}
+    own = update.get("trace", [])
+    entries = own.value if isinstance(own, Overwrite) else [*(state.get("trace") or ()), *own]
+    out: dict[str, Any] = {
+        "answer": final_answer(as_value(value)), "task": None,
+        "outputs": {output_key(e["node_id"], e["iteration"]): e["output"] for e in entries},
     }
-
-
-def end_run(value: Any) -> dict[str, Any]:
-    """The update of the node that ends a run: the answer from the last value. ``task`` is cleared so
-    that a later run on the same checkpointed thread reads its own input."""
-    return {"answer": final_answer(as_value(value)), "task": None}
+    for key, default in OUTPUT_DEFAULTS.items():
+        if key not in state and key not in update:
+            out[key] = default
+    return out
 
 
 def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -220,4 +252,4 @@ def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
 
 def finalize(state: Mapping[str, Any]) -> dict[str, Any]:
     """The ``finalize`` node of a workflow without steps: :func:`end_run` on its own."""
-    return end_run(state.get("value"))
+    return end_run(state.get("value"), state)

@@ -124,7 +124,7 @@ class _BuildSink:
         self.graph, self.runner, self.cache, self.node_options = graph, runner, cache, dict(node_options)
 
     def node(self, name: str, factory: str, **kwargs: Any) -> None:
-        schema = steps.node_input(factory, kwargs.get("lane", MAIN_LANE))
+        schema = steps.node_input(factory, **kwargs)
         if factory == "operator_node":
             self.graph.add_node(name, steps.operator_node(self.runner, cache=self.cache, **kwargs),
                                 input_schema=schema, **self.node_options)
@@ -340,10 +340,11 @@ def build_state_graph(
         cache: a :class:`NodeCache` shared across runs (same key as the core interpreter).
 
     Invoke the compiled graph with ``{"question": "..."}`` or ``task_input(task)``; the result holds
-    ``answer``, ``value``, ``outputs`` (``"node_id#iteration" -> output``) and ``trace``. In
-    ``stream_mode="updates"`` every node reports its own update; the run's first node resets the
-    accumulating keys with ``langgraph.types.Overwrite`` values (``update["outputs"].value``), and
-    the node that ends the run writes ``answer``.
+    ``answer``, ``outputs`` (``"node_id#iteration" -> output``) and ``trace``. In
+    ``stream_mode="updates"`` every node reports its own update (an operator node: its ``trace``
+    entry); the run's first node resets what an earlier run on the thread left, the accumulating
+    keys with ``langgraph.types.Overwrite`` values (``update["trace"].value``), and the node that ends
+    the run writes ``answer`` and ``outputs`` (derived from the trace: mid-run, read ``trace``).
     """
     runner = _make_runner(executor, sandbox, registry)
     return build_graph_with_runner(workflow, runner, state_schema=state_schema, retry_policy=retry_policy,

@@ -17,7 +17,6 @@ from flowsteer.workflow.ir import Chain, Conditional, Loop, OperatorNode, Parall
 from flowsteer.workflow.validation import validate
 
 from .compiler import build_graph_with_runner
-from .state import MAIN_LANE
 from .steps import node_input
 
 if TYPE_CHECKING:
@@ -181,6 +180,7 @@ class _SourceSink:
     def node(self, name: str, factory: str, **kwargs: Any) -> None:
         self.factories.add(factory)
         args = []
+        schema = node_input(factory, **kwargs).__name__
         if factory == "operator_node":
             node = kwargs.pop("node")
             args += ["runner", f"WORKFLOW.find({_str(node.id)})"]
@@ -194,7 +194,6 @@ class _SourceSink:
             args.append(literal if key in positional else f"{key}={literal}")
         if factory == "operator_node":
             args.append("cache=cache")
-        schema = node_input(factory, kwargs.get("lane", MAIN_LANE)).__name__
         self.factories.add(schema)
         self.nodes.append(f"    builder.add_node({_str(name)}, {factory}({', '.join(args)}), input_schema={schema})")
 

@@ -29,7 +29,11 @@ __all__ = [
     "LaneState",
     "TaskState",
     "TraceEntry",
+    "FlowView",
     "MainLaneView",
+    "EntryView",
+    "EndView",
+    "RunView",
     "BranchLaneView",
     "JoinView",
     "merge_dicts",
@@ -157,6 +161,16 @@ class WorkflowState(TypedDict, total=False):
     """The workflow's answer (:func:`flowsteer.workflow.interpreter.final_answer` of the last value)."""
 
 
+class FlowView(TypedDict, total=False):
+    """What a plain operator node of the main lane reads (not the run's first or last node, not in a
+    loop, no conditional after it): the task and the flow it continues."""
+
+    task: TaskState
+    value: Any
+    feedback: str | None
+    verdict: bool | None
+
+
 class MainLaneView(TypedDict, total=False):
     """What a node of the main lane reads: the task and the main lane's flow (not ``outputs``,
     ``trace`` or ``answer``, which nodes only write). Each key a node reads is a channel LangGraph
@@ -185,6 +199,25 @@ class JoinView(MainLaneView, total=False):
     """What a fan-in reads: its branches and the lane it joins them into (main or a branch)."""
 
     lanes: dict[str, LaneState]
+
+
+class EntryView(JoinView, total=False):
+    """What the node that starts a run reads: its input, and every key an earlier run on the same
+    checkpointed thread may have left, so that it resets exactly those."""
+
+    answer: str
+    outputs: dict[str, str]
+
+
+class EndView(JoinView, total=False):
+    """What the node that ends a run reads: its lane and the run's trace, from which it writes
+    ``outputs``."""
+
+    trace: list[TraceEntry]
+
+
+class RunView(EntryView, EndView, total=False):
+    """What the node of a one-node workflow reads: it both starts and ends the run."""
 
 
 REQUIRED_KEYS = ("task", "value", "feedback", "checks", "verdict", "route", "lanes", "loops",

@@ -39,25 +39,41 @@ from ._nodes import (
 from .state import (
     MAIN_LANE,
     BranchLaneView,
+    EndView,
+    EntryView,
+    FlowView,
     JoinView,
     MainLaneView,
+    RunView,
     as_value,
-    output_key,
     task_of_state,
     trace_entry,
 )
 
 __all__ = ["prepare_node", "finalize_node", "operator_node", "loop_gate_node", "loop_exit_node", "fan_out_node",
-           "fan_in_node", "route", "join", "node_input", "MAIN_LANE", "MainLaneView", "BranchLaneView", "JoinView"]
+           "fan_in_node", "route", "join", "node_input", "MAIN_LANE", "FlowView", "MainLaneView", "EntryView", "EndView", "RunView",
+           "BranchLaneView", "JoinView"]
 
 
-def node_input(factory: str, lane: str = MAIN_LANE) -> type:
-    """The ``input_schema`` of a node made by ``factory`` in ``lane``: the state keys it reads (and
-    its routers read). LangGraph reads every key of a node's input schema for each run of it, so a
-    node that declares the few it needs costs less than one handed the whole state."""
+def node_input(factory: str, lane: str = MAIN_LANE, *, entry: bool = False, ends: bool = False,
+               loops: Sequence[str] = (), routes: bool | None = None, **_: Any) -> type:
+    """The ``input_schema`` of a node made by ``factory`` (with the same keyword arguments): the
+    state keys it reads (and its routers read). LangGraph reads every key of a node's input schema
+    for each run of it, so a node that declares the few it needs costs less than one handed the
+    whole state: a plain operator node of the main lane reads :class:`FlowView`; the node that
+    starts the run, :class:`EntryView` (what it may reset); the node that ends it,
+    :class:`EndView` (the trace it derives ``outputs`` from); a one-node workflow's, :class:`RunView`."""
+    entry = entry or factory == "prepare_node"
+    ends = ends or factory == "finalize_node"
+    if entry or ends:
+        return RunView if entry and ends else EntryView if entry else EndView
     if factory == "fan_in_node":
         return JoinView
-    return MainLaneView if lane == MAIN_LANE else BranchLaneView
+    if lane != MAIN_LANE:
+        return BranchLaneView
+    if factory == "operator_node" and not loops and routes is None:
+        return FlowView
+    return MainLaneView
 
 
 def prepare_node() -> InlineNode:
@@ -122,14 +138,15 @@ def operator_node(runner: Any, node: OperatorNode, *, lane: str = MAIN_LANE, loo
         else:
             update["done"] = closes_lane and (routes is None or (routes and verdict is True))
             out = {"lanes": {lane: update}}
-        outputs = {output_key(node.id, iteration): result.output}
+        # ``outputs`` is written once, by the node that ends the run (from the trace): each written
+        # key is a channel update LangGraph pays for on every node
         entries = [trace_entry(trace)]
         if reset is None:
-            out["outputs"], out["trace"] = outputs, entries
+            out["trace"] = entries
         else:
-            out = {**reset, **out, "outputs": Overwrite(outputs), "trace": Overwrite(entries)}
+            out = {**reset, **out, "trace": Overwrite(entries)}
         if ending and (routes is None or verdict is True):
-            out.update(end_run(result.output))
+            out.update(end_run(result.output, state, out))
         return out
 
     return AsyncNode(f"{node.id}_{node.operator}", arun)
