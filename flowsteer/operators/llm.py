@@ -194,6 +194,12 @@ class LLMOperator(Operator):
     async def ask(self, messages: list[BaseMessage], config: RunnableConfig | None) -> tuple[str, Usage]:
         """One executor call; returns the reply text and its usage. Backend errors propagate
         (the interpreter turns them into an :class:`~flowsteer.errors.OperatorError` naming the node)."""
+        from langchain_core.runnables.config import var_child_runnable_config
+
+        if config is not None and config is var_child_runnable_config.get():
+            # already the context's config (a LangGraph node's), where the model reads it; passed
+            # as well, the call would copy it (its callbacks) a second time
+            config = None
         reply = await self.context.model.ainvoke(messages, config=config)
         return reply_text(reply), usage_of(reply)
 
