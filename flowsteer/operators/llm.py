@@ -17,6 +17,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from langchain_core.runnables.config import var_child_runnable_config
+
 from flowsteer.errors import UserError
 from flowsteer.operators.base import Operator, OperatorCall, OperatorResult, Usage
 from flowsteer.operators.parsing import candidates
@@ -194,8 +196,6 @@ class LLMOperator(Operator):
     async def ask(self, messages: list[BaseMessage], config: RunnableConfig | None) -> tuple[str, Usage]:
         """One executor call; returns the reply text and its usage. Backend errors propagate
         (the interpreter turns them into an :class:`~flowsteer.errors.OperatorError` naming the node)."""
-        from langchain_core.runnables.config import var_child_runnable_config
-
         if config is not None and config is var_child_runnable_config.get():
             # already the context's config (a LangGraph node's), where the model reads it; passed
             # as well, the call would copy it (its callbacks) a second time

@@ -201,7 +201,7 @@ would make it a channel LangGraph carries through every later step of the run.""
 _REDUCED = ("lanes", "loops", "outputs")
 """Keys with a merging reducer: a reset must replace them (``Overwrite``), not merge into them."""
 
-OUTPUT_DEFAULTS: dict[str, Any] = {"feedback": None, "verdict": None, "loops": {}}
+OUTPUT_DEFAULTS: dict[str, Any] = {key: _CLEAN[key] for key in ("feedback", "verdict", "loops")}
 """The output keys a run may never write (no checker ran, no loop): the node that ends the run
 writes them, so a run's result has the same keys whatever the workflow did."""
 

@@ -51,8 +51,8 @@ from .state import (
 )
 
 __all__ = ["prepare_node", "finalize_node", "operator_node", "loop_gate_node", "loop_exit_node", "fan_out_node",
-           "fan_in_node", "route", "join", "node_input", "MAIN_LANE", "FlowView", "MainLaneView", "EntryView", "EndView", "RunView",
-           "BranchLaneView", "JoinView"]
+           "fan_in_node", "route", "join", "node_input", "MAIN_LANE", "FlowView", "MainLaneView", "EntryView",
+           "EndView", "RunView", "BranchLaneView", "JoinView"]
 
 
 def node_input(factory: str, lane: str = MAIN_LANE, *, entry: bool = False, ends: bool = False,
